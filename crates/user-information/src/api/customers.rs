@@ -1,0 +1,487 @@
+//! `/v1/customers`: DTOs (`CustomerIn`, `CustomerPatch`, `CustomerOut`), their mapping to the
+//! domain, and the handlers.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use vitrine_kernel::{Cep, Cnpj, Email, Phone, Uf};
+use vitrine_platform::http::{
+    ApiError, AppJson, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
+};
+
+use super::{AppState, authorize_customer, customer_id, page_params};
+use crate::domain::{Address, Customer, CustomerChanges, CustomerDetails, CustomerStatus, Text};
+use crate::store::CustomerFilter;
+
+// Text bounds, generous for real Brazilian company data.
+const NAME_MAX: usize = 200;
+const STREET_MAX: usize = 200;
+const NUMBER_MAX: usize = 20;
+const COMPLEMENT_MAX: usize = 100;
+const PLACE_MAX: usize = 100;
+
+/// A customer to register.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerIn {
+    /// Numeric or 2026 alphanumeric CNPJ, with or without mask (`12.ABC.345/01DE-35`).
+    #[schema(example = "12.ABC.345/01DE-35")]
+    pub cnpj: String,
+    #[schema(example = "Comercial Exemplo Ltda")]
+    pub legal_name: String,
+    #[serde(default)]
+    pub trade_name: Option<String>,
+    #[schema(example = "compras@exemplo.com.br")]
+    pub email: String,
+    /// Brazilian phone in any common form; stored as E.164 (`+5511987654321`).
+    #[serde(default)]
+    #[schema(example = "(11) 98765-4321")]
+    pub phone: Option<String>,
+    pub address: AddressIn,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressIn {
+    pub street: String,
+    pub number: String,
+    #[serde(default)]
+    pub complement: Option<String>,
+    pub district: String,
+    pub city: String,
+    /// Two-letter UF code.
+    #[schema(example = "SP")]
+    pub state: String,
+    /// CEP, 8 digits with or without the dash.
+    #[schema(example = "01310-100")]
+    pub postal_code: String,
+}
+
+/// A partial update: send only what changes; `null` clears an optional field. `address` is
+/// replaced as a whole. Only admins may change `status`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerPatch {
+    pub cnpj: Option<String>,
+    pub legal_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub trade_name: Option<Option<String>>,
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    pub address: Option<AddressIn>,
+    pub status: Option<StatusChange>,
+}
+
+/// Statuses a PATCH may set; closing is `DELETE`.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusChange {
+    Active,
+    Suspended,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerOut {
+    pub id: Uuid,
+    /// 14 uppercase characters, no mask.
+    #[schema(example = "12ABC34501DE35")]
+    pub cnpj: String,
+    pub legal_name: String,
+    pub trade_name: Option<String>,
+    pub email: String,
+    /// E.164.
+    pub phone: Option<String>,
+    pub address: AddressOut,
+    pub status: StatusOut,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddressOut {
+    pub street: String,
+    pub number: String,
+    pub complement: Option<String>,
+    pub district: String,
+    pub city: String,
+    pub state: String,
+    /// 8 digits, no dash.
+    pub postal_code: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StatusOut {
+    Active,
+    Suspended,
+    Closed,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerList {
+    pub items: Vec<CustomerOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListCustomersQuery {
+    /// 1-100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Exact CNPJ, masked or not.
+    pub cnpj: Option<String>,
+    /// `active`, `suspended` or `closed`.
+    pub status: Option<String>,
+}
+
+impl From<Customer> for CustomerOut {
+    fn from(customer: Customer) -> Self {
+        let CustomerDetails {
+            cnpj,
+            legal_name,
+            trade_name,
+            email,
+            phone,
+            address,
+        } = customer.details;
+        CustomerOut {
+            id: customer.id.as_uuid(),
+            cnpj: cnpj.as_str().to_owned(),
+            legal_name: legal_name.as_str().to_owned(),
+            trade_name: trade_name.map(|t| t.as_str().to_owned()),
+            email: email.as_str().to_owned(),
+            phone: phone.map(|p| p.as_str().to_owned()),
+            address: AddressOut {
+                street: address.street.as_str().to_owned(),
+                number: address.number.as_str().to_owned(),
+                complement: address.complement.map(|c| c.as_str().to_owned()),
+                district: address.district.as_str().to_owned(),
+                city: address.city.as_str().to_owned(),
+                state: address.state.as_str().to_owned(),
+                postal_code: address.postal_code.as_str().to_owned(),
+            },
+            status: match customer.status {
+                CustomerStatus::Active => StatusOut::Active,
+                CustomerStatus::Suspended => StatusOut::Suspended,
+                CustomerStatus::Closed => StatusOut::Closed,
+            },
+            created_at: customer.created_at,
+            updated_at: customer.updated_at,
+        }
+    }
+}
+
+fn text(fields: &mut Fields, field: &str, raw: &str, max: usize) -> Option<Text> {
+    fields.check(field, Text::parse(raw, max))
+}
+
+fn optional_text(
+    fields: &mut Fields,
+    field: &str,
+    raw: Option<&str>,
+    max: usize,
+) -> Option<Option<Text>> {
+    match raw.map(str::trim) {
+        None | Some("") => Some(None),
+        Some(raw) => text(fields, field, raw, max).map(Some),
+    }
+}
+
+fn optional_phone(fields: &mut Fields, raw: Option<&str>) -> Option<Option<Phone>> {
+    match raw.map(str::trim) {
+        None | Some("") => Some(None),
+        Some(raw) => fields.check("phone", Phone::parse(raw)).map(Some),
+    }
+}
+
+fn parse_address(fields: &mut Fields, input: &AddressIn) -> Option<Address> {
+    let street = text(fields, "address.street", &input.street, STREET_MAX);
+    let number = text(fields, "address.number", &input.number, NUMBER_MAX);
+    let complement = optional_text(
+        fields,
+        "address.complement",
+        input.complement.as_deref(),
+        COMPLEMENT_MAX,
+    );
+    let district = text(fields, "address.district", &input.district, PLACE_MAX);
+    let city = text(fields, "address.city", &input.city, PLACE_MAX);
+    let state = fields.check("address.state", Uf::parse(&input.state));
+    let postal_code = fields.check("address.postal_code", Cep::parse(&input.postal_code));
+    Some(Address {
+        street: street?,
+        number: number?,
+        complement: complement?,
+        district: district?,
+        city: city?,
+        state: state?,
+        postal_code: postal_code?,
+    })
+}
+
+impl TryFrom<CustomerIn> for CustomerDetails {
+    type Error = ApiError;
+
+    fn try_from(input: CustomerIn) -> Result<Self, ApiError> {
+        let mut fields = Fields::new();
+        let cnpj = fields.check("cnpj", Cnpj::parse(&input.cnpj));
+        let legal_name = text(&mut fields, "legal_name", &input.legal_name, NAME_MAX);
+        let trade_name = optional_text(
+            &mut fields,
+            "trade_name",
+            input.trade_name.as_deref(),
+            NAME_MAX,
+        );
+        let email = fields.check("email", Email::parse(&input.email));
+        let phone = optional_phone(&mut fields, input.phone.as_deref());
+        let address = parse_address(&mut fields, &input.address);
+        match (cnpj, legal_name, trade_name, email, phone, address) {
+            (
+                Some(cnpj),
+                Some(legal_name),
+                Some(trade_name),
+                Some(email),
+                Some(phone),
+                Some(address),
+            ) => {
+                fields.finish()?;
+                Ok(CustomerDetails {
+                    cnpj,
+                    legal_name,
+                    trade_name,
+                    email,
+                    phone,
+                    address,
+                })
+            }
+            _ => Err(fields
+                .finish()
+                .expect_err("a missing value always has a recorded error")),
+        }
+    }
+}
+
+impl CustomerPatch {
+    fn into_changes(self, may_change_status: bool) -> Result<CustomerChanges, ApiError> {
+        let mut fields = Fields::new();
+        let mut changes = CustomerChanges::default();
+        if let Some(raw) = &self.cnpj {
+            changes.cnpj = fields.check("cnpj", Cnpj::parse(raw));
+        }
+        if let Some(raw) = &self.legal_name {
+            changes.legal_name = text(&mut fields, "legal_name", raw, NAME_MAX);
+        }
+        if let Some(raw) = &self.trade_name {
+            changes.trade_name = optional_text(&mut fields, "trade_name", raw.as_deref(), NAME_MAX);
+        }
+        if let Some(raw) = &self.email {
+            changes.email = fields.check("email", Email::parse(raw));
+        }
+        if let Some(raw) = &self.phone {
+            changes.phone = optional_phone(&mut fields, raw.as_deref());
+        }
+        if let Some(address) = &self.address {
+            changes.address = parse_address(&mut fields, address);
+        }
+        if let Some(status) = self.status {
+            if may_change_status {
+                changes.status = Some(match status {
+                    StatusChange::Active => CustomerStatus::Active,
+                    StatusChange::Suspended => CustomerStatus::Suspended,
+                });
+            } else {
+                fields.push("status", "only an admin may change the status");
+            }
+        }
+        fields.finish()?;
+        if changes.is_empty() {
+            return Err(ApiError::invalid(
+                "body",
+                "send at least one field to change",
+            ));
+        }
+        Ok(changes)
+    }
+}
+
+/// A single customer with its `ETag`.
+fn customer_response(status: StatusCode, customer: Customer) -> Response {
+    let tag = etag(customer.version);
+    let location = format!("/v1/customers/{}", customer.id);
+    let mut response = (
+        status,
+        [(header::ETAG, tag)],
+        AppJson(CustomerOut::from(customer)),
+    )
+        .into_response();
+    if status == StatusCode::CREATED
+        && let Ok(value) = location.parse()
+    {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// Register a customer.
+#[utoipa::path(
+    post, path = "/v1/customers", tag = "customers",
+    request_body = CustomerIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; replays the first response for 24 h")),
+    responses(
+        (status = 201, description = "Registered", body = CustomerOut,
+            headers(("Location" = String, description = "URL of the new customer"), ("ETag" = String))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "CNPJ already registered, or the same Idempotency-Key is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (one entry each)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppJson(input): AppJson<CustomerIn>,
+) -> Result<Response, ApiError> {
+    principal.require_any(&[Role::Admin])?;
+    let details = CustomerDetails::try_from(input)?;
+    let customer = state.customers.register(&details).await?;
+    tracing::info!(customer_id = %customer.id, "customer registered");
+    Ok(customer_response(StatusCode::CREATED, customer))
+}
+
+/// Read a customer.
+#[utoipa::path(
+    get, path = "/v1/customers/{id}", tag = "customers",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = CustomerOut, headers(("ETag" = String))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such customer, or not yours", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = customer_id(&id)?;
+    authorize_customer(&principal, id)?;
+    let customer = state.customers.get(id).await?;
+    Ok(customer_response(StatusCode::OK, customer))
+}
+
+/// List customers (admin).
+#[utoipa::path(
+    get, path = "/v1/customers", tag = "customers",
+    params(ListCustomersQuery),
+    responses(
+        (status = 200, body = CustomerList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppQuery(query): AppQuery<ListCustomersQuery>,
+) -> Result<AppJson<CustomerList>, ApiError> {
+    principal.require_any(&[Role::Admin])?;
+    let mut fields = Fields::new();
+    let (limit, cursor) = page_params(&mut fields, query.limit, query.cursor.as_deref());
+    let filter = CustomerFilter {
+        cnpj: query
+            .cnpj
+            .as_deref()
+            .and_then(|c| fields.check("cnpj", Cnpj::parse(c))),
+        status: query
+            .status
+            .as_deref()
+            .and_then(|s| fields.check("status", CustomerStatus::parse(s))),
+    };
+    fields.finish()?;
+    let limit = limit.expect("checked by finish");
+    let page = state
+        .customers
+        .list(&filter, limit, cursor.as_ref())
+        .await?;
+    Ok(AppJson(CustomerList {
+        next_cursor: page.next_cursor.as_ref().map(|c| c.encode()),
+        items: page.items.into_iter().map(CustomerOut::from).collect(),
+    }))
+}
+
+/// Change a customer. Honours `If-Match`.
+#[utoipa::path(
+    patch, path = "/v1/customers/{id}", tag = "customers",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "ETag from a previous read")),
+    request_body = CustomerPatch,
+    responses(
+        (status = 200, body = CustomerOut, headers(("ETag" = String))),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "CNPJ taken, or customer closed", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    AppJson(patch): AppJson<CustomerPatch>,
+) -> Result<Response, ApiError> {
+    let id = customer_id(&id)?;
+    authorize_customer(&principal, id)?;
+    let changes = patch.into_changes(principal.has(Role::Admin))?;
+    let customer = state
+        .customers
+        .update(id, if_match.expected_version()?, &changes)
+        .await?;
+    Ok(customer_response(StatusCode::OK, customer))
+}
+
+/// Close a customer: status becomes `closed`, every secret is destroyed, basic data is kept.
+#[utoipa::path(
+    delete, path = "/v1/customers/{id}", tag = "customers",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 204, description = "Closed (repeating it repeats the erasure)"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 412, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Secret store unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn close(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+) -> Result<StatusCode, ApiError> {
+    principal.require_any(&[Role::Admin])?;
+    let id = customer_id(&id)?;
+    state
+        .customers
+        .close(id, if_match.expected_version()?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,135 @@
+//! The HTTP API of user-information (API.md): DTOs, their mapping to the domain, and handlers.
+//! Entities never cross this boundary; every response is built from a DTO.
+
+pub mod customers;
+pub mod payment_methods;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use vitrine_kernel::{Cursor, PageLimit};
+use vitrine_platform::http::{
+    ApiError, Authenticator, FieldError, Fields, Principal, Problem, Role,
+};
+
+use crate::domain::CustomerId;
+use crate::service::{Customers, ServiceError};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub customers: Customers,
+    pub authenticator: Arc<Authenticator>,
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.authenticator)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Vitrine API",
+        version = "1.0.0",
+        description = "B2B commerce backend: business customers (CNPJ) with payment methods kept in a \
+                       secret store. Errors are RFC 9457 problem+json."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "customers", description = "Business customers, identified by CNPJ"),
+        (name = "payment-methods", description = "Cards and PIX keys; only masked views are returned, except to `payments`"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The service's routes and their OpenAPI description.
+pub fn router(state: AppState) -> (Router, OpenApiDoc) {
+    routes().with_state(state).split_for_parts()
+}
+
+/// The OpenAPI description alone, without building any state.
+pub fn openapi() -> OpenApiDoc {
+    routes().split_for_parts().1
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(customers::create, customers::list))
+        .routes(routes!(customers::get, customers::update, customers::close))
+        .routes(routes!(payment_methods::add, payment_methods::list))
+        .routes(routes!(payment_methods::remove))
+        .routes(routes!(payment_methods::reveal))
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::Duplicate(field) => ApiError::Conflict(format!(
+                "a customer with this {field} is already registered"
+            )),
+            ServiceError::VersionMismatch => ApiError::PreconditionFailed,
+            ServiceError::Closed => ApiError::Conflict("the customer is closed".to_owned()),
+            ServiceError::SecretsUnavailable(_) => ApiError::Unavailable {
+                what: "the secret store",
+                retry_after: Duration::from_secs(5),
+            },
+            ServiceError::Internal(error) => ApiError::Internal(error),
+        }
+    }
+}
+
+/// Parses a customer id from the path; anything that is not one is simply not found.
+fn customer_id(raw: &str) -> Result<CustomerId, ApiError> {
+    CustomerId::parse(raw).map_err(|_| ApiError::NotFound)
+}
+
+/// API.md: admins reach every customer, a customer only itself (others are 404, not 403, so
+/// ids of other tenants are not even confirmed to exist), other roles nothing.
+fn authorize_customer(principal: &Principal, id: CustomerId) -> Result<(), ApiError> {
+    if principal.owns_or_admin(id.as_uuid()) {
+        Ok(())
+    } else if principal.has(Role::Customer) {
+        Err(ApiError::NotFound)
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+/// `?limit=&cursor=` parsed into their domain types, errors collected into `fields`.
+fn page_params(
+    fields: &mut Fields,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> (Option<PageLimit>, Option<Cursor>) {
+    let limit = fields.check("limit", PageLimit::parse(limit));
+    let cursor = cursor.and_then(|c| fields.check("cursor", Cursor::decode(c)));
+    (limit, cursor)
+}

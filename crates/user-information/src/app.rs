@@ -1,0 +1,175 @@
+//! Startup: the only place that chooses adapters, from configuration.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use axum::Router;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+use utoipa::openapi::OpenApi;
+use vitrine_platform::http::ReadinessCheck;
+use vitrine_platform::http::auth::Authenticator;
+use vitrine_platform::http::idempotency::{
+    Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
+};
+use vitrine_platform::secrets::{LocalSecretStore, SecretStore};
+use vitrine_platform::{Mode, Settings, db, keyfile};
+
+use crate::api::{self, AppState};
+use crate::service::Customers;
+use crate::store::{CustomerStore, PostgresStore, SqliteStore};
+
+/// File name of the embedded database inside the data directory.
+pub const SQLITE_FILE: &str = "user-information.sqlite3";
+/// File name of the key sealing embedded secrets inside the data directory.
+pub const SECRETS_KEY_FILE: &str = "secrets.key";
+
+/// The assembled service, ready to be mounted and served.
+pub struct UserInformation {
+    /// `/v1/customers*`, with the Idempotency-Key layer.
+    pub router: Router,
+    pub openapi: OpenApi,
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    pub customers: Customers,
+    store: Arc<dyn CustomerStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+}
+
+impl std::fmt::Debug for UserInformation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserInformation")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserInformation {
+    /// Connects and migrates the configured database, opens the secret store, builds the API.
+    pub async fn build(
+        settings: &Settings,
+        authenticator: Arc<Authenticator>,
+    ) -> anyhow::Result<Self> {
+        let (store, idempotency_store) = open_database(settings).await?;
+        let secrets = open_secrets(settings)?;
+        let customers = Customers::new(Arc::clone(&store), Arc::clone(&secrets));
+        let state = AppState {
+            customers: customers.clone(),
+            authenticator: Arc::clone(&authenticator),
+        };
+        let (router, openapi) = api::router(state);
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            Idempotency {
+                store: Arc::clone(&idempotency_store),
+                authenticator,
+                max_body_bytes: settings.max_body_bytes,
+            },
+            idempotency,
+        ));
+        let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![
+            Arc::new(DatabaseCheck(Arc::clone(&store))),
+            Arc::new(SecretsCheck(secrets)),
+        ];
+        Ok(Self {
+            router,
+            openapi,
+            readiness,
+            customers,
+            store,
+            idempotency: idempotency_store,
+        })
+    }
+
+    /// Housekeeping that runs until `shutdown`.
+    pub fn spawn_background(
+        &self,
+        shutdown: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![vitrine_platform::http::idempotency::spawn_pruner(
+            Arc::clone(&self.idempotency),
+            shutdown,
+        )]
+    }
+
+    pub fn store(&self) -> Arc<dyn CustomerStore> {
+        Arc::clone(&self.store)
+    }
+}
+
+async fn open_database(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn CustomerStore>, Arc<dyn IdempotencyStore>)> {
+    match &settings.database_url {
+        Some(url) => {
+            let pool = db::postgres(url, settings.database_max_connections).await?;
+            let store = PostgresStore::new(pool.clone());
+            store
+                .migrate()
+                .await
+                .context("migrating the user-information database")?;
+            Ok((Arc::new(store), Arc::new(PgIdempotencyStore::new(pool))))
+        }
+        None => {
+            let pool = db::sqlite(&settings.data_dir.join(SQLITE_FILE)).await?;
+            let store = SqliteStore::new(pool.clone());
+            store
+                .migrate()
+                .await
+                .context("migrating the embedded user-information database")?;
+            Ok((Arc::new(store), Arc::new(SqliteIdempotencyStore::new(pool))))
+        }
+    }
+}
+
+/// Applies the schema migrations to the configured database and returns (`vitrine migrate`).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    open_database(settings).await.map(|_| ())
+}
+
+fn open_secrets(settings: &Settings) -> anyhow::Result<Arc<dyn SecretStore>> {
+    if settings.mode == Mode::Production {
+        // Fail closed: production secrets belong in Vault, never in local files.
+        anyhow::bail!(
+            "mode = production needs a Vault secret store, which this build does not provide yet; \
+             run in embedded mode (unset VITRINE_MODE)"
+        );
+    }
+    let key = match &settings.secrets_key {
+        Some(encoded) => {
+            keyfile::decode(encoded.expose_secret(), 32).context("VITRINE_SECRETS_KEY")?
+        }
+        None => keyfile::load_or_create(&settings.data_dir.join(SECRETS_KEY_FILE), 32)?,
+    };
+    Ok(Arc::new(LocalSecretStore::open(
+        settings.data_dir.join("secrets"),
+        &key,
+    )?))
+}
+
+#[derive(Debug)]
+struct DatabaseCheck(Arc<dyn CustomerStore>);
+
+#[async_trait]
+impl ReadinessCheck for DatabaseCheck {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|_| "unreachable".to_owned())
+    }
+}
+
+#[derive(Debug)]
+struct SecretsCheck(Arc<dyn SecretStore>);
+
+#[async_trait]
+impl ReadinessCheck for SecretsCheck {
+    fn name(&self) -> &'static str {
+        "secrets"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.check().await.map_err(|_| "unreachable".to_owned())
+    }
+}

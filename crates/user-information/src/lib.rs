@@ -1,0 +1,8 @@
+//! user-information: business customers (CNPJ, names, address, contacts) and their payment
+//! methods, whose secrets live only in the `SecretStore`.
+
+pub mod api;
+pub mod app;
+pub mod domain;
+pub mod service;
+pub mod store;

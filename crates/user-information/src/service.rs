@@ -1,0 +1,229 @@
+//! The use cases of user-information, over the two ports it owns: `CustomerStore` (basic data)
+//! and `SecretStore` (card numbers, PIX keys). Authorisation is the HTTP layer's job; this layer
+//! keeps the two stores consistent with each other.
+//!
+//! Ordering rules that keep "no row without its secret, no secret without its row":
+//! - adding a method writes the secret first, then the row; a failed row insert destroys the
+//!   secret again;
+//! - removing a method destroys the secret first, then the row, so a retry after a failure
+//!   finishes the job (both steps are idempotent);
+//! - closing a customer freezes it and deletes its method rows in one transaction, then destroys
+//!   its whole secret tree; a retried DELETE repeats the erasure.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use vitrine_kernel::{Cursor, Page, PageLimit};
+use vitrine_platform::secrets::{SecretError, SecretStore, SecretValue};
+
+use crate::domain::{
+    Customer, CustomerChanges, CustomerDetails, CustomerId, MaskedInstrument, PaymentMethod,
+    PaymentMethodId, SecretAccess, customer_secrets, payment_method_secret,
+};
+use crate::store::{CustomerFilter, CustomerStore, StoreError};
+
+/// The current time at the precision both databases keep (PostgreSQL stores microseconds), so a
+/// value read back equals the value written.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0} is already registered")]
+    Duplicate(&'static str),
+    #[error("the resource changed since it was read")]
+    VersionMismatch,
+    #[error("the customer is closed")]
+    Closed,
+    #[error("the secret store is unavailable")]
+    SecretsUnavailable(#[source] SecretError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Duplicate(field) => Self::Duplicate(field),
+            StoreError::VersionMismatch => Self::VersionMismatch,
+            StoreError::Closed => Self::Closed,
+            StoreError::Backend(error) => Self::Internal(error),
+        }
+    }
+}
+
+impl From<SecretError> for ServiceError {
+    fn from(error: SecretError) -> Self {
+        match error {
+            SecretError::Unavailable(_) => Self::SecretsUnavailable(error),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+/// A payment method to add: its masked view and the secret itself.
+#[derive(Debug)]
+pub struct NewPaymentMethod {
+    pub instrument: MaskedInstrument,
+    pub secret: SecretValue,
+}
+
+#[derive(Debug, Clone)]
+pub struct Customers {
+    store: Arc<dyn CustomerStore>,
+    secrets: Arc<dyn SecretStore>,
+}
+
+impl Customers {
+    pub fn new(store: Arc<dyn CustomerStore>, secrets: Arc<dyn SecretStore>) -> Self {
+        Self { store, secrets }
+    }
+
+    pub async fn register(&self, details: &CustomerDetails) -> Result<Customer, ServiceError> {
+        Ok(self
+            .store
+            .insert_customer(CustomerId::new(), details, now())
+            .await?)
+    }
+
+    pub async fn get(&self, id: CustomerId) -> Result<Customer, ServiceError> {
+        self.store
+            .get_customer(id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    pub async fn list(
+        &self,
+        filter: &CustomerFilter,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<Customer>, ServiceError> {
+        Ok(self.store.list_customers(filter, limit, cursor).await?)
+    }
+
+    pub async fn update(
+        &self,
+        id: CustomerId,
+        expected_version: Option<i64>,
+        changes: &CustomerChanges,
+    ) -> Result<Customer, ServiceError> {
+        Ok(self
+            .store
+            .update_customer(id, expected_version, changes, now())
+            .await?)
+    }
+
+    /// Closes the customer and erases every secret it has. Safe to repeat.
+    pub async fn close(
+        &self,
+        id: CustomerId,
+        expected_version: Option<i64>,
+    ) -> Result<Customer, ServiceError> {
+        let (customer, removed) = self
+            .store
+            .close_customer(id, expected_version, now())
+            .await?;
+        self.secrets.destroy_tree(&customer_secrets(id)).await?;
+        tracing::info!(customer_id = %id, removed_methods = removed.len(), "customer closed and its secrets destroyed");
+        Ok(customer)
+    }
+
+    pub async fn add_payment_method(
+        &self,
+        customer: CustomerId,
+        new: NewPaymentMethod,
+    ) -> Result<PaymentMethod, ServiceError> {
+        // Fail fast (and without touching the secret store) for unknown or closed customers.
+        let owner = self.get(customer).await?;
+        if owner.status == crate::domain::CustomerStatus::Closed {
+            return Err(ServiceError::Closed);
+        }
+        let id = PaymentMethodId::new();
+        let method = PaymentMethod {
+            id,
+            customer_id: customer,
+            instrument: new.instrument,
+            secret_path: payment_method_secret(customer, id),
+            created_at: now(),
+        };
+        self.secrets.put(&method.secret_path, &new.secret).await?;
+        if let Err(error) = self.store.insert_payment_method(&method).await {
+            if let Err(cleanup) = self.secrets.destroy(&method.secret_path).await {
+                // Left for erasure of the customer; the path is logged, the value never is.
+                tracing::error!(path = %method.secret_path, error = %cleanup, "orphaned secret could not be destroyed");
+            }
+            return Err(error.into());
+        }
+        Ok(method)
+    }
+
+    pub async fn list_payment_methods(
+        &self,
+        customer: CustomerId,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<PaymentMethod>, ServiceError> {
+        Ok(self
+            .store
+            .list_payment_methods(customer, limit, cursor)
+            .await?)
+    }
+
+    pub async fn remove_payment_method(
+        &self,
+        customer: CustomerId,
+        id: PaymentMethodId,
+    ) -> Result<(), ServiceError> {
+        let method = self
+            .store
+            .get_payment_method(customer, id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.secrets.destroy(&method.secret_path).await?;
+        self.store.delete_payment_method(customer, id).await?;
+        Ok(())
+    }
+
+    /// Reveals a payment secret to `actor`, recording the access before anything is returned.
+    pub async fn reveal(
+        &self,
+        customer: CustomerId,
+        id: PaymentMethodId,
+        actor: &str,
+    ) -> Result<(PaymentMethod, SecretValue), ServiceError> {
+        let method = self
+            .store
+            .get_payment_method(customer, id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.store
+            .record_secret_access(&SecretAccess {
+                customer_id: customer,
+                payment_method_id: id,
+                actor: actor.to_owned(),
+                accessed_at: now(),
+            })
+            .await?;
+        tracing::info!(customer_id = %customer, payment_method_id = %id, actor, "payment secret revealed");
+        let secret = self
+            .secrets
+            .get(&method.secret_path)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Internal(anyhow::anyhow!("payment method {id} has no secret"))
+            })?;
+        Ok((method, secret))
+    }
+
+    pub async fn secret_accesses(
+        &self,
+        id: PaymentMethodId,
+    ) -> Result<Vec<SecretAccess>, ServiceError> {
+        Ok(self.store.secret_accesses(id).await?)
+    }
+}

@@ -1,0 +1,121 @@
+//! The `CustomerStore` port and its two adapters (SQLite for the embedded default, PostgreSQL for
+//! production). Both pass one conformance suite (`tests/store_conformance.rs`).
+
+mod postgres;
+mod rows;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use vitrine_kernel::{Cnpj, Cursor, Page, PageLimit};
+
+use crate::domain::{
+    Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
+    PaymentMethodId, SecretAccess,
+};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was violated; names the field (`cnpj`).
+    #[error("{0} is already taken")]
+    Duplicate(&'static str),
+    /// The write was conditional on a version that is no longer current.
+    #[error("version mismatch")]
+    VersionMismatch,
+    /// The customer is closed; nothing about it may change any more.
+    #[error("customer is closed")]
+    Closed,
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Backend(error.into())
+    }
+}
+
+/// Filters of `GET /v1/customers`.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    pub cnpj: Option<Cnpj>,
+    pub status: Option<CustomerStatus>,
+}
+
+/// Persistence of customers, payment methods (masked views only) and the reveal audit trail.
+#[async_trait]
+pub trait CustomerStore: Send + Sync + std::fmt::Debug {
+    /// Inserts a new active customer. `Duplicate("cnpj")` if the CNPJ is registered.
+    async fn insert_customer(
+        &self,
+        id: CustomerId,
+        details: &CustomerDetails,
+        now: DateTime<Utc>,
+    ) -> Result<Customer, StoreError>;
+
+    async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError>;
+
+    /// Customers in id (creation) order, after `cursor`.
+    async fn list_customers(
+        &self,
+        filter: &CustomerFilter,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<Customer>, StoreError>;
+
+    /// Applies `changes` atomically, if the current version is `expected_version` (when given).
+    /// A closed customer cannot be changed (`Closed`).
+    async fn update_customer(
+        &self,
+        id: CustomerId,
+        expected_version: Option<i64>,
+        changes: &CustomerChanges,
+        now: DateTime<Utc>,
+    ) -> Result<Customer, StoreError>;
+
+    /// Marks the customer closed (idempotent) and deletes its payment-method rows in the same
+    /// transaction, returning the customer and the removed methods.
+    async fn close_customer(
+        &self,
+        id: CustomerId,
+        expected_version: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<(Customer, Vec<PaymentMethod>), StoreError>;
+
+    /// Inserts a payment method; fails with `Closed` when the customer is closed and `NotFound`
+    /// when it does not exist, checked in the same statement as the insert.
+    async fn insert_payment_method(&self, method: &PaymentMethod) -> Result<(), StoreError>;
+
+    async fn get_payment_method(
+        &self,
+        customer: CustomerId,
+        id: PaymentMethodId,
+    ) -> Result<Option<PaymentMethod>, StoreError>;
+
+    async fn list_payment_methods(
+        &self,
+        customer: CustomerId,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<PaymentMethod>, StoreError>;
+
+    /// Deletes one payment method row; `false` if there was none.
+    async fn delete_payment_method(
+        &self,
+        customer: CustomerId,
+        id: PaymentMethodId,
+    ) -> Result<bool, StoreError>;
+
+    async fn record_secret_access(&self, access: &SecretAccess) -> Result<(), StoreError>;
+
+    /// The reveal audit trail of one payment method, oldest first.
+    async fn secret_accesses(&self, id: PaymentMethodId) -> Result<Vec<SecretAccess>, StoreError>;
+
+    /// Readiness probe.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,165 @@
+//! Layered configuration: built-in defaults, then an optional TOML file (`VITRINE_CONFIG`), then
+//! `VITRINE_*` environment variables. Secrets are `SecretString`, so `Debug` never prints them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// How the process is deployed. Production refuses to run on embedded adapters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One process, SQLite and local files in the data directory; nothing to install.
+    Embedded,
+    /// External PostgreSQL, Vault, SNS/SQS, Redis; tokens verified against a JWKS.
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal, human-readable otherwise.
+    Auto,
+    Json,
+    Pretty,
+}
+
+/// Every setting of a Vitrine process. See the README's configuration reference.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub mode: Mode,
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Where embedded data lives: SQLite databases, sealed secrets, generated keys.
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL of the user-information database; unset means SQLite in `data_dir`.
+    pub database_url: Option<SecretString>,
+    /// Maximum pooled database connections.
+    pub database_max_connections: u32,
+    /// Identity provider key set; required in production, unused in embedded mode.
+    pub jwks_url: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    /// Base64 32-byte key sealing embedded secrets; unset means a generated key file.
+    pub secrets_key: Option<SecretString>,
+    /// `tracing` filter directives, e.g. `info,sqlx=warn`.
+    pub log: String,
+    pub log_format: LogFormat,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+}
+
+/// The defaults, as a serialisable layer (the lowest one).
+#[derive(Debug, Serialize)]
+struct Defaults {
+    mode: Mode,
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    database_max_connections: u32,
+    log: String,
+    log_format: LogFormat,
+    max_body_bytes: usize,
+    shutdown_grace_secs: u64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Embedded,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./vitrine-data"),
+            database_max_connections: 16,
+            log: "info".to_owned(),
+            log_format: LogFormat::Auto,
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults -> `$VITRINE_CONFIG` (if set) -> `VITRINE_*` environment.
+    pub fn load() -> Result<Settings, Box<figment::Error>> {
+        let file = std::env::var_os("VITRINE_CONFIG").map(PathBuf::from);
+        Self::figment(file.as_deref()).extract().map_err(Box::new)
+    }
+
+    /// The layered sources, exposed so tests and tools can add layers on top.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Defaults::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // `VITRINE_CONFIG` names the file; it is not itself a setting.
+        figment.merge(Env::prefixed("VITRINE_").ignore(&["config"]))
+    }
+
+    /// Settings for tests and tools: defaults plus the given overrides, ignoring the environment.
+    pub fn embedded_at(data_dir: &Path) -> Settings {
+        Figment::from(Serialized::defaults(Defaults::default()))
+            .merge(Serialized::default("data_dir", data_dir))
+            .merge(Serialized::default("listen", "127.0.0.1:0"))
+            .extract()
+            .expect("built-in defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::result_large_err)] // figment::Jail's closure signature is fixed by figment.
+
+    use figment::Jail;
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_secrets_are_redacted() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "vitrine.toml",
+                r#"
+                listen = "0.0.0.0:9000"
+                data_dir = "/srv/vitrine"
+                database_url = "postgres://app:hunter2@db/app"
+                "#,
+            )?;
+            jail.set_env("VITRINE_LISTEN", "127.0.0.1:9100");
+            jail.set_env("VITRINE_SECRETS_KEY", "c2VjcmV0");
+            let settings: Settings =
+                Settings::figment(Some(Path::new("vitrine.toml"))).extract()?;
+            assert_eq!(settings.listen.port(), 9100, "env overrides the file");
+            assert_eq!(
+                settings.data_dir,
+                PathBuf::from("/srv/vitrine"),
+                "file overrides defaults"
+            );
+            assert_eq!(settings.mode, Mode::Embedded);
+            assert_eq!(
+                settings.secrets_key.as_ref().unwrap().expose_secret(),
+                "c2VjcmV0"
+            );
+            let debug = format!("{settings:?}");
+            assert!(!debug.contains("hunter2"), "{debug}");
+            assert!(!debug.contains("c2VjcmV0"), "{debug}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_match_the_readme() {
+        Jail::expect_with(|_| {
+            let settings: Settings = Settings::figment(None).extract()?;
+            assert_eq!(settings.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+            assert_eq!(settings.data_dir, PathBuf::from("./vitrine-data"));
+            assert!(settings.database_url.is_none());
+            Ok(())
+        });
+    }
+}

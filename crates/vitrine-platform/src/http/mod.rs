@@ -1,0 +1,81 @@
+//! HTTP conventions shared by every service (API.md "common rules").
+
+pub mod auth;
+pub mod error;
+pub mod etag;
+pub mod health;
+pub mod idempotency;
+pub mod json;
+pub mod metrics;
+pub mod query;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{Authenticator, Principal, Role};
+pub use error::{ApiError, FieldError, Fields, Problem};
+pub use etag::{IfMatch, etag};
+pub use health::{Health, ReadinessCheck};
+pub use json::AppJson;
+pub use query::AppQuery;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps a service router with what every Vitrine endpoint gets: request ids, a request span,
+/// metrics, a body limit, a timeout, panics and bare errors turned into problem+json, and a
+/// problem+json 404 for unknown paths.
+pub fn with_common_layers(router: Router, max_body_bytes: usize) -> Router {
+    router
+        .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(metrics::track))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Gives error responses produced outside our handlers (405, timeouts) a problem+json body.
+async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let error = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => ApiError::Unavailable {
+            what: "the service",
+            retry_after: Duration::from_secs(1),
+        },
+        _ => ApiError::BadRequest("the request could not be processed".to_owned()),
+    };
+    let mut problem = error.into_response();
+    // Keep headers such as `Allow` on a 405.
+    for (name, value) in &parts.headers {
+        problem.headers_mut().entry(name).or_insert(value.clone());
+    }
+    *problem.status_mut() = status;
+    problem
+}

@@ -1,0 +1,13 @@
+//! Plumbing every Vitrine service shares: configuration, telemetry, the HTTP conventions of
+//! API.md (problem+json, JSON extraction, idempotency, ETags, auth, health, metrics), database
+//! pools, and the secret store port with its local adapter.
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod keyfile;
+pub mod secrets;
+pub mod server;
+pub mod telemetry;
+
+pub use config::{Mode, Settings};

@@ -1,0 +1,120 @@
+//! `vitrine`: runs the embedded all-in-one server, and the admin commands.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use vitrine::Server;
+use vitrine_platform::http::auth::{Role, TokenIssuer, load_or_create_hs256_key};
+use vitrine_platform::{Settings, server, telemetry};
+
+/// Vitrine: a B2B commerce backend. With no command, runs the embedded server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service in this process (the default).
+    Serve,
+    /// Print a bearer token signed with this data directory's key (embedded mode).
+    Token {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Required for `--role customer`: the customer the token may act for.
+        #[arg(long)]
+        customer_id: Option<uuid::Uuid>,
+        /// The token's subject (who is acting), recorded in audit trails.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Lifetime in hours.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u64,
+    },
+    /// Apply database migrations to the configured database, then exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    Customer,
+    Payments,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Customer => Role::Customer,
+            RoleArg::Payments => Role::Payments,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load().context("reading configuration")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&settings).await,
+        Command::Token {
+            role,
+            customer_id,
+            subject,
+            ttl_hours,
+        } => token(&settings, role.into(), customer_id, subject, ttl_hours),
+        Command::Migrate => {
+            telemetry::init(&settings.log, settings.log_format);
+            user_information::app::migrate(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", vitrine::openapi().to_pretty_json()?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    telemetry::init(&settings.log, settings.log_format);
+    let server = Server::build(settings).await?;
+    let address = server.local_addr();
+    tracing::info!(%address, data_dir = %settings.data_dir.display(), "vitrine ready");
+    println!("Vitrine API:  http://{address}/v1/customers");
+    println!("API docs:     http://{address}/docs  (OpenAPI: http://{address}/openapi.json)");
+    println!("Data dir:     {}", settings.data_dir.display());
+    println!("Get a token:  vitrine token --role admin");
+    let shutdown = CancellationToken::new();
+    server::cancel_on_signal(shutdown.clone());
+    server.run(shutdown).await
+}
+
+fn token(
+    settings: &Settings,
+    role: Role,
+    customer_id: Option<uuid::Uuid>,
+    subject: Option<String>,
+    ttl_hours: u64,
+) -> anyhow::Result<()> {
+    if role == Role::Customer && customer_id.is_none() {
+        anyhow::bail!("--role customer needs --customer-id");
+    }
+    let key = load_or_create_hs256_key(&settings.data_dir)?;
+    let subject = subject.unwrap_or_else(|| format!("cli-{}", role.as_str()));
+    let token = TokenIssuer::hs256(&key)?.issue(
+        &subject,
+        &[role],
+        customer_id,
+        Duration::from_secs(ttl_hours.saturating_mul(3600)),
+    )?;
+    println!("{token}");
+    Ok(())
+}
