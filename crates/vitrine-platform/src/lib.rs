@@ -9,5 +9,7 @@ pub mod keyfile;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use config::{Mode, Settings};

@@ -79,6 +79,12 @@ impl Server {
         })
     }
 
+    /// The user-information service, for tests that inspect state the API does not expose
+    /// (the reveal audit trail).
+    pub fn user_information(&self) -> &UserInformation {
+        &self.user_information
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()

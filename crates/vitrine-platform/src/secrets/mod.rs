@@ -5,7 +5,7 @@
 
 mod local;
 
-#[cfg(any(test, feature = "conformance"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 
 use std::fmt;

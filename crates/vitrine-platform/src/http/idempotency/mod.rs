@@ -339,7 +339,7 @@ pub fn spawn_pruner(
     })
 }
 
-#[cfg(any(test, feature = "conformance"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance {
     //! One behaviour suite for every `IdempotencyStore` implementation.
     use super::*;

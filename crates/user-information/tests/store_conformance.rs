@@ -1,0 +1,352 @@
+//! One behaviour suite for `CustomerStore` (and the idempotency table of the same schema), run
+//! against the SQLite adapter and against a real PostgreSQL server.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use user_information::domain::{
+    Address, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, MaskedInstrument,
+    PaymentMethod, PaymentMethodId, SecretAccess, Text, payment_method_secret,
+};
+use user_information::store::{
+    CustomerFilter, CustomerStore, PostgresStore, SqliteStore, StoreError,
+};
+use vitrine_kernel::{CardBrand, Cep, Cnpj, Email, PageLimit, Phone, PixKeyType, Uf};
+use vitrine_platform::http::idempotency::{
+    IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, conformance,
+};
+
+/// A store under test, with whatever must outlive it (the SQLite file's directory).
+struct Backend {
+    store: Arc<dyn CustomerStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = vitrine_platform::db::sqlite(&dir.path().join("test.sqlite3")).await.unwrap();
+    let store = SqliteStore::new(pool.clone());
+    store.migrate().await.unwrap();
+    Backend {
+        store: Arc::new(store),
+        idempotency: Arc::new(SqliteIdempotencyStore::new(pool)),
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Backend {
+    let url = vitrine_platform::testing::postgres_database().await;
+    let pool = vitrine_platform::db::postgres(&url, 8).await.unwrap();
+    let store = PostgresStore::new(pool.clone());
+    store.migrate().await.unwrap();
+    Backend {
+        store: Arc::new(store),
+        idempotency: Arc::new(PgIdempotencyStore::new(pool)),
+        _dir: None,
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn text(s: &str) -> Text {
+    Text::parse(s, 200).unwrap()
+}
+
+/// A valid CNPJ that no other fixture uses.
+fn unique_cnpj() -> Cnpj {
+    let digits = uuid::Uuid::now_v7().simple().to_string().to_ascii_uppercase();
+    // The last 12 hex characters of a UUIDv7 are random.
+    Cnpj::from_base(&digits[20..32]).expect("random bases are valid and never all-equal")
+}
+
+fn details() -> CustomerDetails {
+    CustomerDetails {
+        cnpj: unique_cnpj(),
+        legal_name: text("Comercial Exemplo Ltda"),
+        trade_name: Some(text("Exemplo")),
+        email: Email::parse("compras@exemplo.com.br").unwrap(),
+        phone: Some(Phone::parse("(11) 98765-4321").unwrap()),
+        address: Address {
+            street: text("Av. Paulista"),
+            number: text("1000"),
+            complement: Some(text("cj 42")),
+            district: text("Bela Vista"),
+            city: text("São Paulo"),
+            state: Uf::parse("SP").unwrap(),
+            postal_code: Cep::parse("01310-100").unwrap(),
+        },
+    }
+}
+
+fn card_method(customer: CustomerId) -> PaymentMethod {
+    let id = PaymentMethodId::new();
+    PaymentMethod {
+        id,
+        customer_id: customer,
+        instrument: MaskedInstrument::Card {
+            brand: CardBrand::Elo,
+            last4: "4321".to_owned(),
+            exp_month: 7,
+            exp_year: 2031,
+            holder_name: text("MARIA SOUZA"),
+        },
+        secret_path: payment_method_secret(customer, id),
+        created_at: now(),
+    }
+}
+
+fn pix_method(customer: CustomerId) -> PaymentMethod {
+    let id = PaymentMethodId::new();
+    PaymentMethod {
+        id,
+        customer_id: customer,
+        instrument: MaskedInstrument::Pix {
+            key_type: PixKeyType::Email,
+            masked_key: "m***@exemplo.com.br".to_owned(),
+        },
+        secret_path: payment_method_secret(customer, id),
+        created_at: now(),
+    }
+}
+
+mod suite {
+    use super::*;
+
+    pub async fn insert_then_get_round_trips(b: Backend) {
+        let details = details();
+        let at = now();
+        let id = CustomerId::new();
+        let inserted = b.store.insert_customer(id, &details, at).await.unwrap();
+        assert_eq!(inserted.details, details);
+        assert_eq!((inserted.version, inserted.status), (1, CustomerStatus::Active));
+        assert_eq!((inserted.created_at, inserted.updated_at), (at, at));
+        assert_eq!(b.store.get_customer(id).await.unwrap(), Some(inserted));
+        assert_eq!(b.store.get_customer(CustomerId::new()).await.unwrap(), None);
+    }
+
+    pub async fn duplicate_cnpj_is_rejected(b: Backend) {
+        let details = details();
+        b.store.insert_customer(CustomerId::new(), &details, now()).await.unwrap();
+        let again = b.store.insert_customer(CustomerId::new(), &details, now()).await;
+        assert!(matches!(again, Err(StoreError::Duplicate("cnpj"))), "{again:?}");
+    }
+
+    pub async fn list_pages_in_creation_order_with_filters(b: Backend) {
+        let mut ids = Vec::new();
+        let mut cnpjs = Vec::new();
+        for _ in 0..5 {
+            let details = details();
+            cnpjs.push(details.cnpj.clone());
+            let id = CustomerId::new();
+            b.store.insert_customer(id, &details, now()).await.unwrap();
+            ids.push(id);
+        }
+        let limit = PageLimit::parse(Some(2)).unwrap();
+        let all = CustomerFilter::default();
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = b.store.list_customers(&all, limit, cursor.as_ref()).await.unwrap();
+            assert!(page.items.len() <= 2);
+            seen.extend(page.items.iter().map(|c| c.id));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids, "every customer exactly once, in creation order");
+
+        let by_cnpj = CustomerFilter { cnpj: Some(cnpjs[3].clone()), status: None };
+        let page = b.store.list_customers(&by_cnpj, PageLimit::DEFAULT, None).await.unwrap();
+        assert_eq!(page.items.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[3]]);
+
+        let suspend = CustomerChanges { status: Some(CustomerStatus::Suspended), ..Default::default() };
+        b.store.update_customer(ids[1], None, &suspend, now()).await.unwrap();
+        let suspended = CustomerFilter { cnpj: None, status: Some(CustomerStatus::Suspended) };
+        let page = b.store.list_customers(&suspended, PageLimit::DEFAULT, None).await.unwrap();
+        assert_eq!(page.items.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[1]]);
+        assert!(page.next_cursor.is_none());
+    }
+
+    pub async fn update_applies_changes_and_checks_versions(b: Backend) {
+        let id = CustomerId::new();
+        let created = b.store.insert_customer(id, &details(), now()).await.unwrap();
+        let changes = CustomerChanges {
+            legal_name: Some(text("Nova Razão Social SA")),
+            trade_name: Some(None),
+            phone: Some(None),
+            ..Default::default()
+        };
+        let later = now();
+        let updated = b.store.update_customer(id, Some(1), &changes, later).await.unwrap();
+        assert_eq!(updated.version, 2);
+        assert_eq!(updated.details.legal_name.as_str(), "Nova Razão Social SA");
+        assert_eq!(updated.details.trade_name, None);
+        assert_eq!(updated.details.phone, None);
+        assert_eq!(updated.details.cnpj, created.details.cnpj, "untouched fields are kept");
+        assert_eq!((updated.created_at, updated.updated_at), (created.created_at, later));
+        assert_eq!(b.store.get_customer(id).await.unwrap(), Some(updated));
+
+        let stale = b.store.update_customer(id, Some(1), &changes, now()).await;
+        assert!(matches!(stale, Err(StoreError::VersionMismatch)), "{stale:?}");
+
+        let other = b.store.insert_customer(CustomerId::new(), &details(), now()).await.unwrap();
+        let steal = CustomerChanges { cnpj: Some(other.details.cnpj.clone()), ..Default::default() };
+        let taken = b.store.update_customer(id, None, &steal, now()).await;
+        assert!(matches!(taken, Err(StoreError::Duplicate("cnpj"))), "{taken:?}");
+
+        let missing = b.store.update_customer(CustomerId::new(), None, &changes, now()).await;
+        assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    }
+
+    /// Many writers with the same If-Match version: exactly one wins, the rest see a mismatch,
+    /// and the final version counts only the winner.
+    pub async fn conditional_updates_are_atomic(b: Backend) {
+        let id = CustomerId::new();
+        b.store.insert_customer(id, &details(), now()).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store = Arc::clone(&b.store);
+            tasks.push(tokio::spawn(async move {
+                let changes =
+                    CustomerChanges { legal_name: Some(text(&format!("Writer {i}"))), ..Default::default() };
+                store.update_customer(id, Some(1), &changes, now()).await
+            }));
+        }
+        let mut winners = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.unwrap() {
+                Ok(_) => winners.push(i),
+                Err(StoreError::VersionMismatch) => {}
+                Err(other) => panic!("writer {i}: {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "winners: {winners:?}");
+        let last = b.store.get_customer(id).await.unwrap().unwrap();
+        assert_eq!(last.version, 2);
+        assert_eq!(last.details.legal_name.as_str(), format!("Writer {}", winners[0]));
+    }
+
+    pub async fn payment_methods_belong_to_their_customer(b: Backend) {
+        let owner = CustomerId::new();
+        let stranger = CustomerId::new();
+        b.store.insert_customer(owner, &details(), now()).await.unwrap();
+        b.store.insert_customer(stranger, &details(), now()).await.unwrap();
+        let card = card_method(owner);
+        let pix = pix_method(owner);
+        b.store.insert_payment_method(&card).await.unwrap();
+        b.store.insert_payment_method(&pix).await.unwrap();
+
+        assert_eq!(b.store.get_payment_method(owner, card.id).await.unwrap(), Some(card.clone()));
+        assert_eq!(b.store.get_payment_method(stranger, card.id).await.unwrap(), None);
+        let one = PageLimit::parse(Some(1)).unwrap();
+        let first = b.store.list_payment_methods(owner, one, None).await.unwrap();
+        assert_eq!(first.items, vec![card.clone()]);
+        let second = b.store.list_payment_methods(owner, one, first.next_cursor.as_ref()).await.unwrap();
+        assert_eq!(second.items, vec![pix.clone()]);
+        assert!(second.next_cursor.is_none());
+        assert!(b.store.list_payment_methods(stranger, one, None).await.unwrap().items.is_empty());
+
+        assert!(!b.store.delete_payment_method(stranger, card.id).await.unwrap());
+        assert!(b.store.delete_payment_method(owner, card.id).await.unwrap());
+        assert!(!b.store.delete_payment_method(owner, card.id).await.unwrap());
+        assert_eq!(b.store.get_payment_method(owner, card.id).await.unwrap(), None);
+
+        let orphan = b.store.insert_payment_method(&card_method(CustomerId::new())).await;
+        assert!(matches!(orphan, Err(StoreError::NotFound)), "{orphan:?}");
+    }
+
+    pub async fn closing_freezes_the_customer_and_removes_its_methods(b: Backend) {
+        let id = CustomerId::new();
+        b.store.insert_customer(id, &details(), now()).await.unwrap();
+        let card = card_method(id);
+        b.store.insert_payment_method(&card).await.unwrap();
+
+        let stale = b.store.close_customer(id, Some(7), now()).await;
+        assert!(matches!(stale, Err(StoreError::VersionMismatch)), "{stale:?}");
+
+        let (closed, removed) = b.store.close_customer(id, Some(1), now()).await.unwrap();
+        assert_eq!((closed.status, closed.version), (CustomerStatus::Closed, 2));
+        assert_eq!(removed, vec![card]);
+        assert!(b.store.list_payment_methods(id, PageLimit::DEFAULT, None).await.unwrap().items.is_empty());
+
+        let (again, removed) = b.store.close_customer(id, None, now()).await.unwrap();
+        assert_eq!((again.status, again.version), (CustomerStatus::Closed, 2), "closing twice is a no-op");
+        assert!(removed.is_empty());
+
+        let frozen = b
+            .store
+            .update_customer(id, None, &CustomerChanges { legal_name: Some(text("X")), ..Default::default() }, now())
+            .await;
+        assert!(matches!(frozen, Err(StoreError::Closed)), "{frozen:?}");
+        let late = b.store.insert_payment_method(&pix_method(id)).await;
+        assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
+        assert_eq!(b.store.get_customer(id).await.unwrap().unwrap().details.legal_name.as_str(), "Comercial Exemplo Ltda");
+
+        let missing = b.store.close_customer(CustomerId::new(), None, now()).await;
+        assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    }
+
+    pub async fn secret_accesses_are_kept_in_order(b: Backend) {
+        let customer = CustomerId::new();
+        let method = PaymentMethodId::new();
+        let accesses: Vec<SecretAccess> = ["payments-a", "payments-b"]
+            .into_iter()
+            .map(|actor| SecretAccess {
+                customer_id: customer,
+                payment_method_id: method,
+                actor: actor.to_owned(),
+                accessed_at: now(),
+            })
+            .collect();
+        for access in &accesses {
+            b.store.record_secret_access(access).await.unwrap();
+        }
+        assert_eq!(b.store.secret_accesses(method).await.unwrap(), accesses);
+        assert!(b.store.secret_accesses(PaymentMethodId::new()).await.unwrap().is_empty());
+    }
+
+    pub async fn idempotency_records(b: Backend) {
+        conformance::run_all(&*b.idempotency).await;
+    }
+
+    pub async fn ping(b: Backend) {
+        b.store.ping().await.unwrap();
+    }
+}
+
+macro_rules! conformance_suite {
+    ($backend:ident: $($check:ident),+ $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::suite::$check(super::$backend().await).await;
+                }
+            )+
+        }
+    };
+}
+
+macro_rules! every_backend {
+    ($($check:ident),+ $(,)?) => {
+        conformance_suite!(sqlite: $($check),+);
+        conformance_suite!(postgres: $($check),+);
+    };
+}
+
+every_backend!(
+    insert_then_get_round_trips,
+    duplicate_cnpj_is_rejected,
+    list_pages_in_creation_order_with_filters,
+    update_applies_changes_and_checks_versions,
+    conditional_updates_are_atomic,
+    payment_methods_belong_to_their_customer,
+    closing_freezes_the_customer_and_removes_its_methods,
+    secret_accesses_are_kept_in_order,
+    idempotency_records,
+    ping,
+);

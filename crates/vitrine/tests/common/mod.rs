@@ -1,0 +1,154 @@
+//! `spawn_app()`: a real embedded server on a free port, in this process, with typed helpers.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use vitrine::Server;
+use vitrine_platform::Settings;
+use vitrine_platform::http::auth::{Role, TokenIssuer, load_or_create_hs256_key};
+
+/// The CNPJ of API.md's acceptance checks.
+pub const CNPJ: &str = "12.ABC.345/01DE-35";
+pub const CARD: &str = "4111111111111111";
+
+pub enum Database {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub user_information: user_information::service::Customers,
+    issuer: TokenIssuer,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_app(database: Database) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::embedded_at(data_dir.path());
+    settings.max_body_bytes = 1024 * 1024;
+    if let Database::Postgres = database {
+        settings.database_url = Some(vitrine_platform::testing::postgres_database().await);
+    }
+    let server = Server::build(&settings).await.expect("the embedded server builds");
+    let base = format!("http://{}", server.local_addr());
+    let user_information = server.user_information().customers.clone();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server.run(shutdown.clone()));
+    let issuer = TokenIssuer::hs256(&load_or_create_hs256_key(data_dir.path()).unwrap()).unwrap();
+    TestApp {
+        base,
+        data_dir,
+        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        user_information,
+        issuer,
+        shutdown,
+    }
+}
+
+impl TestApp {
+    pub fn token(&self, role: Role, customer_id: Option<&str>) -> String {
+        let customer_id = customer_id.map(|id| id.parse().unwrap());
+        self.issuer.issue(&format!("test-{}", role.as_str()), &[role], customer_id, Duration::from_secs(600)).unwrap()
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(Role::Admin, None)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::POST, path, Some(token)).json(body).send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token)).send().await.unwrap()
+    }
+
+    /// Registers a customer (as admin) and returns its id.
+    pub async fn create_customer(&self, body: &Value) -> String {
+        let response = self.post("/v1/customers", &self.admin(), body).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Every file under the data directory, for "the secret is nowhere on disk" checks.
+    pub fn data_files(&self) -> Vec<PathBuf> {
+        walk(self.data_dir.path())
+    }
+}
+
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+pub fn customer_body(cnpj: &str) -> Value {
+    json!({
+        "cnpj": cnpj,
+        "legal_name": "Comercial Exemplo Ltda",
+        "trade_name": "Exemplo",
+        "email": "compras@exemplo.com.br",
+        "phone": "(11) 98765-4321",
+        "address": {
+            "street": "Av. Paulista",
+            "number": "1000",
+            "complement": "cj 42",
+            "district": "Bela Vista",
+            "city": "São Paulo",
+            "state": "SP",
+            "postal_code": "01310-100"
+        }
+    })
+}
+
+/// A valid CNPJ no other test uses.
+pub fn unique_cnpj() -> String {
+    let digits = uuid::Uuid::now_v7().simple().to_string().to_ascii_uppercase();
+    vitrine_kernel::Cnpj::from_base(&digits[20..32]).unwrap().as_str().to_owned()
+}
+
+pub fn card_body(number: &str) -> Value {
+    json!({"type": "card", "card": {"number": number, "holder_name": "MARIA SOUZA", "exp_month": 12, "exp_year": 2031}})
+}
+
+/// The `errors[].field` values of a problem response, asserting it is one.
+pub async fn problem_fields(response: Response, status: StatusCode) -> Vec<String> {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    body["errors"]
+        .as_array()
+        .map(|errors| errors.iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Starts or stops the throwaway servers the test suite talks to, on free loopback ports.
+#
+#   scripts/test-servers.sh start DIR   installs what is missing, starts everything under DIR,
+#                                       writes DIR/env (variables the tests read)
+#   scripts/test-servers.sh stop DIR    stops what `start` started and deletes DIR
+#
+# Nothing here touches a server the machine already runs: every cluster is new, lives in DIR,
+# and listens on a port that was free a moment before.
+set -euo pipefail
+
+log() { printf '[test-servers] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+pg_bindir() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$dir" ] || [ ! -x "$dir/initdb" ]; then
+    log "installing PostgreSQL"
+    apt_install postgresql
+    dir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  printf '%s\n' "$dir"
+}
+
+# PostgreSQL refuses to run as root: run its tools as the `postgres` user when we are root.
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_postgres() {
+  local dir=$1 bin port data
+  bin=$(pg_bindir)
+  port=$(free_port)
+  data="$dir/pg-primary"
+  mkdir -p "$data" "$dir/sockets"
+  if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$dir"; chmod 755 "$dir"; fi
+  as_pg "$bin/initdb" -D "$data" -U vitrine --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  cat >>"$data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir/sockets'
+wal_level = replica
+hot_standby = on
+max_connections = 200
+# Throwaway test cluster: durability is not wanted, speed is.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+  as_pg "$bin/pg_ctl" -D "$data" -l "$dir/pg-primary.log" -w -t 60 start >/dev/null
+  log "PostgreSQL primary on 127.0.0.1:$port"
+  echo "export VITRINE_TEST_POSTGRES_URL=postgres://vitrine@127.0.0.1:$port/postgres" >>"$dir/env"
+  echo "$bin" >"$dir/pg-bindir"
+}
+
+stop_postgres() {
+  local dir=$1
+  [ -f "$dir/pg-bindir" ] || return 0
+  local bin
+  bin=$(cat "$dir/pg-bindir")
+  for data in "$dir"/pg-*/; do
+    [ -f "$data/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
+  done
+}
+
+cmd=${1:-}
+dir=${2:-}
+if [ -z "$cmd" ] || [ -z "$dir" ]; then
+  echo "usage: $0 start|stop DIR" >&2
+  exit 2
+fi
+
+case "$cmd" in
+  start)
+    mkdir -p "$dir"
+    : >"$dir/env"
+    start_postgres "$dir"
+    ;;
+  stop)
+    stop_postgres "$dir"
+    rm -rf "$dir"
+    ;;
+  *)
+    echo "unknown command: $cmd" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: starts throwaway servers on loopback ports, runs every test of the
+# workspace against them (nothing is skipped), then stops the servers, pass or fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+servers=$(mktemp -d "${TMPDIR:-/tmp}/vitrine-test-servers.XXXXXX")
+cleanup() { scripts/test-servers.sh stop "$servers"; }
+trap cleanup EXIT
+
+scripts/test-servers.sh start "$servers"
+# shellcheck disable=SC1091
+source "$servers/env"
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "[test] installing cargo-nextest" >&2
+  cargo install cargo-nextest --locked
+fi
+
+cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+cargo test --workspace --doc
