@@ -1,0 +1,188 @@
+//! The `vitrine` binary as a user runs it: serve, token, restart, migrate.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{CARD, CNPJ, card_body, contains, customer_body, walk};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vitrine");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `vitrine` with its output captured to files beside (not inside) the data dir.
+struct Process {
+    child: Child,
+    base: String,
+}
+
+fn start(data_dir: &Path, logs: &Path, run: usize, port: u16) -> Process {
+    let out = std::fs::File::create(logs.join(format!("stdout-{run}.log"))).unwrap();
+    let err = std::fs::File::create(logs.join(format!("stderr-{run}.log"))).unwrap();
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("VITRINE_DATA_DIR", data_dir)
+        .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
+        // The most verbose level: the card number must not appear even there.
+        .env("VITRINE_LOG", "trace")
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .unwrap();
+    Process { child, base: format!("http://127.0.0.1:{port}") }
+}
+
+async fn wait_live(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(response) = client.get(format!("{base}/health/live")).send().await {
+            if response.status() == StatusCode::OK {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("vitrine did not come up at {base}");
+}
+
+fn stop(mut process: Process) {
+    let pid = process.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = process.child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+fn token(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .env_clear()
+        .env("VITRINE_DATA_DIR", data_dir)
+        .arg("token")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn last_line(output: &std::process::Output) -> String {
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap().lines().last().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_and_the_card_number_stays_secret() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let logs = root.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let client = reqwest::Client::new();
+    let port = free_port();
+
+    let first = start(&data_dir, &logs, 1, port);
+    wait_live(&client, &first.base).await;
+    let admin = last_line(&token(&data_dir, &["--role", "admin"]));
+    let payments = last_line(&token(&data_dir, &["--role", "payments", "--subject", "ana@financeiro"]));
+
+    let created = client
+        .post(format!("{}/v1/customers", first.base))
+        .bearer_auth(&admin)
+        .json(&customer_body(CNPJ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["cnpj"], "12ABC34501DE35");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let card: Value = client
+        .post(format!("{}/v1/customers/{id}/payment-methods", first.base))
+        .bearer_auth(&admin)
+        .json(&card_body(CARD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pm = card["id"].as_str().unwrap().to_owned();
+    stop(first);
+
+    let second = start(&data_dir, &logs, 2, port);
+    wait_live(&client, &second.base).await;
+    let read = client.get(format!("{}/v1/customers/{id}", second.base)).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK, "the customer survived the restart");
+    assert_eq!(read.json::<Value>().await.unwrap(), created);
+    let revealed: Value = client
+        .get(format!("{}/v1/customers/{id}/payment-methods/{pm}/secret", second.base))
+        .bearer_auth(&payments)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revealed["card"]["number"], CARD, "the sealed secret opens after a restart");
+    let duplicate = client
+        .post(format!("{}/v1/customers", second.base))
+        .bearer_auth(&admin)
+        .json(&customer_body(CNPJ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(duplicate.status(), StatusCode::CONFLICT);
+    stop(second);
+
+    let stdout = std::fs::read_to_string(logs.join("stdout-1.log")).unwrap();
+    assert!(stdout.contains(&format!("http://127.0.0.1:{port}/docs")), "prints where the docs are: {stdout}");
+    let mut checked = 0;
+    for file in walk(root.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(!contains(&bytes, CARD), "{} holds the card number", file.display());
+        checked += 1;
+    }
+    assert!(checked >= 6, "data files and logs were all checked ({checked})");
+    let key = std::fs::metadata(data_dir.join("secrets.key")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777, 0o600);
+}
+
+#[test]
+fn token_needs_a_customer_id_for_the_customer_role() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let refused = token(data_dir.path(), &["--role", "customer"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--customer-id"));
+    let id = uuid::Uuid::now_v7().to_string();
+    let ok = token(data_dir.path(), &["--role", "customer", "--customer-id", &id]);
+    assert_eq!(last_line(&ok).split('.').count(), 3, "a JWT");
+}
+
+#[tokio::test]
+async fn migrate_prepares_the_configured_postgres() {
+    use secrecy::ExposeSecret;
+    use sqlx::Connection;
+
+    let url = vitrine_platform::testing::postgres_database().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .env_clear()
+        .env("VITRINE_DATA_DIR", data_dir.path())
+        .env("VITRINE_DATABASE_URL", url.expose_secret())
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut conn = sqlx::PgConnection::connect(url.expose_secret()).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables \
+         WHERE table_name IN ('customers', 'payment_methods', 'secret_access_audit', 'idempotency_keys')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, 4);
+}
