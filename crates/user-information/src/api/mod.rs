@@ -40,6 +40,7 @@ impl FromRef<AppState> for Arc<Authenticator> {
     info(
         title = "Vitrine API",
         version = "1.0.0",
+        license(name = "Proprietary"),
         description = "B2B commerce backend: business customers (CNPJ) with payment methods kept in a \
                        secret store. Errors are RFC 9457 problem+json."
     ),
