@@ -25,7 +25,9 @@ struct Backend {
 
 async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let pool = vitrine_platform::db::sqlite(&dir.path().join("test.sqlite3")).await.unwrap();
+    let pool = vitrine_platform::db::sqlite(&dir.path().join("test.sqlite3"))
+        .await
+        .unwrap();
     let store = SqliteStore::new(pool.clone());
     store.migrate().await.unwrap();
     Backend {
@@ -57,7 +59,10 @@ fn text(s: &str) -> Text {
 
 /// A valid CNPJ that no other fixture uses.
 fn unique_cnpj() -> Cnpj {
-    let digits = uuid::Uuid::now_v7().simple().to_string().to_ascii_uppercase();
+    let digits = uuid::Uuid::now_v7()
+        .simple()
+        .to_string()
+        .to_ascii_uppercase();
     // The last 12 hex characters of a UUIDv7 are random.
     Cnpj::from_base(&digits[20..32]).expect("random bases are valid and never all-equal")
 }
@@ -121,7 +126,10 @@ mod suite {
         let id = CustomerId::new();
         let inserted = b.store.insert_customer(id, &details, at).await.unwrap();
         assert_eq!(inserted.details, details);
-        assert_eq!((inserted.version, inserted.status), (1, CustomerStatus::Active));
+        assert_eq!(
+            (inserted.version, inserted.status),
+            (1, CustomerStatus::Active)
+        );
         assert_eq!((inserted.created_at, inserted.updated_at), (at, at));
         assert_eq!(b.store.get_customer(id).await.unwrap(), Some(inserted));
         assert_eq!(b.store.get_customer(CustomerId::new()).await.unwrap(), None);
@@ -129,9 +137,18 @@ mod suite {
 
     pub async fn duplicate_cnpj_is_rejected(b: Backend) {
         let details = details();
-        b.store.insert_customer(CustomerId::new(), &details, now()).await.unwrap();
-        let again = b.store.insert_customer(CustomerId::new(), &details, now()).await;
-        assert!(matches!(again, Err(StoreError::Duplicate("cnpj"))), "{again:?}");
+        b.store
+            .insert_customer(CustomerId::new(), &details, now())
+            .await
+            .unwrap();
+        let again = b
+            .store
+            .insert_customer(CustomerId::new(), &details, now())
+            .await;
+        assert!(
+            matches!(again, Err(StoreError::Duplicate("cnpj"))),
+            "{again:?}"
+        );
     }
 
     pub async fn list_pages_in_creation_order_with_filters(b: Backend) {
@@ -149,7 +166,11 @@ mod suite {
         let mut seen = Vec::new();
         let mut cursor = None;
         loop {
-            let page = b.store.list_customers(&all, limit, cursor.as_ref()).await.unwrap();
+            let page = b
+                .store
+                .list_customers(&all, limit, cursor.as_ref())
+                .await
+                .unwrap();
             assert!(page.items.len() <= 2);
             seen.extend(page.items.iter().map(|c| c.id));
             match page.next_cursor {
@@ -159,21 +180,51 @@ mod suite {
         }
         assert_eq!(seen, ids, "every customer exactly once, in creation order");
 
-        let by_cnpj = CustomerFilter { cnpj: Some(cnpjs[3].clone()), status: None };
-        let page = b.store.list_customers(&by_cnpj, PageLimit::DEFAULT, None).await.unwrap();
-        assert_eq!(page.items.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[3]]);
+        let by_cnpj = CustomerFilter {
+            cnpj: Some(cnpjs[3].clone()),
+            status: None,
+        };
+        let page = b
+            .store
+            .list_customers(&by_cnpj, PageLimit::DEFAULT, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.items.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![ids[3]]
+        );
 
-        let suspend = CustomerChanges { status: Some(CustomerStatus::Suspended), ..Default::default() };
-        b.store.update_customer(ids[1], None, &suspend, now()).await.unwrap();
-        let suspended = CustomerFilter { cnpj: None, status: Some(CustomerStatus::Suspended) };
-        let page = b.store.list_customers(&suspended, PageLimit::DEFAULT, None).await.unwrap();
-        assert_eq!(page.items.iter().map(|c| c.id).collect::<Vec<_>>(), vec![ids[1]]);
+        let suspend = CustomerChanges {
+            status: Some(CustomerStatus::Suspended),
+            ..Default::default()
+        };
+        b.store
+            .update_customer(ids[1], None, &suspend, now())
+            .await
+            .unwrap();
+        let suspended = CustomerFilter {
+            cnpj: None,
+            status: Some(CustomerStatus::Suspended),
+        };
+        let page = b
+            .store
+            .list_customers(&suspended, PageLimit::DEFAULT, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.items.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![ids[1]]
+        );
         assert!(page.next_cursor.is_none());
     }
 
     pub async fn update_applies_changes_and_checks_versions(b: Backend) {
         let id = CustomerId::new();
-        let created = b.store.insert_customer(id, &details(), now()).await.unwrap();
+        let created = b
+            .store
+            .insert_customer(id, &details(), now())
+            .await
+            .unwrap();
         let changes = CustomerChanges {
             legal_name: Some(text("Nova Razão Social SA")),
             trade_name: Some(None),
@@ -181,24 +232,50 @@ mod suite {
             ..Default::default()
         };
         let later = now();
-        let updated = b.store.update_customer(id, Some(1), &changes, later).await.unwrap();
+        let updated = b
+            .store
+            .update_customer(id, Some(1), &changes, later)
+            .await
+            .unwrap();
         assert_eq!(updated.version, 2);
         assert_eq!(updated.details.legal_name.as_str(), "Nova Razão Social SA");
         assert_eq!(updated.details.trade_name, None);
         assert_eq!(updated.details.phone, None);
-        assert_eq!(updated.details.cnpj, created.details.cnpj, "untouched fields are kept");
-        assert_eq!((updated.created_at, updated.updated_at), (created.created_at, later));
+        assert_eq!(
+            updated.details.cnpj, created.details.cnpj,
+            "untouched fields are kept"
+        );
+        assert_eq!(
+            (updated.created_at, updated.updated_at),
+            (created.created_at, later)
+        );
         assert_eq!(b.store.get_customer(id).await.unwrap(), Some(updated));
 
         let stale = b.store.update_customer(id, Some(1), &changes, now()).await;
-        assert!(matches!(stale, Err(StoreError::VersionMismatch)), "{stale:?}");
+        assert!(
+            matches!(stale, Err(StoreError::VersionMismatch)),
+            "{stale:?}"
+        );
 
-        let other = b.store.insert_customer(CustomerId::new(), &details(), now()).await.unwrap();
-        let steal = CustomerChanges { cnpj: Some(other.details.cnpj.clone()), ..Default::default() };
+        let other = b
+            .store
+            .insert_customer(CustomerId::new(), &details(), now())
+            .await
+            .unwrap();
+        let steal = CustomerChanges {
+            cnpj: Some(other.details.cnpj.clone()),
+            ..Default::default()
+        };
         let taken = b.store.update_customer(id, None, &steal, now()).await;
-        assert!(matches!(taken, Err(StoreError::Duplicate("cnpj"))), "{taken:?}");
+        assert!(
+            matches!(taken, Err(StoreError::Duplicate("cnpj"))),
+            "{taken:?}"
+        );
 
-        let missing = b.store.update_customer(CustomerId::new(), None, &changes, now()).await;
+        let missing = b
+            .store
+            .update_customer(CustomerId::new(), None, &changes, now())
+            .await;
         assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
     }
 
@@ -206,13 +283,18 @@ mod suite {
     /// and the final version counts only the winner.
     pub async fn conditional_updates_are_atomic(b: Backend) {
         let id = CustomerId::new();
-        b.store.insert_customer(id, &details(), now()).await.unwrap();
+        b.store
+            .insert_customer(id, &details(), now())
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for i in 0..16 {
             let store = Arc::clone(&b.store);
             tasks.push(tokio::spawn(async move {
-                let changes =
-                    CustomerChanges { legal_name: Some(text(&format!("Writer {i}"))), ..Default::default() };
+                let changes = CustomerChanges {
+                    legal_name: Some(text(&format!("Writer {i}"))),
+                    ..Default::default()
+                };
                 store.update_customer(id, Some(1), &changes, now()).await
             }));
         }
@@ -227,64 +309,140 @@ mod suite {
         assert_eq!(winners.len(), 1, "winners: {winners:?}");
         let last = b.store.get_customer(id).await.unwrap().unwrap();
         assert_eq!(last.version, 2);
-        assert_eq!(last.details.legal_name.as_str(), format!("Writer {}", winners[0]));
+        assert_eq!(
+            last.details.legal_name.as_str(),
+            format!("Writer {}", winners[0])
+        );
     }
 
     pub async fn payment_methods_belong_to_their_customer(b: Backend) {
         let owner = CustomerId::new();
         let stranger = CustomerId::new();
-        b.store.insert_customer(owner, &details(), now()).await.unwrap();
-        b.store.insert_customer(stranger, &details(), now()).await.unwrap();
+        b.store
+            .insert_customer(owner, &details(), now())
+            .await
+            .unwrap();
+        b.store
+            .insert_customer(stranger, &details(), now())
+            .await
+            .unwrap();
         let card = card_method(owner);
         let pix = pix_method(owner);
         b.store.insert_payment_method(&card).await.unwrap();
         b.store.insert_payment_method(&pix).await.unwrap();
 
-        assert_eq!(b.store.get_payment_method(owner, card.id).await.unwrap(), Some(card.clone()));
-        assert_eq!(b.store.get_payment_method(stranger, card.id).await.unwrap(), None);
+        assert_eq!(
+            b.store.get_payment_method(owner, card.id).await.unwrap(),
+            Some(card.clone())
+        );
+        assert_eq!(
+            b.store.get_payment_method(stranger, card.id).await.unwrap(),
+            None
+        );
         let one = PageLimit::parse(Some(1)).unwrap();
-        let first = b.store.list_payment_methods(owner, one, None).await.unwrap();
+        let first = b
+            .store
+            .list_payment_methods(owner, one, None)
+            .await
+            .unwrap();
         assert_eq!(first.items, vec![card.clone()]);
-        let second = b.store.list_payment_methods(owner, one, first.next_cursor.as_ref()).await.unwrap();
+        let second = b
+            .store
+            .list_payment_methods(owner, one, first.next_cursor.as_ref())
+            .await
+            .unwrap();
         assert_eq!(second.items, vec![pix.clone()]);
         assert!(second.next_cursor.is_none());
-        assert!(b.store.list_payment_methods(stranger, one, None).await.unwrap().items.is_empty());
+        assert!(
+            b.store
+                .list_payment_methods(stranger, one, None)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
 
-        assert!(!b.store.delete_payment_method(stranger, card.id).await.unwrap());
+        assert!(
+            !b.store
+                .delete_payment_method(stranger, card.id)
+                .await
+                .unwrap()
+        );
         assert!(b.store.delete_payment_method(owner, card.id).await.unwrap());
         assert!(!b.store.delete_payment_method(owner, card.id).await.unwrap());
-        assert_eq!(b.store.get_payment_method(owner, card.id).await.unwrap(), None);
+        assert_eq!(
+            b.store.get_payment_method(owner, card.id).await.unwrap(),
+            None
+        );
 
-        let orphan = b.store.insert_payment_method(&card_method(CustomerId::new())).await;
+        let orphan = b
+            .store
+            .insert_payment_method(&card_method(CustomerId::new()))
+            .await;
         assert!(matches!(orphan, Err(StoreError::NotFound)), "{orphan:?}");
     }
 
     pub async fn closing_freezes_the_customer_and_removes_its_methods(b: Backend) {
         let id = CustomerId::new();
-        b.store.insert_customer(id, &details(), now()).await.unwrap();
+        b.store
+            .insert_customer(id, &details(), now())
+            .await
+            .unwrap();
         let card = card_method(id);
         b.store.insert_payment_method(&card).await.unwrap();
 
         let stale = b.store.close_customer(id, Some(7), now()).await;
-        assert!(matches!(stale, Err(StoreError::VersionMismatch)), "{stale:?}");
+        assert!(
+            matches!(stale, Err(StoreError::VersionMismatch)),
+            "{stale:?}"
+        );
 
         let (closed, removed) = b.store.close_customer(id, Some(1), now()).await.unwrap();
         assert_eq!((closed.status, closed.version), (CustomerStatus::Closed, 2));
         assert_eq!(removed, vec![card]);
-        assert!(b.store.list_payment_methods(id, PageLimit::DEFAULT, None).await.unwrap().items.is_empty());
+        assert!(
+            b.store
+                .list_payment_methods(id, PageLimit::DEFAULT, None)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
 
         let (again, removed) = b.store.close_customer(id, None, now()).await.unwrap();
-        assert_eq!((again.status, again.version), (CustomerStatus::Closed, 2), "closing twice is a no-op");
+        assert_eq!(
+            (again.status, again.version),
+            (CustomerStatus::Closed, 2),
+            "closing twice is a no-op"
+        );
         assert!(removed.is_empty());
 
         let frozen = b
             .store
-            .update_customer(id, None, &CustomerChanges { legal_name: Some(text("X")), ..Default::default() }, now())
+            .update_customer(
+                id,
+                None,
+                &CustomerChanges {
+                    legal_name: Some(text("X")),
+                    ..Default::default()
+                },
+                now(),
+            )
             .await;
         assert!(matches!(frozen, Err(StoreError::Closed)), "{frozen:?}");
         let late = b.store.insert_payment_method(&pix_method(id)).await;
         assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
-        assert_eq!(b.store.get_customer(id).await.unwrap().unwrap().details.legal_name.as_str(), "Comercial Exemplo Ltda");
+        assert_eq!(
+            b.store
+                .get_customer(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .details
+                .legal_name
+                .as_str(),
+            "Comercial Exemplo Ltda"
+        );
 
         let missing = b.store.close_customer(CustomerId::new(), None, now()).await;
         assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
@@ -306,7 +464,13 @@ mod suite {
             b.store.record_secret_access(access).await.unwrap();
         }
         assert_eq!(b.store.secret_accesses(method).await.unwrap(), accesses);
-        assert!(b.store.secret_accesses(PaymentMethodId::new()).await.unwrap().is_empty());
+        assert!(
+            b.store
+                .secret_accesses(PaymentMethodId::new())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     pub async fn idempotency_records(b: Backend) {

@@ -12,7 +12,9 @@ mod checks {
     use super::*;
 
     pub async fn register_normalises_the_cnpj(app: TestApp) {
-        let response = app.post("/v1/customers", &app.admin(), &customer_body(CNPJ)).await;
+        let response = app
+            .post("/v1/customers", &app.admin(), &customer_body(CNPJ))
+            .await;
         assert_eq!(response.status(), StatusCode::CREATED);
         let location = response.headers()["location"].to_str().unwrap().to_owned();
         let etag = response.headers()["etag"].to_str().unwrap().to_owned();
@@ -21,7 +23,10 @@ mod checks {
         assert_eq!(created["phone"], "+5511987654321");
         assert_eq!(created["address"]["postal_code"], "01310100");
         assert_eq!(created["status"], "active");
-        assert_eq!(location, format!("/v1/customers/{}", created["id"].as_str().unwrap()));
+        assert_eq!(
+            location,
+            format!("/v1/customers/{}", created["id"].as_str().unwrap())
+        );
 
         let read = app.get(&location, &app.admin()).await;
         assert_eq!(read.status(), StatusCode::OK);
@@ -30,8 +35,17 @@ mod checks {
     }
 
     pub async fn bad_check_digits_name_the_cnpj(app: TestApp) {
-        let response = app.post("/v1/customers", &app.admin(), &customer_body("12.ABC.345/01DE-34")).await;
-        assert_eq!(problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["cnpj"]);
+        let response = app
+            .post(
+                "/v1/customers",
+                &app.admin(),
+                &customer_body("12.ABC.345/01DE-34"),
+            )
+            .await;
+        assert_eq!(
+            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["cnpj"]
+        );
     }
 
     pub async fn every_bad_field_is_reported(app: TestApp) {
@@ -42,12 +56,21 @@ mod checks {
         body["address"]["postal_code"] = json!("123");
         let response = app.post("/v1/customers", &app.admin(), &body).await;
         let fields = problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert_eq!(fields, vec!["email", "phone", "address.state", "address.postal_code"]);
+        assert_eq!(
+            fields,
+            vec!["email", "phone", "address.state", "address.postal_code"]
+        );
     }
 
     pub async fn a_cnpj_registers_once(app: TestApp) {
         app.create_customer(&customer_body(CNPJ)).await;
-        let again = app.post("/v1/customers", &app.admin(), &customer_body("12ABC34501DE35")).await;
+        let again = app
+            .post(
+                "/v1/customers",
+                &app.admin(),
+                &customer_body("12ABC34501DE35"),
+            )
+            .await;
         problem_fields(again, StatusCode::CONFLICT).await;
     }
 
@@ -72,12 +95,19 @@ mod checks {
         assert_eq!(second.text().await.unwrap(), first_body);
 
         let list: Value = app.get("/v1/customers", &admin).await.json().await.unwrap();
-        assert_eq!(list["items"].as_array().unwrap().len(), 1, "one customer was created");
+        assert_eq!(
+            list["items"].as_array().unwrap().len(),
+            1,
+            "one customer was created"
+        );
 
         let mut other = customer_body(CNPJ);
         other["legal_name"] = json!("Outra Empresa");
         let mismatch = send(other).await.unwrap();
-        assert_eq!(problem_fields(mismatch, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["Idempotency-Key"]);
+        assert_eq!(
+            problem_fields(mismatch, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["Idempotency-Key"]
+        );
 
         let invalid = app
             .request(Method::POST, "/v1/customers", Some(&admin))
@@ -86,7 +116,10 @@ mod checks {
             .send()
             .await
             .unwrap();
-        assert_eq!(problem_fields(invalid, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["Idempotency-Key"]);
+        assert_eq!(
+            problem_fields(invalid, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["Idempotency-Key"]
+        );
     }
 
     pub async fn hostile_bodies_get_4xx_problems(app: TestApp) {
@@ -97,28 +130,43 @@ mod checks {
                 .body(body)
                 .send()
         };
-        let malformed = raw(b"{\"cnpj\": ".to_vec(), "application/json").await.unwrap();
+        let malformed = raw(b"{\"cnpj\": ".to_vec(), "application/json")
+            .await
+            .unwrap();
         problem_fields(malformed, StatusCode::BAD_REQUEST).await;
 
         let mut wrong_type = customer_body(CNPJ);
         wrong_type["legal_name"] = json!(42);
         let response = app.post("/v1/customers", &admin, &wrong_type).await;
-        assert_eq!(problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["legal_name"]);
+        assert_eq!(
+            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["legal_name"]
+        );
 
         let mut unknown = customer_body(CNPJ);
         unknown["address"]["country"] = json!("BR");
         let response = app.post("/v1/customers", &admin, &unknown).await;
-        assert_eq!(problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["address.country"]);
+        assert_eq!(
+            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["address.country"]
+        );
 
         let mut missing = customer_body(CNPJ);
         missing.as_object_mut().unwrap().remove("email");
         let response = app.post("/v1/customers", &admin, &missing).await;
-        assert_eq!(problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["email"]);
+        assert_eq!(
+            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["email"]
+        );
 
-        let huge = raw(vec![b' '; 5 * 1024 * 1024], "application/json").await.unwrap();
+        let huge = raw(vec![b' '; 5 * 1024 * 1024], "application/json")
+            .await
+            .unwrap();
         problem_fields(huge, StatusCode::PAYLOAD_TOO_LARGE).await;
 
-        let not_json = raw(b"cnpj=1".to_vec(), "application/x-www-form-urlencoded").await.unwrap();
+        let not_json = raw(b"cnpj=1".to_vec(), "application/x-www-form-urlencoded")
+            .await
+            .unwrap();
         problem_fields(not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 
         let array = raw(b"[1, 2]".to_vec(), "application/json").await.unwrap();
@@ -126,57 +174,117 @@ mod checks {
 
         let unknown_route = app.get("/v1/nothing-here", &admin).await;
         problem_fields(unknown_route, StatusCode::NOT_FOUND).await;
-        let wrong_method = app.request(Method::PUT, "/v1/customers", Some(&admin)).send().await.unwrap();
+        let wrong_method = app
+            .request(Method::PUT, "/v1/customers", Some(&admin))
+            .send()
+            .await
+            .unwrap();
         problem_fields(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
 
         let bad_limit = app.get("/v1/customers?limit=0", &admin).await;
-        assert_eq!(problem_fields(bad_limit, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["limit"]);
+        assert_eq!(
+            problem_fields(bad_limit, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["limit"]
+        );
         let bad_cursor = app.get("/v1/customers?cursor=%%%", &admin).await;
-        assert_eq!(problem_fields(bad_cursor, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["cursor"]);
+        assert_eq!(
+            problem_fields(bad_cursor, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["cursor"]
+        );
         let bad_param = app.get("/v1/customers?sort=name", &admin).await;
-        assert_eq!(problem_fields(bad_param, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["sort"]);
+        assert_eq!(
+            problem_fields(bad_param, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["sort"]
+        );
     }
 
     pub async fn tokens_and_tenants_are_enforced(app: TestApp) {
         let alice = app.create_customer(&customer_body(CNPJ)).await;
         let bob = app.create_customer(&customer_body(&unique_cnpj())).await;
 
-        let anonymous = app.request(Method::GET, &format!("/v1/customers/{alice}"), None).send().await.unwrap();
+        let anonymous = app
+            .request(Method::GET, &format!("/v1/customers/{alice}"), None)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
         problem_fields(anonymous, StatusCode::UNAUTHORIZED).await;
-        let forged = app.get(&format!("/v1/customers/{alice}"), "not.a.token").await;
+        let forged = app
+            .get(&format!("/v1/customers/{alice}"), "not.a.token")
+            .await;
         problem_fields(forged, StatusCode::UNAUTHORIZED).await;
 
         let as_alice = app.token(Role::Customer, Some(&alice));
-        assert_eq!(app.get(&format!("/v1/customers/{alice}"), &as_alice).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.get(&format!("/v1/customers/{alice}"), &as_alice)
+                .await
+                .status(),
+            StatusCode::OK
+        );
         let other_tenant = app.get(&format!("/v1/customers/{bob}"), &as_alice).await;
         problem_fields(other_tenant, StatusCode::NOT_FOUND).await;
-        let other_methods = app.get(&format!("/v1/customers/{bob}/payment-methods"), &as_alice).await;
+        let other_methods = app
+            .get(&format!("/v1/customers/{bob}/payment-methods"), &as_alice)
+            .await;
         problem_fields(other_methods, StatusCode::NOT_FOUND).await;
 
-        let create = app.post("/v1/customers", &as_alice, &customer_body(&unique_cnpj())).await;
+        let create = app
+            .post("/v1/customers", &as_alice, &customer_body(&unique_cnpj()))
+            .await;
         problem_fields(create, StatusCode::FORBIDDEN).await;
-        problem_fields(app.get("/v1/customers", &as_alice).await, StatusCode::FORBIDDEN).await;
+        problem_fields(
+            app.get("/v1/customers", &as_alice).await,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
         let payments = app.token(Role::Payments, None);
-        problem_fields(app.get(&format!("/v1/customers/{alice}"), &payments).await, StatusCode::FORBIDDEN).await;
+        problem_fields(
+            app.get(&format!("/v1/customers/{alice}"), &payments).await,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
 
         let patch = |token: String, body: Value| {
-            app.request(Method::PATCH, &format!("/v1/customers/{alice}"), Some(&token)).json(&body).send()
+            app.request(
+                Method::PATCH,
+                &format!("/v1/customers/{alice}"),
+                Some(&token),
+            )
+            .json(&body)
+            .send()
         };
-        let own_status = patch(as_alice.clone(), json!({"status": "suspended"})).await.unwrap();
-        assert_eq!(problem_fields(own_status, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["status"]);
-        let own_name = patch(as_alice.clone(), json!({"trade_name": "Alice & Cia"})).await.unwrap();
+        let own_status = patch(as_alice.clone(), json!({"status": "suspended"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            problem_fields(own_status, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["status"]
+        );
+        let own_name = patch(as_alice.clone(), json!({"trade_name": "Alice & Cia"}))
+            .await
+            .unwrap();
         assert_eq!(own_name.status(), StatusCode::OK);
-        let suspended = patch(app.admin(), json!({"status": "suspended"})).await.unwrap();
-        assert_eq!(suspended.json::<Value>().await.unwrap()["status"], "suspended");
+        let suspended = patch(app.admin(), json!({"status": "suspended"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            suspended.json::<Value>().await.unwrap()["status"],
+            "suspended"
+        );
     }
 
     pub async fn if_match_guards_updates(app: TestApp) {
         let id = app.create_customer(&customer_body(CNPJ)).await;
         let path = format!("/v1/customers/{id}");
-        let etag = app.get(&path, &app.admin()).await.headers()["etag"].to_str().unwrap().to_owned();
+        let etag = app.get(&path, &app.admin()).await.headers()["etag"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let patch = |tag: &str, body: Value| {
-            app.request(Method::PATCH, &path, Some(&app.admin())).header("If-Match", tag).json(&body).send()
+            app.request(Method::PATCH, &path, Some(&app.admin()))
+                .header("If-Match", tag)
+                .json(&body)
+                .send()
         };
         let ok = patch(&etag, json!({"phone": null, "address": {"street": "Rua Augusta", "number": "5",
             "district": "Consolação", "city": "São Paulo", "state": "SP", "postal_code": "01305000"}}))
@@ -189,24 +297,35 @@ mod checks {
         assert_eq!(body["phone"], Value::Null);
         assert_eq!(body["address"]["complement"], Value::Null);
 
-        let stale = patch(&etag, json!({"legal_name": "Tarde Demais"})).await.unwrap();
+        let stale = patch(&etag, json!({"legal_name": "Tarde Demais"}))
+            .await
+            .unwrap();
         problem_fields(stale, StatusCode::PRECONDITION_FAILED).await;
         let empty = patch(&new_etag, json!({})).await.unwrap();
         problem_fields(empty, StatusCode::UNPROCESSABLE_ENTITY).await;
-        let stale_delete =
-            app.request(Method::DELETE, &path, Some(&app.admin())).header("If-Match", &etag).send().await.unwrap();
+        let stale_delete = app
+            .request(Method::DELETE, &path, Some(&app.admin()))
+            .header("If-Match", &etag)
+            .send()
+            .await
+            .unwrap();
         problem_fields(stale_delete, StatusCode::PRECONDITION_FAILED).await;
     }
 
     pub async fn cards_are_masked_and_revealed_only_to_payments(app: TestApp) {
         let id = app.create_customer(&customer_body(CNPJ)).await;
         let methods = format!("/v1/customers/{id}/payment-methods");
-        let added = app.post(&methods, &app.admin(), &card_body("4111 1111 1111 1111")).await;
+        let added = app
+            .post(&methods, &app.admin(), &card_body("4111 1111 1111 1111"))
+            .await;
         assert_eq!(added.status(), StatusCode::CREATED);
         let text = added.text().await.unwrap();
         assert!(!text.contains(CARD), "{text}");
         let added: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(added["card"], json!({"brand": "visa", "last4": "1111", "exp_month": 12, "exp_year": 2031, "holder_name": "MARIA SOUZA"}));
+        assert_eq!(
+            added["card"],
+            json!({"brand": "visa", "last4": "1111", "exp_month": 12, "exp_year": 2031, "holder_name": "MARIA SOUZA"})
+        );
         let pm = added["id"].as_str().unwrap().to_owned();
 
         let listed = app.get(&methods, &app.admin()).await.text().await.unwrap();
@@ -222,13 +341,25 @@ mod checks {
         let revealed: Value = revealed.json().await.unwrap();
         assert_eq!(revealed["card"]["number"], CARD);
 
-        let audit = app.user_information.secret_accesses(pm.parse().unwrap()).await.unwrap();
-        assert_eq!(audit.len(), 1, "every reveal is audited, refused ones are not reveals");
+        let audit = app
+            .user_information
+            .secret_accesses(pm.parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            audit.len(),
+            1,
+            "every reveal is audited, refused ones are not reveals"
+        );
         assert_eq!(audit[0].actor, "test-payments");
 
         for file in app.data_files() {
             let bytes = std::fs::read(&file).unwrap();
-            assert!(!contains(&bytes, CARD), "{} holds the card number", file.display());
+            assert!(
+                !contains(&bytes, CARD),
+                "{} holds the card number",
+                file.display()
+            );
         }
     }
 
@@ -238,17 +369,28 @@ mod checks {
         let mut with_cvv = card_body(CARD);
         with_cvv["card"]["cvv"] = json!("123");
         let response = app.post(&methods, &app.admin(), &with_cvv).await;
-        assert_eq!(problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["card.cvv"]);
+        assert_eq!(
+            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["card.cvv"]
+        );
 
-        let luhn = app.post(&methods, &app.admin(), &card_body("4111111111111112")).await;
+        let luhn = app
+            .post(&methods, &app.admin(), &card_body("4111111111111112"))
+            .await;
         let body = luhn.text().await.unwrap();
-        assert!(!body.contains("4111111111111112"), "the number is not echoed: {body}");
+        assert!(
+            !body.contains("4111111111111112"),
+            "the number is not echoed: {body}"
+        );
         assert!(body.contains("card.number"), "{body}");
 
         let mut expired = card_body(CARD);
         expired["card"]["exp_year"] = json!(2020);
         let response = app.post(&methods, &app.admin(), &expired).await;
-        assert_eq!(problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["card.exp_year"]);
+        assert_eq!(
+            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["card.exp_year"]
+        );
 
         let mut numeric = card_body(CARD);
         numeric["card"]["number"] = json!(4111111111111111_u64);
@@ -258,7 +400,10 @@ mod checks {
 
         let both = json!({"type": "pix", "card": card_body(CARD)["card"], "pix": {"key_type": "evp", "key": "x"}});
         let response = app.post(&methods, &app.admin(), &both).await;
-        assert_eq!(problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["card"]);
+        assert_eq!(
+            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["card"]
+        );
 
         let list: Value = app.get(&methods, &app.admin()).await.json().await.unwrap();
         assert_eq!(list["items"], json!([]), "nothing was stored");
@@ -268,37 +413,86 @@ mod checks {
         let id = app.create_customer(&customer_body(CNPJ)).await;
         let methods = format!("/v1/customers/{id}/payment-methods");
         let added = app
-            .post(&methods, &app.admin(), &json!({"type": "pix", "pix": {"key_type": "cpf", "key": "529.982.247-25"}}))
+            .post(
+                &methods,
+                &app.admin(),
+                &json!({"type": "pix", "pix": {"key_type": "cpf", "key": "529.982.247-25"}}),
+            )
             .await;
         assert_eq!(added.status(), StatusCode::CREATED);
         let text = added.text().await.unwrap();
         assert!(!text.contains("52998224725"), "{text}");
-        let pm = serde_json::from_str::<Value>(&text).unwrap()["id"].as_str().unwrap().to_owned();
-        let revealed: Value =
-            app.get(&format!("{methods}/{pm}/secret"), &app.token(Role::Payments, None)).await.json().await.unwrap();
-        assert_eq!(revealed["pix"], json!({"key_type": "cpf", "key": "52998224725"}));
+        let pm = serde_json::from_str::<Value>(&text).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let revealed: Value = app
+            .get(
+                &format!("{methods}/{pm}/secret"),
+                &app.token(Role::Payments, None),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            revealed["pix"],
+            json!({"key_type": "cpf", "key": "52998224725"})
+        );
 
         let bad = app
-            .post(&methods, &app.admin(), &json!({"type": "pix", "pix": {"key_type": "cpf", "key": "529.982.247-26"}}))
+            .post(
+                &methods,
+                &app.admin(),
+                &json!({"type": "pix", "pix": {"key_type": "cpf", "key": "529.982.247-26"}}),
+            )
             .await;
-        assert_eq!(problem_fields(bad, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["pix.key"]);
+        assert_eq!(
+            problem_fields(bad, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["pix.key"]
+        );
         let kind = app
-            .post(&methods, &app.admin(), &json!({"type": "pix", "pix": {"key_type": "iban", "key": "x"}}))
+            .post(
+                &methods,
+                &app.admin(),
+                &json!({"type": "pix", "pix": {"key_type": "iban", "key": "x"}}),
+            )
             .await;
-        assert_eq!(problem_fields(kind, StatusCode::UNPROCESSABLE_ENTITY).await, vec!["pix.key_type"]);
+        assert_eq!(
+            problem_fields(kind, StatusCode::UNPROCESSABLE_ENTITY).await,
+            vec!["pix.key_type"]
+        );
     }
 
     pub async fn removing_a_method_destroys_its_secret(app: TestApp) {
         let id = app.create_customer(&customer_body(CNPJ)).await;
         let methods = format!("/v1/customers/{id}/payment-methods");
-        let added: Value = app.post(&methods, &app.admin(), &card_body(CARD)).await.json().await.unwrap();
+        let added: Value = app
+            .post(&methods, &app.admin(), &card_body(CARD))
+            .await
+            .json()
+            .await
+            .unwrap();
         let pm = added["id"].as_str().unwrap();
         let owner = app.token(Role::Customer, Some(&id));
-        let removed = app.request(Method::DELETE, &format!("{methods}/{pm}"), Some(&owner)).send().await.unwrap();
+        let removed = app
+            .request(Method::DELETE, &format!("{methods}/{pm}"), Some(&owner))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(removed.status(), StatusCode::NO_CONTENT);
-        let gone = app.get(&format!("{methods}/{pm}/secret"), &app.token(Role::Payments, None)).await;
+        let gone = app
+            .get(
+                &format!("{methods}/{pm}/secret"),
+                &app.token(Role::Payments, None),
+            )
+            .await;
         problem_fields(gone, StatusCode::NOT_FOUND).await;
-        let again = app.request(Method::DELETE, &format!("{methods}/{pm}"), Some(&owner)).send().await.unwrap();
+        let again = app
+            .request(Method::DELETE, &format!("{methods}/{pm}"), Some(&owner))
+            .send()
+            .await
+            .unwrap();
         problem_fields(again, StatusCode::NOT_FOUND).await;
         assert!(secret_files(&app).is_empty());
     }
@@ -307,20 +501,41 @@ mod checks {
         let id = app.create_customer(&customer_body(CNPJ)).await;
         let methods = format!("/v1/customers/{id}/payment-methods");
         app.post(&methods, &app.admin(), &card_body(CARD)).await;
-        app.post(&methods, &app.admin(), &json!({"type": "pix", "pix": {"key_type": "email", "key": "fin@exemplo.com.br"}}))
-            .await;
+        app.post(
+            &methods,
+            &app.admin(),
+            &json!({"type": "pix", "pix": {"key_type": "email", "key": "fin@exemplo.com.br"}}),
+        )
+        .await;
         assert_eq!(secret_files(&app).len(), 2);
 
         let path = format!("/v1/customers/{id}");
         let owner = app.token(Role::Customer, Some(&id));
-        problem_fields(app.request(Method::DELETE, &path, Some(&owner)).send().await.unwrap(), StatusCode::FORBIDDEN).await;
-        let closed = app.request(Method::DELETE, &path, Some(&app.admin())).send().await.unwrap();
+        problem_fields(
+            app.request(Method::DELETE, &path, Some(&owner))
+                .send()
+                .await
+                .unwrap(),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+        let closed = app
+            .request(Method::DELETE, &path, Some(&app.admin()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(closed.status(), StatusCode::NO_CONTENT);
-        assert!(secret_files(&app).is_empty(), "every secret of the customer is destroyed");
+        assert!(
+            secret_files(&app).is_empty(),
+            "every secret of the customer is destroyed"
+        );
 
         let kept: Value = app.get(&path, &app.admin()).await.json().await.unwrap();
         assert_eq!(kept["status"], "closed");
-        assert_eq!(kept["cnpj"], "12ABC34501DE35", "basic data is kept for legal records");
+        assert_eq!(
+            kept["cnpj"], "12ABC34501DE35",
+            "basic data is kept for legal records"
+        );
         let list: Value = app.get(&methods, &app.admin()).await.json().await.unwrap();
         assert_eq!(list["items"], json!([]));
         let late = app.post(&methods, &app.admin(), &card_body(CARD)).await;
@@ -332,8 +547,16 @@ mod checks {
             .await
             .unwrap();
         problem_fields(reopen, StatusCode::CONFLICT).await;
-        let repeat = app.request(Method::DELETE, &path, Some(&app.admin())).send().await.unwrap();
-        assert_eq!(repeat.status(), StatusCode::NO_CONTENT, "closing again repeats the erasure");
+        let repeat = app
+            .request(Method::DELETE, &path, Some(&app.admin()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            repeat.status(),
+            StatusCode::NO_CONTENT,
+            "closing again repeats the erasure"
+        );
     }
 
     pub async fn lists_page_and_filter(app: TestApp) {
@@ -346,44 +569,114 @@ mod checks {
         let mut next = Some("/v1/customers?limit=2".to_owned());
         while let Some(path) = next {
             let page: Value = app.get(&path, &admin).await.json().await.unwrap();
-            seen.extend(page["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()));
-            next = page["next_cursor"].as_str().map(|c| format!("/v1/customers?limit=2&cursor={c}"));
+            seen.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["id"].as_str().unwrap().to_owned()),
+            );
+            next = page["next_cursor"]
+                .as_str()
+                .map(|c| format!("/v1/customers?limit=2&cursor={c}"));
         }
         assert_eq!(seen, ids);
 
-        let target: Value = app.get(&format!("/v1/customers/{}", ids[2]), &admin).await.json().await.unwrap();
+        let target: Value = app
+            .get(&format!("/v1/customers/{}", ids[2]), &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
         let cnpj = target["cnpj"].as_str().unwrap();
         let masked = vitrine_kernel::Cnpj::parse(cnpj).unwrap().formatted();
         // The mask's characters (`.`, `/`, `-`) are all legal in a query string.
-        let filtered: Value = app.get(&format!("/v1/customers?cnpj={masked}"), &admin).await.json().await.unwrap();
+        let filtered: Value = app
+            .get(&format!("/v1/customers?cnpj={masked}"), &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
         assert_eq!(filtered["items"][0]["id"], ids[2].as_str());
-        let none: Value = app.get("/v1/customers?status=suspended", &admin).await.json().await.unwrap();
+        let none: Value = app
+            .get("/v1/customers?status=suspended", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(none["items"], json!([]));
     }
 
     pub async fn operations_endpoints_answer(app: TestApp) {
-        let live = app.request(Method::GET, "/health/live", None).send().await.unwrap();
+        let live = app
+            .request(Method::GET, "/health/live", None)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(live.status(), StatusCode::OK);
-        let ready: Value = app.request(Method::GET, "/health/ready", None).send().await.unwrap().json().await.unwrap();
-        assert_eq!(ready, json!({"status": "ready", "checks": {"database": "up", "secrets": "up"}}));
+        let ready: Value = app
+            .request(Method::GET, "/health/ready", None)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            ready,
+            json!({"status": "ready", "checks": {"database": "up", "secrets": "up"}})
+        );
         app.get("/v1/customers", &app.admin()).await;
-        let metrics = app.request(Method::GET, "/metrics", None).send().await.unwrap().text().await.unwrap();
-        assert!(metrics.contains("http_requests_total{method=\"GET\",route=\"/v1/customers\",status=\"200\"}"), "{metrics}");
-        let openapi: Value = app.request(Method::GET, "/openapi.json", None).send().await.unwrap().json().await.unwrap();
+        let metrics = app
+            .request(Method::GET, "/metrics", None)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains(
+                "http_requests_total{method=\"GET\",route=\"/v1/customers\",status=\"200\"}"
+            ),
+            "{metrics}"
+        );
+        let openapi: Value = app
+            .request(Method::GET, "/openapi.json", None)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(openapi["openapi"], "3.1.0");
         assert!(openapi["paths"]["/v1/customers/{id}/payment-methods/{pm_id}/secret"].is_object());
-        let docs = app.request(Method::GET, "/docs/", None).send().await.unwrap();
+        let docs = app
+            .request(Method::GET, "/docs/", None)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(docs.status(), StatusCode::OK);
         let html = docs.text().await.unwrap();
         assert!(html.contains("swagger-ui"), "{html}");
-        assert!(!html.contains("https://"), "the docs page loads nothing from the internet");
-        let initializer = app.request(Method::GET, "/docs/swagger-initializer.js", None).send().await.unwrap();
+        assert!(
+            !html.contains("https://"),
+            "the docs page loads nothing from the internet"
+        );
+        let initializer = app
+            .request(Method::GET, "/docs/swagger-initializer.js", None)
+            .send()
+            .await
+            .unwrap();
         assert!(initializer.text().await.unwrap().contains("/openapi.json"));
     }
 
     fn secret_files(app: &TestApp) -> Vec<std::path::PathBuf> {
-        app.data_files().into_iter().filter(|f| f.extension().is_some_and(|e| e == "sealed")).collect()
+        app.data_files()
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "sealed"))
+            .collect()
     }
 }
 

@@ -13,7 +13,11 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_vitrine");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `vitrine` with its output captured to files beside (not inside) the data dir.
@@ -36,7 +40,10 @@ fn start(data_dir: &Path, logs: &Path, run: usize, port: u16) -> Process {
         .stderr(Stdio::from(err))
         .spawn()
         .unwrap();
-    Process { child, base: format!("http://127.0.0.1:{port}") }
+    Process {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
 }
 
 async fn wait_live(client: &reqwest::Client, base: &str) {
@@ -54,7 +61,13 @@ async fn wait_live(client: &reqwest::Client, base: &str) {
 
 fn stop(mut process: Process) {
     let pid = process.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = process.child.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
@@ -70,8 +83,17 @@ fn token(data_dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 fn last_line(output: &std::process::Output) -> String {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout.clone()).unwrap().lines().last().unwrap().to_owned()
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -86,7 +108,10 @@ async fn data_survives_a_restart_and_the_card_number_stays_secret() {
     let first = start(&data_dir, &logs, 1, port);
     wait_live(&client, &first.base).await;
     let admin = last_line(&token(&data_dir, &["--role", "admin"]));
-    let payments = last_line(&token(&data_dir, &["--role", "payments", "--subject", "ana@financeiro"]));
+    let payments = last_line(&token(
+        &data_dir,
+        &["--role", "payments", "--subject", "ana@financeiro"],
+    ));
 
     let created = client
         .post(format!("{}/v1/customers", first.base))
@@ -114,11 +139,23 @@ async fn data_survives_a_restart_and_the_card_number_stays_secret() {
 
     let second = start(&data_dir, &logs, 2, port);
     wait_live(&client, &second.base).await;
-    let read = client.get(format!("{}/v1/customers/{id}", second.base)).bearer_auth(&admin).send().await.unwrap();
-    assert_eq!(read.status(), StatusCode::OK, "the customer survived the restart");
+    let read = client
+        .get(format!("{}/v1/customers/{id}", second.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read.status(),
+        StatusCode::OK,
+        "the customer survived the restart"
+    );
     assert_eq!(read.json::<Value>().await.unwrap(), created);
     let revealed: Value = client
-        .get(format!("{}/v1/customers/{id}/payment-methods/{pm}/secret", second.base))
+        .get(format!(
+            "{}/v1/customers/{id}/payment-methods/{pm}/secret",
+            second.base
+        ))
         .bearer_auth(&payments)
         .send()
         .await
@@ -126,7 +163,10 @@ async fn data_survives_a_restart_and_the_card_number_stays_secret() {
         .json()
         .await
         .unwrap();
-    assert_eq!(revealed["card"]["number"], CARD, "the sealed secret opens after a restart");
+    assert_eq!(
+        revealed["card"]["number"], CARD,
+        "the sealed secret opens after a restart"
+    );
     let duplicate = client
         .post(format!("{}/v1/customers", second.base))
         .bearer_auth(&admin)
@@ -138,16 +178,29 @@ async fn data_survives_a_restart_and_the_card_number_stays_secret() {
     stop(second);
 
     let stdout = std::fs::read_to_string(logs.join("stdout-1.log")).unwrap();
-    assert!(stdout.contains(&format!("http://127.0.0.1:{port}/docs")), "prints where the docs are: {stdout}");
+    assert!(
+        stdout.contains(&format!("http://127.0.0.1:{port}/docs")),
+        "prints where the docs are: {stdout}"
+    );
     let mut checked = 0;
     for file in walk(root.path()) {
         let bytes = std::fs::read(&file).unwrap();
-        assert!(!contains(&bytes, CARD), "{} holds the card number", file.display());
+        assert!(
+            !contains(&bytes, CARD),
+            "{} holds the card number",
+            file.display()
+        );
         checked += 1;
     }
-    assert!(checked >= 6, "data files and logs were all checked ({checked})");
+    assert!(
+        checked >= 6,
+        "data files and logs were all checked ({checked})"
+    );
     let key = std::fs::metadata(data_dir.join("secrets.key")).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -157,7 +210,10 @@ fn token_needs_a_customer_id_for_the_customer_role() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--customer-id"));
     let id = uuid::Uuid::now_v7().to_string();
-    let ok = token(data_dir.path(), &["--role", "customer", "--customer-id", &id]);
+    let ok = token(
+        data_dir.path(),
+        &["--role", "customer", "--customer-id", &id],
+    );
     assert_eq!(last_line(&ok).split('.').count(), 3, "a JWT");
 }
 
@@ -175,8 +231,14 @@ async fn migrate_prepares_the_configured_postgres() {
         .arg("migrate")
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let mut conn = sqlx::PgConnection::connect(url.expose_secret()).await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut conn = sqlx::PgConnection::connect(url.expose_secret())
+        .await
+        .unwrap();
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables \
          WHERE table_name IN ('customers', 'payment_methods', 'secret_access_audit', 'idempotency_keys')",

@@ -174,7 +174,11 @@ impl Authenticator {
                     return Err(AuthError::Invalid);
                 }
                 let key = cache.key_for(header.kid.as_deref()).await?;
-                decode(token, &key, &self.validation)?
+                // jsonwebtoken refuses a validation listing algorithms of another key family
+                // than the key's, so narrow it to the (already allowed) algorithm of this token.
+                let mut validation = self.validation.clone();
+                validation.algorithms = vec![header.alg];
+                decode(token, &key, &validation)?
             }
         };
         Principal::from_claims(claims)

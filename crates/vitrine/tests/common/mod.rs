@@ -43,7 +43,9 @@ pub async fn spawn_app(database: Database) -> TestApp {
     if let Database::Postgres = database {
         settings.database_url = Some(vitrine_platform::testing::postgres_database().await);
     }
-    let server = Server::build(&settings).await.expect("the embedded server builds");
+    let server = Server::build(&settings)
+        .await
+        .expect("the embedded server builds");
     let base = format!("http://{}", server.local_addr());
     let user_information = server.user_information().customers.clone();
     let shutdown = CancellationToken::new();
@@ -52,7 +54,10 @@ pub async fn spawn_app(database: Database) -> TestApp {
     TestApp {
         base,
         data_dir,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
         user_information,
         issuer,
         shutdown,
@@ -62,7 +67,14 @@ pub async fn spawn_app(database: Database) -> TestApp {
 impl TestApp {
     pub fn token(&self, role: Role, customer_id: Option<&str>) -> String {
         let customer_id = customer_id.map(|id| id.parse().unwrap());
-        self.issuer.issue(&format!("test-{}", role.as_str()), &[role], customer_id, Duration::from_secs(600)).unwrap()
+        self.issuer
+            .issue(
+                &format!("test-{}", role.as_str()),
+                &[role],
+                customer_id,
+                Duration::from_secs(600),
+            )
+            .unwrap()
     }
 
     pub fn admin(&self) -> String {
@@ -78,11 +90,18 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::POST, path, Some(token)).json(body).send().await.unwrap()
+        self.request(Method::POST, path, Some(token))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
-        self.request(Method::GET, path, Some(token)).send().await.unwrap()
+        self.request(Method::GET, path, Some(token))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Registers a customer (as admin) and returns its id.
@@ -103,13 +122,19 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+        if path.is_dir() {
+            files.extend(walk(&path))
+        } else {
+            files.push(path)
+        }
     }
     files
 }
 
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }
 
 pub fn customer_body(cnpj: &str) -> Value {
@@ -133,8 +158,14 @@ pub fn customer_body(cnpj: &str) -> Value {
 
 /// A valid CNPJ no other test uses.
 pub fn unique_cnpj() -> String {
-    let digits = uuid::Uuid::now_v7().simple().to_string().to_ascii_uppercase();
-    vitrine_kernel::Cnpj::from_base(&digits[20..32]).unwrap().as_str().to_owned()
+    let digits = uuid::Uuid::now_v7()
+        .simple()
+        .to_string()
+        .to_ascii_uppercase();
+    vitrine_kernel::Cnpj::from_base(&digits[20..32])
+        .unwrap()
+        .as_str()
+        .to_owned()
 }
 
 pub fn card_body(number: &str) -> Value {
@@ -144,11 +175,19 @@ pub fn card_body(number: &str) -> Value {
 /// The `errors[].field` values of a problem response, asserting it is one.
 pub async fn problem_fields(response: Response, status: StatusCode) -> Vec<String> {
     assert_eq!(response.status(), status);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], status.as_u16());
     body["errors"]
         .as_array()
-        .map(|errors| errors.iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect())
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
