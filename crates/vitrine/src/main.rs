@@ -108,7 +108,10 @@ fn token(
         anyhow::bail!("--role customer needs --customer-id");
     }
     let key = load_or_create_hs256_key(&settings.data_dir)?;
-    let subject = subject.unwrap_or_else(|| format!("cli-{}", role.as_str()));
+    let subject = subject.unwrap_or_else(|| match customer_id {
+        Some(id) => format!("cli-{}-{id}", role.as_str()),
+        None => format!("cli-{}", role.as_str()),
+    });
     let token = TokenIssuer::hs256(&key)?.issue(
         &subject,
         &[role],

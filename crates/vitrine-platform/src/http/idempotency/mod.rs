@@ -214,7 +214,12 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
         parts.uri.path_and_query().map_or("", |p| p.as_str()),
         &bytes,
     );
-    let scope = principal.subject.as_str();
+    // A subject acting for a customer is scoped to that customer as well.
+    let scope = match principal.customer_id {
+        Some(customer) => format!("{}#{customer}", principal.subject),
+        None => principal.subject.clone(),
+    };
+    let scope = scope.as_str();
     let begin = state
         .store
         .begin(scope, &key, &fingerprint, Utc::now())
