@@ -17,5 +17,6 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
-cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+# Doc tests first: nextest does not run them, and its summary should be the last word.
 cargo test --workspace --doc
+cargo nextest run --workspace --all-targets --no-fail-fast "$@"

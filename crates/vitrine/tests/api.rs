@@ -159,10 +159,13 @@ mod checks {
             vec!["email"]
         );
 
-        let huge = raw(vec![b' '; 5 * 1024 * 1024], "application/json")
-            .await
-            .unwrap();
-        problem_fields(huge, StatusCode::PAYLOAD_TOO_LARGE).await;
+        let (status, content_type) = app
+            .oversized_post("/v1/customers", &admin, 5 * 1024 * 1024)
+            .await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (413, "application/problem+json")
+        );
 
         let not_json = raw(b"cnpj=1".to_vec(), "application/x-www-form-urlencoded")
             .await

@@ -104,6 +104,41 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POSTs a body of `len` bytes over a raw socket and returns (status, content type).
+    ///
+    /// The server answers 413 from the Content-Length alone and closes the connection, often
+    /// while a client is still writing; an HTTP client reports that as a broken pipe (and may
+    /// reuse the closed connection), so this writes what it can on its own socket and then reads
+    /// the answer.
+    pub async fn oversized_post(&self, path: &str, token: &str, len: usize) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let _ = stream.write_all(&vec![b' '; len]).await;
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let content_type = text
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        (status, content_type)
+    }
+
     /// Registers a customer (as admin) and returns its id.
     pub async fn create_customer(&self, body: &Value) -> String {
         let response = self.post("/v1/customers", &self.admin(), body).await;
