@@ -49,10 +49,10 @@ fn start(data_dir: &Path, logs: &Path, run: usize, port: u16) -> Process {
 async fn wait_live(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(response) = client.get(format!("{base}/health/live")).send().await {
-            if response.status() == StatusCode::OK {
-                return;
-            }
+        if let Ok(response) = client.get(format!("{base}/health/live")).send().await
+            && response.status() == StatusCode::OK
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -119,3 +119,14 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
     /// Readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;
 }
+
+/// Shared by both backends: a closed customer is frozen; a stale If-Match is refused.
+fn check_writable(current: &Customer, expected_version: Option<i64>) -> Result<(), StoreError> {
+    if current.status == CustomerStatus::Closed {
+        return Err(StoreError::Closed);
+    }
+    if expected_version.is_some_and(|v| v != current.version) {
+        return Err(StoreError::VersionMismatch);
+    }
+    Ok(())
+}

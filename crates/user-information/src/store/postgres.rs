@@ -9,7 +9,7 @@ use super::rows::{
     CustomerRow, PaymentMethodColumns, PaymentMethodRow, SecretAccessRow, customer_columns,
     payment_method_columns, unique_as,
 };
-use super::{CustomerFilter, CustomerStore, StoreError};
+use super::{CustomerFilter, CustomerStore, StoreError, check_writable};
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
@@ -134,16 +134,7 @@ impl CustomerStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<Customer, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let current: Option<CustomerRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            customer_columns!(),
-            " \
-             FROM customers WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(id.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let current = Customer::try_from(current.ok_or(StoreError::NotFound)?)?;
+        let current = locked_customer(&mut tx, id).await?;
         check_writable(&current, expected_version)?;
         let details = changes.apply_to(&current);
         let status = changes.status.unwrap_or(current.status);
@@ -175,16 +166,7 @@ impl CustomerStore for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let current: Option<CustomerRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            customer_columns!(),
-            " \
-             FROM customers WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(id.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let current = Customer::try_from(current.ok_or(StoreError::NotFound)?)?;
+        let current = locked_customer(&mut tx, id).await?;
         if expected_version.is_some_and(|v| v != current.version) {
             return Err(StoreError::VersionMismatch);
         }
@@ -347,16 +329,18 @@ impl CustomerStore for PostgresStore {
     }
 }
 
-/// Shared by both backends: a closed customer is frozen; a stale If-Match is refused.
-pub(super) fn check_writable(
-    current: &Customer,
-    expected_version: Option<i64>,
-) -> Result<(), StoreError> {
-    if current.status == CustomerStatus::Closed {
-        return Err(StoreError::Closed);
-    }
-    if expected_version.is_some_and(|v| v != current.version) {
-        return Err(StoreError::VersionMismatch);
-    }
-    Ok(())
+/// Reads a customer and locks its row until the transaction ends.
+async fn locked_customer(
+    tx: &mut sqlx::PgConnection,
+    id: CustomerId,
+) -> Result<Customer, StoreError> {
+    let row: Option<CustomerRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        customer_columns!(),
+        " FROM customers WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id.as_uuid())
+    .fetch_optional(tx)
+    .await?;
+    Customer::try_from(row.ok_or(StoreError::NotFound)?)
 }

@@ -9,12 +9,11 @@ use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use vitrine_kernel::{Cursor, Page, PageLimit};
 
-use super::postgres::check_writable;
 use super::rows::{
     CustomerRow, PaymentMethodColumns, PaymentMethodRow, SecretAccessRow, customer_columns,
     payment_method_columns, unique_as,
 };
-use super::{CustomerFilter, CustomerStore, StoreError};
+use super::{CustomerFilter, CustomerStore, StoreError, check_writable};
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
