@@ -1,0 +1,212 @@
+//! One behaviour suite for every `Transport` (embedded SQLite, SNS+SQS). Names carry a fresh
+//! prefix so the suite can share a server with other runs.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::{QueueSpec, Subscription, Topology, Transport, TransportError};
+use crate::envelope::Envelope;
+
+const VISIBILITY: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(2);
+
+fn names() -> (String, String, String) {
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let run = &run[run.len() - 10..];
+    (
+        format!("t-{run}-events"),
+        format!("q-{run}-all"),
+        format!("q-{run}-some"),
+    )
+}
+
+fn event(kind: &str, n: u32) -> Envelope {
+    Envelope::new("vitrine.test", kind, &serde_json::json!({"n": n})).unwrap()
+}
+
+async fn topology(transport: &dyn Transport, max_receives: u32) -> (String, String, String) {
+    let (topic, all, some) = names();
+    let topology = Topology {
+        topics: vec![topic.clone()],
+        queues: vec![
+            QueueSpec {
+                name: all.clone(),
+                subscriptions: vec![Subscription {
+                    topic: topic.clone(),
+                    event_types: vec![],
+                }],
+                max_receives,
+            },
+            QueueSpec {
+                name: some.clone(),
+                subscriptions: vec![Subscription {
+                    topic: topic.clone(),
+                    event_types: vec!["vitrine.test.kept.v1".into()],
+                }],
+                max_receives,
+            },
+        ],
+    };
+    transport.provision(&topology).await.unwrap();
+    transport
+        .provision(&topology)
+        .await
+        .expect("provisioning is idempotent");
+    (topic, all, some)
+}
+
+async fn drain(transport: &dyn Transport, queue: &str) -> Vec<Envelope> {
+    let mut seen = Vec::new();
+    loop {
+        let batch = transport
+            .receive(queue, 10, Duration::from_millis(300), VISIBILITY)
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return seen;
+        }
+        for delivery in batch {
+            transport.ack(queue, &delivery).await.unwrap();
+            seen.push(delivery.envelope);
+        }
+    }
+}
+
+/// Runs every check against `transport`.
+pub async fn run_all(transport: &dyn Transport) {
+    fan_out_respects_filters(transport).await;
+    unacked_messages_come_back(transport).await;
+    retry_later_delays_redelivery(transport).await;
+    exhausted_messages_go_to_the_dead_letter_queue_and_back(transport).await;
+    unknown_destinations_are_errors(transport).await;
+}
+
+pub async fn fan_out_respects_filters(transport: &dyn Transport) {
+    let (topic, all, some) = topology(transport, 5).await;
+    let kept = event("vitrine.test.kept.v1", 1);
+    let filtered = event("vitrine.test.other.v1", 2);
+    transport.publish(&topic, &kept).await.unwrap();
+    transport.publish(&topic, &filtered).await.unwrap();
+    let direct = event("vitrine.test.command.v1", 3);
+    transport.send(&some, &direct).await.unwrap();
+
+    let ids =
+        |envelopes: Vec<Envelope>| envelopes.into_iter().map(|e| e.id).collect::<BTreeSet<_>>();
+    assert_eq!(
+        ids(drain(transport, &all).await),
+        BTreeSet::from([kept.id, filtered.id])
+    );
+    let delivered = drain(transport, &some).await;
+    assert_eq!(ids(delivered.clone()), BTreeSet::from([kept.id, direct.id]));
+    assert!(delivered.contains(&kept), "the envelope arrives unchanged");
+}
+
+pub async fn unacked_messages_come_back(transport: &dyn Transport) {
+    let (_, all, _) = topology(transport, 5).await;
+    let message = event("vitrine.test.kept.v1", 1);
+    transport.send(&all, &message).await.unwrap();
+    let first = transport
+        .receive(&all, 10, WAIT, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].receive_count, 1);
+    let hidden = transport
+        .receive(&all, 10, Duration::from_millis(200), VISIBILITY)
+        .await
+        .unwrap();
+    assert!(hidden.is_empty(), "invisible while being handled");
+    let again = transport
+        .receive(&all, 10, Duration::from_secs(5), VISIBILITY)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "redelivered after the visibility timeout");
+    assert_eq!(
+        (again[0].envelope.id, again[0].receive_count),
+        (message.id, 2)
+    );
+    transport.ack(&all, &again[0]).await.unwrap();
+    assert!(drain(transport, &all).await.is_empty());
+}
+
+pub async fn retry_later_delays_redelivery(transport: &dyn Transport) {
+    let (_, all, _) = topology(transport, 5).await;
+    transport
+        .send(&all, &event("vitrine.test.kept.v1", 1))
+        .await
+        .unwrap();
+    let first = transport.receive(&all, 1, WAIT, VISIBILITY).await.unwrap();
+    transport
+        .retry_later(&all, &first[0], Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        transport
+            .receive(&all, 1, Duration::from_millis(200), VISIBILITY)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = transport
+        .receive(&all, 1, Duration::from_secs(5), VISIBILITY)
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    transport.ack(&all, &retried[0]).await.unwrap();
+}
+
+pub async fn exhausted_messages_go_to_the_dead_letter_queue_and_back(transport: &dyn Transport) {
+    let (_, all, _) = topology(transport, 2).await;
+    let poison = event("vitrine.test.kept.v1", 1);
+    transport.send(&all, &poison).await.unwrap();
+    for attempt in 1..=2 {
+        let delivery = transport
+            .receive(&all, 1, Duration::from_secs(5), VISIBILITY)
+            .await
+            .unwrap();
+        assert_eq!(delivery.len(), 1, "attempt {attempt}");
+        transport
+            .retry_later(&all, &delivery[0], Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    let mut parked = Vec::new();
+    for _ in 0..20 {
+        // The move happens on a receive (local) or asynchronously (SQS): poll both ways.
+        assert!(
+            transport
+                .receive(&all, 1, Duration::from_millis(250), VISIBILITY)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        parked = transport.dead_letters(&all, 10).await.unwrap();
+        if !parked.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        parked.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![poison.id]
+    );
+    assert_eq!(transport.redrive(&all).await.unwrap(), 1);
+    assert!(transport.dead_letters(&all, 10).await.unwrap().is_empty());
+    let back = drain(transport, &all).await;
+    assert_eq!(
+        back.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![poison.id]
+    );
+}
+
+pub async fn unknown_destinations_are_errors(transport: &dyn Transport) {
+    let missing = format!("missing-{}", uuid::Uuid::now_v7().simple());
+    let envelope = event("vitrine.test.kept.v1", 1);
+    assert!(matches!(
+        transport.send(&missing, &envelope).await,
+        Err(TransportError::Unknown(_))
+    ));
+    assert!(matches!(
+        transport.publish(&missing, &envelope).await,
+        Err(TransportError::Unknown(_))
+    ));
+}

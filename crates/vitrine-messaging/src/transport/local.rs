@@ -1,0 +1,293 @@
+//! The embedded transport: topics, queues, visibility timeouts and dead-letter queues in one
+//! SQLite file, with the semantics of SNS+SQS. A message is a row until it is acked, so whatever
+//! was in flight when the process stopped is delivered after it starts again.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{Delivery, Topology, Transport, TransportError, dead_letter_queue};
+use crate::envelope::Envelope;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/local");
+
+/// Upper bound between two looks at an empty queue while waiting (wake-ups normally come sooner,
+/// from sends in this process).
+const POLL: Duration = Duration::from_millis(50);
+/// Dead-letter queues keep their messages until redriven; they never dead-letter themselves.
+const DLQ_MAX_RECEIVES: i64 = i64::MAX;
+
+#[derive(Debug, Clone)]
+pub struct LocalTransport {
+    pool: SqlitePool,
+    arrivals: Arc<Notify>,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    seq: i64,
+    envelope: String,
+    receive_count: i64,
+}
+
+impl LocalTransport {
+    /// Opens (creating and migrating) the transport database at `path`.
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        let pool = vitrine_platform::db::sqlite(path).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            pool,
+            arrivals: Arc::new(Notify::new()),
+        })
+    }
+
+    async fn enqueue(&self, queues: &[String], envelope: &Envelope) -> Result<(), TransportError> {
+        let body = envelope.to_json();
+        let now = now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for queue in queues {
+            sqlx::query("INSERT INTO messages (queue, envelope, visible_at, enqueued_at) VALUES (?, ?, ?, ?)")
+                .bind(queue)
+                .bind(&body)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.arrivals.notify_waiters();
+        Ok(())
+    }
+
+    async fn require_queue(&self, queue: &str) -> Result<(), TransportError> {
+        let known: Option<String> = sqlx::query_scalar("SELECT name FROM queues WHERE name = ?")
+            .bind(queue)
+            .fetch_optional(&self.pool)
+            .await?;
+        known
+            .map(|_| ())
+            .ok_or_else(|| TransportError::Unknown(queue.to_owned()))
+    }
+
+    /// One attempt at receiving: dead-letters exhausted messages, then leases visible ones.
+    async fn receive_now(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, TransportError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "UPDATE messages SET queue = q.dead_letter, receive_count = 0, receipt = NULL, visible_at = ?1 \
+             FROM queues q \
+             WHERE q.name = messages.queue AND messages.queue = ?2 AND q.dead_letter IS NOT NULL \
+               AND messages.visible_at <= ?1 AND messages.receive_count >= q.max_receives",
+        )
+        .bind(now)
+        .bind(queue)
+        .execute(&mut *tx)
+        .await?;
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT seq, envelope, receive_count FROM messages \
+             WHERE queue = ? AND visible_at <= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(queue)
+        .bind(now)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let receipt = uuid::Uuid::now_v7().to_string();
+            sqlx::query(
+                "UPDATE messages SET visible_at = ?, receive_count = receive_count + 1, receipt = ? \
+                 WHERE seq = ?",
+            )
+            .bind(now + millis(visibility))
+            .bind(&receipt)
+            .bind(row.seq)
+            .execute(&mut *tx)
+            .await?;
+            let envelope = Envelope::from_json(&row.envelope)
+                .map_err(|error| TransportError::Unavailable(error.into()))?;
+            deliveries.push(Delivery {
+                envelope,
+                receipt,
+                receive_count: u32::try_from(row.receive_count + 1).unwrap_or(u32::MAX),
+            });
+        }
+        tx.commit().await?;
+        Ok(deliveries)
+    }
+}
+
+#[async_trait]
+impl Transport for LocalTransport {
+    async fn provision(&self, topology: &Topology) -> Result<(), TransportError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for topic in &topology.topics {
+            sqlx::query("INSERT INTO topics (name) VALUES (?) ON CONFLICT DO NOTHING")
+                .bind(topic)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for queue in &topology.queues {
+            let dlq = dead_letter_queue(&queue.name);
+            sqlx::query("INSERT INTO queues (name, dead_letter, max_receives) VALUES (?, NULL, ?) ON CONFLICT DO NOTHING")
+                .bind(&dlq)
+                .bind(DLQ_MAX_RECEIVES)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO queues (name, dead_letter, max_receives) VALUES (?, ?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET dead_letter = excluded.dead_letter, \
+                   max_receives = excluded.max_receives",
+            )
+            .bind(&queue.name)
+            .bind(&dlq)
+            .bind(i64::from(queue.max_receives))
+            .execute(&mut *tx)
+            .await?;
+            for subscription in &queue.subscriptions {
+                sqlx::query("INSERT INTO topics (name) VALUES (?) ON CONFLICT DO NOTHING")
+                    .bind(&subscription.topic)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO subscriptions (topic, queue, event_types) VALUES (?, ?, ?) \
+                     ON CONFLICT (topic, queue) DO UPDATE SET event_types = excluded.event_types",
+                )
+                .bind(&subscription.topic)
+                .bind(&queue.name)
+                .bind(serde_json::to_string(&subscription.event_types).expect("strings serialise"))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError> {
+        let known: Option<String> = sqlx::query_scalar("SELECT name FROM topics WHERE name = ?")
+            .bind(topic)
+            .fetch_optional(&self.pool)
+            .await?;
+        if known.is_none() {
+            return Err(TransportError::Unknown(topic.to_owned()));
+        }
+        let subscriptions: Vec<(String, String)> = sqlx::query_as(
+            "SELECT queue, event_types FROM subscriptions WHERE topic = ? ORDER BY queue",
+        )
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await?;
+        let queues: Vec<String> = subscriptions
+            .into_iter()
+            .filter(|(_, filter)| {
+                let types: Vec<String> = serde_json::from_str(filter).unwrap_or_default();
+                types.is_empty() || types.contains(&envelope.kind)
+            })
+            .map(|(queue, _)| queue)
+            .collect();
+        self.enqueue(&queues, envelope).await
+    }
+
+    async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError> {
+        self.require_queue(queue).await?;
+        self.enqueue(&[queue.to_owned()], envelope).await
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, TransportError> {
+        self.require_queue(queue).await?;
+        let deadline = Instant::now() + wait;
+        loop {
+            // Registered before looking, so a send between the look and the wait is not missed.
+            let arrival = self.arrivals.notified();
+            let deliveries = self.receive_now(queue, max, visibility).await?;
+            let now = Instant::now();
+            if !deliveries.is_empty() || now >= deadline {
+                return Ok(deliveries);
+            }
+            let _ = tokio::time::timeout((deadline - now).min(POLL), arrival).await;
+        }
+    }
+
+    async fn ack(&self, _queue: &str, delivery: &Delivery) -> Result<(), TransportError> {
+        sqlx::query("DELETE FROM messages WHERE receipt = ?")
+            .bind(&delivery.receipt)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_later(
+        &self,
+        _queue: &str,
+        delivery: &Delivery,
+        delay: Duration,
+    ) -> Result<(), TransportError> {
+        sqlx::query("UPDATE messages SET visible_at = ? WHERE receipt = ?")
+            .bind(now_ms() + millis(delay))
+            .bind(&delivery.receipt)
+            .execute(&self.pool)
+            .await?;
+        if delay.is_zero() {
+            self.arrivals.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn dead_letters(&self, queue: &str, max: usize) -> Result<Vec<Envelope>, TransportError> {
+        self.require_queue(queue).await?;
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT envelope FROM messages WHERE queue = ? ORDER BY seq LIMIT ?",
+        )
+        .bind(dead_letter_queue(queue))
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        bodies
+            .iter()
+            .map(|body| {
+                Envelope::from_json(body).map_err(|error| TransportError::Unavailable(error.into()))
+            })
+            .collect()
+    }
+
+    async fn redrive(&self, queue: &str) -> Result<usize, TransportError> {
+        self.require_queue(queue).await?;
+        let moved = sqlx::query(
+            "UPDATE messages SET queue = ?, receive_count = 0, receipt = NULL, visible_at = ? WHERE queue = ?",
+        )
+        .bind(queue)
+        .bind(now_ms())
+        .bind(dead_letter_queue(queue))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        self.arrivals.notify_waiters();
+        Ok(usize::try_from(moved).unwrap_or(usize::MAX))
+    }
+}

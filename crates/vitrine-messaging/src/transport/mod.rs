@@ -1,0 +1,108 @@
+//! The `Transport` port: topics fanned out to queues, queues consumed with visibility timeouts,
+//! redelivery, and dead-letter queues, with SQS semantics. Adapters: [`LocalTransport`] (SQLite,
+//! embedded) and SNS+SQS (production). Both pass [`conformance`].
+
+mod local;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use local::LocalTransport;
+
+use crate::envelope::Envelope;
+
+/// One queue and the topics (with event-type filters) it subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: String,
+    pub subscriptions: Vec<Subscription>,
+    /// After this many receives without an ack, a message moves to the queue's dead-letter queue.
+    pub max_receives: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: String,
+    /// Only these CloudEvents types are delivered; empty means all.
+    pub event_types: Vec<String>,
+}
+
+/// Every topic and queue of a deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    pub topics: Vec<String>,
+    pub queues: Vec<QueueSpec>,
+}
+
+/// The name of the dead-letter queue of `queue`.
+pub fn dead_letter_queue(queue: &str) -> String {
+    format!("{queue}-dlq")
+}
+
+/// A received message, invisible to other consumers until acked, retried or its visibility
+/// timeout ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub envelope: Envelope,
+    /// Opaque handle for ack/retry of this receive.
+    pub receipt: String,
+    /// How many times this message has been received, this time included.
+    pub receive_count: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("unknown topic or queue {0}")]
+    Unknown(String),
+    #[error("transport unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
+}
+
+impl From<sqlx::Error> for TransportError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Unavailable(error.into())
+    }
+}
+
+#[async_trait]
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// Creates (idempotently) every topic, queue, dead-letter queue and subscription.
+    async fn provision(&self, topology: &Topology) -> Result<(), TransportError>;
+
+    /// Publishes an event to every queue subscribed to `topic` whose filter accepts its type.
+    async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError>;
+
+    /// Sends a command, request or reply to one queue.
+    async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError>;
+
+    /// Receives up to `max` messages, waiting up to `wait` for the first. Each stays invisible
+    /// for `visibility`, then is redelivered unless acked.
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, TransportError>;
+
+    /// The message was handled: remove it.
+    async fn ack(&self, queue: &str, delivery: &Delivery) -> Result<(), TransportError>;
+
+    /// Handling failed: make the message visible again after `delay`.
+    async fn retry_later(
+        &self,
+        queue: &str,
+        delivery: &Delivery,
+        delay: Duration,
+    ) -> Result<(), TransportError>;
+
+    /// Messages parked in `queue`'s dead-letter queue, oldest first, without consuming them.
+    async fn dead_letters(&self, queue: &str, max: usize) -> Result<Vec<Envelope>, TransportError>;
+
+    /// Moves every dead letter of `queue` back to it; returns how many.
+    async fn redrive(&self, queue: &str) -> Result<usize, TransportError>;
+}
