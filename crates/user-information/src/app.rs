@@ -16,7 +16,13 @@ use vitrine_platform::http::idempotency::{
 use vitrine_platform::secrets::{LocalSecretStore, SecretStore};
 use vitrine_platform::{Mode, Settings, db, keyfile};
 
+use vitrine_contracts::user_information as contract;
+use vitrine_messaging::consumer::{Consumer, ConsumerOptions};
+use vitrine_messaging::relay::Relay;
+use vitrine_messaging::transport::{QueueSpec, Topology, Transport};
+
 use crate::api::{self, AppState};
+use crate::messages::LookupResponder;
 use crate::service::Customers;
 use crate::store::{CustomerStore, PostgresStore, SqliteStore};
 
@@ -34,6 +40,7 @@ pub struct UserInformation {
     pub customers: Customers,
     store: Arc<dyn CustomerStore>,
     idempotency: Arc<dyn IdempotencyStore>,
+    transport: Arc<dyn Transport>,
 }
 
 impl std::fmt::Debug for UserInformation {
@@ -49,6 +56,7 @@ impl UserInformation {
     pub async fn build(
         settings: &Settings,
         authenticator: Arc<Authenticator>,
+        transport: Arc<dyn Transport>,
     ) -> anyhow::Result<Self> {
         let (store, idempotency_store) = open_database(settings).await?;
         let secrets = open_secrets(settings)?;
@@ -77,22 +85,47 @@ impl UserInformation {
             customers,
             store,
             idempotency: idempotency_store,
+            transport,
         })
     }
 
-    /// Housekeeping that runs until `shutdown`.
+    /// The outbox relay, the request consumer and housekeeping, until `shutdown`.
     pub fn spawn_background(
         &self,
         shutdown: CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![vitrine_platform::http::idempotency::spawn_pruner(
-            Arc::clone(&self.idempotency),
-            shutdown,
-        )]
+        let relay = Relay::new(self.store.outbox(), Arc::clone(&self.transport));
+        let responder = LookupResponder::new(Arc::clone(&self.store), Arc::clone(&self.transport));
+        let consumer = Consumer::new(
+            contract::QUEUE,
+            Arc::clone(&self.transport),
+            Arc::new(responder),
+            ConsumerOptions::default(),
+        );
+        vec![
+            tokio::spawn(relay.run(shutdown.clone())),
+            tokio::spawn(consumer.run(shutdown.clone())),
+            vitrine_platform::http::idempotency::spawn_pruner(
+                Arc::clone(&self.idempotency),
+                shutdown,
+            ),
+        ]
     }
 
     pub fn store(&self) -> Arc<dyn CustomerStore> {
         Arc::clone(&self.store)
+    }
+}
+
+/// The topics and queues user-information owns: its event topic and its request queue.
+pub fn topology() -> Topology {
+    Topology {
+        topics: vec![contract::TOPIC.to_owned()],
+        queues: vec![QueueSpec {
+            name: contract::QUEUE.to_owned(),
+            subscriptions: vec![],
+            max_receives: 5,
+        }],
     }
 }
 

@@ -4,5 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod domain;
+pub mod events;
+pub mod messages;
 pub mod service;
 pub mod store;

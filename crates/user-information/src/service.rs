@@ -20,6 +20,7 @@ use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, MaskedInstrument, PaymentMethod,
     PaymentMethodId, SecretAccess, customer_secrets, payment_method_secret,
 };
+use crate::events;
 use crate::store::{CustomerFilter, CustomerStore, StoreError};
 
 /// The current time at the precision both databases keep (PostgreSQL stores microseconds), so a
@@ -86,7 +87,7 @@ impl Customers {
     pub async fn register(&self, details: &CustomerDetails) -> Result<Customer, ServiceError> {
         Ok(self
             .store
-            .insert_customer(CustomerId::new(), details, now())
+            .insert_customer(CustomerId::new(), details, now(), &events::customer_changed)
             .await?)
     }
 
@@ -114,7 +115,13 @@ impl Customers {
     ) -> Result<Customer, ServiceError> {
         Ok(self
             .store
-            .update_customer(id, expected_version, changes, now())
+            .update_customer(
+                id,
+                expected_version,
+                changes,
+                now(),
+                &events::customer_changed,
+            )
             .await?)
     }
 
@@ -126,7 +133,7 @@ impl Customers {
     ) -> Result<Customer, ServiceError> {
         let (customer, removed) = self
             .store
-            .close_customer(id, expected_version, now())
+            .close_customer(id, expected_version, now(), &events::customer_changed)
             .await?;
         self.secrets.destroy_tree(&customer_secrets(id)).await?;
         tracing::info!(customer_id = %id, removed_methods = removed.len(), "customer closed and its secrets destroyed");
@@ -152,7 +159,11 @@ impl Customers {
             created_at: now(),
         };
         self.secrets.put(&method.secret_path, &new.secret).await?;
-        if let Err(error) = self.store.insert_payment_method(&method).await {
+        if let Err(error) = self
+            .store
+            .insert_payment_method(&method, &[events::payment_method_added(&method)])
+            .await
+        {
             if let Err(cleanup) = self.secrets.destroy(&method.secret_path).await {
                 // Left for erasure of the customer; the path is logged, the value never is.
                 tracing::error!(path = %method.secret_path, error = %cleanup, "orphaned secret could not be destroyed");
@@ -185,7 +196,9 @@ impl Customers {
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.secrets.destroy(&method.secret_path).await?;
-        self.store.delete_payment_method(customer, id).await?;
+        self.store
+            .delete_payment_method(customer, id, &[events::payment_method_removed(&method)])
+            .await?;
         Ok(())
     }
 

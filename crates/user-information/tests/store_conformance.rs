@@ -8,18 +8,29 @@ use user_information::domain::{
     Address, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, MaskedInstrument,
     PaymentMethod, PaymentMethodId, SecretAccess, Text, payment_method_secret,
 };
+use user_information::events::customer_changed;
 use user_information::store::{
     CustomerFilter, CustomerStore, PostgresStore, SqliteStore, StoreError,
 };
+use vitrine_contracts::user_information as contract;
 use vitrine_kernel::{CardBrand, Cep, Cnpj, Email, PageLimit, Phone, PixKeyType, Uf};
+use vitrine_messaging::outbox::OutboxMessage;
 use vitrine_platform::http::idempotency::{
     IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, conformance,
 };
+
+type Enqueue = Box<
+    dyn Fn(Vec<OutboxMessage>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// A store under test, with whatever must outlive it (the SQLite file's directory).
 struct Backend {
     store: Arc<dyn CustomerStore>,
     idempotency: Arc<dyn IdempotencyStore>,
+    /// Commits outbox messages in a transaction of their own, as a service write would.
+    enqueue: Enqueue,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -30,9 +41,21 @@ async fn sqlite() -> Backend {
         .unwrap();
     let store = SqliteStore::new(pool.clone());
     store.migrate().await.unwrap();
+    let writer = pool.clone();
+    let enqueue: Enqueue = Box::new(move |messages| {
+        let pool = writer.clone();
+        Box::pin(async move {
+            let mut tx = pool.begin().await.unwrap();
+            vitrine_messaging::outbox::enqueue_sqlite(&mut tx, &messages)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        })
+    });
     Backend {
         store: Arc::new(store),
         idempotency: Arc::new(SqliteIdempotencyStore::new(pool)),
+        enqueue,
         _dir: Some(dir),
     }
 }
@@ -42,9 +65,21 @@ async fn postgres() -> Backend {
     let pool = vitrine_platform::db::postgres(&url, 8).await.unwrap();
     let store = PostgresStore::new(pool.clone());
     store.migrate().await.unwrap();
+    let writer = pool.clone();
+    let enqueue: Enqueue = Box::new(move |messages| {
+        let pool = writer.clone();
+        Box::pin(async move {
+            let mut tx = pool.begin().await.unwrap();
+            vitrine_messaging::outbox::enqueue_postgres(&mut tx, &messages)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        })
+    });
     Backend {
         store: Arc::new(store),
         idempotency: Arc::new(PgIdempotencyStore::new(pool)),
+        enqueue,
         _dir: None,
     }
 }
@@ -124,7 +159,11 @@ mod suite {
         let details = details();
         let at = now();
         let id = CustomerId::new();
-        let inserted = b.store.insert_customer(id, &details, at).await.unwrap();
+        let inserted = b
+            .store
+            .insert_customer(id, &details, at, &customer_changed)
+            .await
+            .unwrap();
         assert_eq!(inserted.details, details);
         assert_eq!(
             (inserted.version, inserted.status),
@@ -138,12 +177,12 @@ mod suite {
     pub async fn duplicate_cnpj_is_rejected(b: Backend) {
         let details = details();
         b.store
-            .insert_customer(CustomerId::new(), &details, now())
+            .insert_customer(CustomerId::new(), &details, now(), &customer_changed)
             .await
             .unwrap();
         let again = b
             .store
-            .insert_customer(CustomerId::new(), &details, now())
+            .insert_customer(CustomerId::new(), &details, now(), &customer_changed)
             .await;
         assert!(
             matches!(again, Err(StoreError::Duplicate("cnpj"))),
@@ -158,7 +197,10 @@ mod suite {
             let details = details();
             cnpjs.push(details.cnpj.clone());
             let id = CustomerId::new();
-            b.store.insert_customer(id, &details, now()).await.unwrap();
+            b.store
+                .insert_customer(id, &details, now(), &customer_changed)
+                .await
+                .unwrap();
             ids.push(id);
         }
         let limit = PageLimit::parse(Some(2)).unwrap();
@@ -199,7 +241,7 @@ mod suite {
             ..Default::default()
         };
         b.store
-            .update_customer(ids[1], None, &suspend, now())
+            .update_customer(ids[1], None, &suspend, now(), &customer_changed)
             .await
             .unwrap();
         let suspended = CustomerFilter {
@@ -222,7 +264,7 @@ mod suite {
         let id = CustomerId::new();
         let created = b
             .store
-            .insert_customer(id, &details(), now())
+            .insert_customer(id, &details(), now(), &customer_changed)
             .await
             .unwrap();
         let changes = CustomerChanges {
@@ -234,7 +276,7 @@ mod suite {
         let later = now();
         let updated = b
             .store
-            .update_customer(id, Some(1), &changes, later)
+            .update_customer(id, Some(1), &changes, later, &customer_changed)
             .await
             .unwrap();
         assert_eq!(updated.version, 2);
@@ -251,7 +293,10 @@ mod suite {
         );
         assert_eq!(b.store.get_customer(id).await.unwrap(), Some(updated));
 
-        let stale = b.store.update_customer(id, Some(1), &changes, now()).await;
+        let stale = b
+            .store
+            .update_customer(id, Some(1), &changes, now(), &customer_changed)
+            .await;
         assert!(
             matches!(stale, Err(StoreError::VersionMismatch)),
             "{stale:?}"
@@ -259,14 +304,17 @@ mod suite {
 
         let other = b
             .store
-            .insert_customer(CustomerId::new(), &details(), now())
+            .insert_customer(CustomerId::new(), &details(), now(), &customer_changed)
             .await
             .unwrap();
         let steal = CustomerChanges {
             cnpj: Some(other.details.cnpj.clone()),
             ..Default::default()
         };
-        let taken = b.store.update_customer(id, None, &steal, now()).await;
+        let taken = b
+            .store
+            .update_customer(id, None, &steal, now(), &customer_changed)
+            .await;
         assert!(
             matches!(taken, Err(StoreError::Duplicate("cnpj"))),
             "{taken:?}"
@@ -274,7 +322,7 @@ mod suite {
 
         let missing = b
             .store
-            .update_customer(CustomerId::new(), None, &changes, now())
+            .update_customer(CustomerId::new(), None, &changes, now(), &customer_changed)
             .await;
         assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
     }
@@ -284,7 +332,7 @@ mod suite {
     pub async fn conditional_updates_are_atomic(b: Backend) {
         let id = CustomerId::new();
         b.store
-            .insert_customer(id, &details(), now())
+            .insert_customer(id, &details(), now(), &customer_changed)
             .await
             .unwrap();
         let mut tasks = Vec::new();
@@ -295,7 +343,9 @@ mod suite {
                     legal_name: Some(text(&format!("Writer {i}"))),
                     ..Default::default()
                 };
-                store.update_customer(id, Some(1), &changes, now()).await
+                store
+                    .update_customer(id, Some(1), &changes, now(), &customer_changed)
+                    .await
             }));
         }
         let mut winners = Vec::new();
@@ -319,17 +369,17 @@ mod suite {
         let owner = CustomerId::new();
         let stranger = CustomerId::new();
         b.store
-            .insert_customer(owner, &details(), now())
+            .insert_customer(owner, &details(), now(), &customer_changed)
             .await
             .unwrap();
         b.store
-            .insert_customer(stranger, &details(), now())
+            .insert_customer(stranger, &details(), now(), &customer_changed)
             .await
             .unwrap();
         let card = card_method(owner);
         let pix = pix_method(owner);
-        b.store.insert_payment_method(&card).await.unwrap();
-        b.store.insert_payment_method(&pix).await.unwrap();
+        b.store.insert_payment_method(&card, &[]).await.unwrap();
+        b.store.insert_payment_method(&pix, &[]).await.unwrap();
 
         assert_eq!(
             b.store.get_payment_method(owner, card.id).await.unwrap(),
@@ -364,12 +414,22 @@ mod suite {
 
         assert!(
             !b.store
-                .delete_payment_method(stranger, card.id)
+                .delete_payment_method(stranger, card.id, &[])
                 .await
                 .unwrap()
         );
-        assert!(b.store.delete_payment_method(owner, card.id).await.unwrap());
-        assert!(!b.store.delete_payment_method(owner, card.id).await.unwrap());
+        assert!(
+            b.store
+                .delete_payment_method(owner, card.id, &[])
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.store
+                .delete_payment_method(owner, card.id, &[])
+                .await
+                .unwrap()
+        );
         assert_eq!(
             b.store.get_payment_method(owner, card.id).await.unwrap(),
             None
@@ -377,7 +437,7 @@ mod suite {
 
         let orphan = b
             .store
-            .insert_payment_method(&card_method(CustomerId::new()))
+            .insert_payment_method(&card_method(CustomerId::new()), &[])
             .await;
         assert!(matches!(orphan, Err(StoreError::NotFound)), "{orphan:?}");
     }
@@ -385,19 +445,26 @@ mod suite {
     pub async fn closing_freezes_the_customer_and_removes_its_methods(b: Backend) {
         let id = CustomerId::new();
         b.store
-            .insert_customer(id, &details(), now())
+            .insert_customer(id, &details(), now(), &customer_changed)
             .await
             .unwrap();
         let card = card_method(id);
-        b.store.insert_payment_method(&card).await.unwrap();
+        b.store.insert_payment_method(&card, &[]).await.unwrap();
 
-        let stale = b.store.close_customer(id, Some(7), now()).await;
+        let stale = b
+            .store
+            .close_customer(id, Some(7), now(), &customer_changed)
+            .await;
         assert!(
             matches!(stale, Err(StoreError::VersionMismatch)),
             "{stale:?}"
         );
 
-        let (closed, removed) = b.store.close_customer(id, Some(1), now()).await.unwrap();
+        let (closed, removed) = b
+            .store
+            .close_customer(id, Some(1), now(), &customer_changed)
+            .await
+            .unwrap();
         assert_eq!((closed.status, closed.version), (CustomerStatus::Closed, 2));
         assert_eq!(removed, vec![card]);
         assert!(
@@ -409,7 +476,11 @@ mod suite {
                 .is_empty()
         );
 
-        let (again, removed) = b.store.close_customer(id, None, now()).await.unwrap();
+        let (again, removed) = b
+            .store
+            .close_customer(id, None, now(), &customer_changed)
+            .await
+            .unwrap();
         assert_eq!(
             (again.status, again.version),
             (CustomerStatus::Closed, 2),
@@ -427,10 +498,11 @@ mod suite {
                     ..Default::default()
                 },
                 now(),
+                &customer_changed,
             )
             .await;
         assert!(matches!(frozen, Err(StoreError::Closed)), "{frozen:?}");
-        let late = b.store.insert_payment_method(&pix_method(id)).await;
+        let late = b.store.insert_payment_method(&pix_method(id), &[]).await;
         assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
         assert_eq!(
             b.store
@@ -444,7 +516,10 @@ mod suite {
             "Comercial Exemplo Ltda"
         );
 
-        let missing = b.store.close_customer(CustomerId::new(), None, now()).await;
+        let missing = b
+            .store
+            .close_customer(CustomerId::new(), None, now(), &customer_changed)
+            .await;
         assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
     }
 
@@ -475,6 +550,122 @@ mod suite {
 
     pub async fn idempotency_records(b: Backend) {
         conformance::run_all(&*b.idempotency).await;
+    }
+
+    /// Every announced message of the store's outbox, in publication order, marked sent.
+    async fn drain_outbox(b: &Backend) -> Vec<(String, String)> {
+        let outbox = b.store.outbox();
+        let mut seen = Vec::new();
+        loop {
+            let batch = outbox.claim(100, Utc::now()).await.unwrap();
+            if batch.is_empty() {
+                return seen;
+            }
+            let seqs: Vec<i64> = batch.iter().map(|p| p.seq).collect();
+            seen.extend(batch.into_iter().map(|p| {
+                let envelope = p.message.envelope;
+                (envelope.kind, envelope.subject.unwrap_or_default())
+            }));
+            outbox.mark_sent(&seqs, Utc::now()).await.unwrap();
+        }
+    }
+
+    /// Writes and their announcements commit together; failed writes announce nothing.
+    pub async fn changes_are_announced_atomically(b: Backend) {
+        let id = CustomerId::new();
+        let subject = id.to_string();
+        let details = details();
+        b.store
+            .insert_customer(id, &details, now(), &customer_changed)
+            .await
+            .unwrap();
+        let duplicate = b
+            .store
+            .insert_customer(CustomerId::new(), &details, now(), &customer_changed)
+            .await;
+        assert!(duplicate.is_err());
+        let rename = CustomerChanges {
+            legal_name: Some(text("Outra Razão")),
+            ..Default::default()
+        };
+        assert!(
+            b.store
+                .update_customer(id, Some(9), &rename, now(), &customer_changed)
+                .await
+                .is_err()
+        );
+        b.store
+            .update_customer(id, Some(1), &rename, now(), &customer_changed)
+            .await
+            .unwrap();
+        let suspend = CustomerChanges {
+            status: Some(CustomerStatus::Suspended),
+            ..Default::default()
+        };
+        b.store
+            .update_customer(id, None, &suspend, now(), &customer_changed)
+            .await
+            .unwrap();
+        let card = card_method(id);
+        let added = user_information::events::payment_method_added(&card);
+        b.store
+            .insert_payment_method(&card, &[added])
+            .await
+            .unwrap();
+        let removed = user_information::events::payment_method_removed(&card);
+        assert!(
+            b.store
+                .delete_payment_method(id, card.id, std::slice::from_ref(&removed))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.store
+                .delete_payment_method(id, card.id, &[removed])
+                .await
+                .unwrap()
+        );
+        b.store
+            .close_customer(id, None, now(), &customer_changed)
+            .await
+            .unwrap();
+        b.store
+            .close_customer(id, None, now(), &customer_changed)
+            .await
+            .unwrap();
+        let late = card_method(id);
+        let late_added = user_information::events::payment_method_added(&late);
+        assert!(
+            b.store
+                .insert_payment_method(&late, &[late_added])
+                .await
+                .is_err()
+        );
+
+        let expected = [
+            contract::CUSTOMER_REGISTERED,
+            contract::CUSTOMER_UPDATED,
+            contract::CUSTOMER_STATUS_CHANGED,
+            contract::PAYMENT_METHOD_ADDED,
+            contract::PAYMENT_METHOD_REMOVED,
+            contract::CUSTOMER_STATUS_CHANGED,
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|kind| ((*kind).to_owned(), subject.clone()))
+            .collect();
+        assert_eq!(
+            drain_outbox(&b).await,
+            expected,
+            "one message per committed change, in order"
+        );
+    }
+
+    pub async fn outbox_behaves(b: Backend) {
+        vitrine_messaging::outbox::conformance::run_all(&*b.store.outbox(), &|messages| {
+            (b.enqueue)(messages)
+        })
+        .await;
     }
 
     pub async fn ping(b: Backend) {
@@ -512,5 +703,7 @@ every_backend!(
     closing_freezes_the_customer_and_removes_its_methods,
     secret_accesses_are_kept_in_order,
     idempotency_records,
+    changes_are_announced_atomically,
+    outbox_behaves,
     ping,
 );

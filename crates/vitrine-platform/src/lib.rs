@@ -11,5 +11,6 @@ pub mod server;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod trace_context;
 
 pub use config::{Mode, Settings};

@@ -12,13 +12,39 @@ use tokio_util::sync::CancellationToken;
 use user_information::app::UserInformation;
 use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
+use vitrine_messaging::transport::{LocalTransport, Topology, Transport};
 use vitrine_platform::http::auth::{Authenticator, load_or_create_hs256_key};
 use vitrine_platform::http::{self, Health, metrics};
 use vitrine_platform::{Mode, Settings, server};
 
+/// File name of the embedded message transport inside the data directory.
+pub const MESSAGING_FILE: &str = "messaging.sqlite3";
+
 /// The public OpenAPI document of everything this process serves.
 pub fn openapi() -> OpenApi {
     user_information::api::openapi()
+}
+
+/// Every topic and queue of the deployment, across services.
+pub fn topology() -> Topology {
+    let mut topology = Topology::default();
+    for part in [user_information::app::topology()] {
+        topology.topics.extend(part.topics);
+        topology.queues.extend(part.queues);
+    }
+    topology
+}
+
+/// The message transport the configuration asks for.
+pub async fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
+    if settings.mode == Mode::Production {
+        anyhow::bail!(
+            "mode = production needs the SNS/SQS transport, which this build does not provide yet"
+        );
+    }
+    Ok(Arc::new(
+        LocalTransport::open(&settings.data_dir.join(MESSAGING_FILE)).await?,
+    ))
 }
 
 /// Builds the token verifier the configuration asks for.
@@ -46,6 +72,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     user_information: UserInformation,
+    transport: Arc<dyn Transport>,
     grace: Duration,
 }
 
@@ -53,7 +80,11 @@ impl Server {
     /// Opens every store, runs migrations and binds `settings.listen` (port 0 picks a free one).
     pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
         let authenticator = Arc::new(authenticator(settings)?);
-        let user_information = UserInformation::build(settings, authenticator).await?;
+        let transport = transport(settings).await?;
+        // Embedded: this process owns the whole (local) topology, so it keeps it provisioned.
+        transport.provision(&topology()).await?;
+        let user_information =
+            UserInformation::build(settings, authenticator, Arc::clone(&transport)).await?;
         let health = user_information
             .readiness
             .iter()
@@ -75,6 +106,7 @@ impl Server {
             listener,
             router,
             user_information,
+            transport,
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         })
     }
@@ -83,6 +115,11 @@ impl Server {
     /// (the reveal audit trail).
     pub fn user_information(&self) -> &UserInformation {
         &self.user_information
+    }
+
+    /// The message transport, for tests that subscribe to the events this process publishes.
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        Arc::clone(&self.transport)
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -9,6 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use vitrine_kernel::{Cnpj, Cursor, Page, PageLimit};
 
+use vitrine_messaging::outbox::OutboxMessage;
+
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
@@ -47,6 +49,12 @@ pub struct CustomerFilter {
     pub status: Option<CustomerStatus>,
 }
 
+/// Builds the messages announcing a change from the customer before (`None`: just created) and
+/// after it. Stores call it inside the write transaction and commit its messages to the outbox
+/// with the change, so an announcement exists exactly when the change does.
+pub type Announce<'a> =
+    &'a (dyn Fn(Option<&Customer>, &Customer) -> Vec<OutboxMessage> + Send + Sync);
+
 /// Persistence of customers, payment methods (masked views only) and the reveal audit trail.
 #[async_trait]
 pub trait CustomerStore: Send + Sync + std::fmt::Debug {
@@ -56,6 +64,7 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
         id: CustomerId,
         details: &CustomerDetails,
         now: DateTime<Utc>,
+        announce: Announce<'_>,
     ) -> Result<Customer, StoreError>;
 
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError>;
@@ -76,6 +85,7 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
         expected_version: Option<i64>,
         changes: &CustomerChanges,
         now: DateTime<Utc>,
+        announce: Announce<'_>,
     ) -> Result<Customer, StoreError>;
 
     /// Marks the customer closed (idempotent) and deletes its payment-method rows in the same
@@ -85,11 +95,16 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
         id: CustomerId,
         expected_version: Option<i64>,
         now: DateTime<Utc>,
+        announce: Announce<'_>,
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError>;
 
     /// Inserts a payment method; fails with `Closed` when the customer is closed and `NotFound`
     /// when it does not exist, checked in the same statement as the insert.
-    async fn insert_payment_method(&self, method: &PaymentMethod) -> Result<(), StoreError>;
+    async fn insert_payment_method(
+        &self,
+        method: &PaymentMethod,
+        messages: &[OutboxMessage],
+    ) -> Result<(), StoreError>;
 
     async fn get_payment_method(
         &self,
@@ -104,17 +119,22 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
         cursor: Option<&Cursor>,
     ) -> Result<Page<PaymentMethod>, StoreError>;
 
-    /// Deletes one payment method row; `false` if there was none.
+    /// Deletes one payment method row and commits `messages` with it; `false` (and no
+    /// messages) if there was none.
     async fn delete_payment_method(
         &self,
         customer: CustomerId,
         id: PaymentMethodId,
+        messages: &[OutboxMessage],
     ) -> Result<bool, StoreError>;
 
     async fn record_secret_access(&self, access: &SecretAccess) -> Result<(), StoreError>;
 
     /// The reveal audit trail of one payment method, oldest first.
     async fn secret_accesses(&self, id: PaymentMethodId) -> Result<Vec<SecretAccess>, StoreError>;
+
+    /// The outbox of this database, for the relay.
+    fn outbox(&self) -> std::sync::Arc<dyn vitrine_messaging::outbox::OutboxStore>;
 
     /// Readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -9,11 +9,12 @@ use super::rows::{
     CustomerRow, PaymentMethodColumns, PaymentMethodRow, SecretAccessRow, customer_columns,
     payment_method_columns, unique_as,
 };
-use super::{CustomerFilter, CustomerStore, StoreError, check_writable};
+use super::{Announce, CustomerFilter, CustomerStore, StoreError, check_writable};
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
 };
+use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, PgOutbox, enqueue_postgres};
 
 /// Migrations of the PostgreSQL schema, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -65,7 +66,9 @@ impl CustomerStore for PostgresStore {
         id: CustomerId,
         details: &CustomerDetails,
         now: DateTime<Utc>,
+        announce: Announce<'_>,
     ) -> Result<Customer, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let query = sqlx::query_as(concat!(
             "INSERT INTO customers (cnpj, legal_name, trade_name, email, phone, address_street, \
                address_number, address_complement, address_district, address_city, address_state, \
@@ -78,10 +81,13 @@ impl CustomerStore for PostgresStore {
         let row: CustomerRow = bind_details(query, details)
             .bind(id.as_uuid())
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(|e| unique_as(e, "cnpj"))?;
-        row.try_into()
+        let customer = Customer::try_from(row)?;
+        enqueue_postgres(&mut tx, &announce(None, &customer)).await?;
+        tx.commit().await?;
+        Ok(customer)
     }
 
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
@@ -132,6 +138,7 @@ impl CustomerStore for PostgresStore {
         expected_version: Option<i64>,
         changes: &CustomerChanges,
         now: DateTime<Utc>,
+        announce: Announce<'_>,
     ) -> Result<Customer, StoreError> {
         let mut tx = self.pool.begin().await?;
         let current = locked_customer(&mut tx, id).await?;
@@ -155,8 +162,10 @@ impl CustomerStore for PostgresStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| unique_as(e, "cnpj"))?;
+        let customer = Customer::try_from(row)?;
+        enqueue_postgres(&mut tx, &announce(Some(&current), &customer)).await?;
         tx.commit().await?;
-        row.try_into()
+        Ok(customer)
     }
 
     async fn close_customer(
@@ -164,6 +173,7 @@ impl CustomerStore for PostgresStore {
         id: CustomerId,
         expected_version: Option<i64>,
         now: DateTime<Utc>,
+        announce: Announce<'_>,
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let current = locked_customer(&mut tx, id).await?;
@@ -180,7 +190,7 @@ impl CustomerStore for PostgresStore {
         .fetch_all(&mut *tx)
         .await?;
         let customer = if current.status == CustomerStatus::Closed {
-            current
+            current.clone()
         } else {
             let row: CustomerRow = sqlx::query_as(concat!(
                 "UPDATE customers SET status = 'closed', version = version + 1, updated_at = $1 \
@@ -195,6 +205,7 @@ impl CustomerStore for PostgresStore {
             .await?;
             row.try_into()?
         };
+        enqueue_postgres(&mut tx, &announce(Some(&current), &customer)).await?;
         tx.commit().await?;
         let removed = removed
             .into_iter()
@@ -203,8 +214,13 @@ impl CustomerStore for PostgresStore {
         Ok((customer, removed))
     }
 
-    async fn insert_payment_method(&self, method: &PaymentMethod) -> Result<(), StoreError> {
+    async fn insert_payment_method(
+        &self,
+        method: &PaymentMethod,
+        messages: &[OutboxMessage],
+    ) -> Result<(), StoreError> {
         let columns = PaymentMethodColumns::from(&method.instrument);
+        let mut tx = self.pool.begin().await?;
         // The status check and the insert are one statement, so a concurrent close either sees
         // this row (and deletes it) or makes this insert fail.
         let inserted = sqlx::query(
@@ -227,12 +243,15 @@ impl CustomerStore for PostgresStore {
         .bind(columns.pix_masked_key)
         .bind(method.secret_path.as_str())
         .bind(method.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 1 {
+            enqueue_postgres(&mut tx, messages).await?;
+            tx.commit().await?;
             return Ok(());
         }
+        drop(tx);
         match self.get_customer(method.customer_id).await? {
             None => Err(StoreError::NotFound),
             Some(_) => Err(StoreError::Closed),
@@ -287,13 +306,19 @@ impl CustomerStore for PostgresStore {
         &self,
         customer: CustomerId,
         id: PaymentMethodId,
+        messages: &[OutboxMessage],
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM payment_methods WHERE id = $1 AND customer_id = $2")
             .bind(id.as_uuid())
             .bind(customer.as_uuid())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        if deleted == 1 {
+            enqueue_postgres(&mut tx, messages).await?;
+            tx.commit().await?;
+        }
         Ok(deleted == 1)
     }
 
@@ -321,6 +346,10 @@ impl CustomerStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(SecretAccess::from).collect())
+    }
+
+    fn outbox(&self) -> std::sync::Arc<dyn OutboxStore> {
+        std::sync::Arc::new(PgOutbox::new(self.pool.clone()))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

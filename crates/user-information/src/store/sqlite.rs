@@ -13,11 +13,12 @@ use super::rows::{
     CustomerRow, PaymentMethodColumns, PaymentMethodRow, SecretAccessRow, customer_columns,
     payment_method_columns, unique_as,
 };
-use super::{CustomerFilter, CustomerStore, StoreError, check_writable};
+use super::{Announce, CustomerFilter, CustomerStore, StoreError, check_writable};
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
 };
+use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, SqliteOutbox, enqueue_sqlite};
 
 /// Migrations of the SQLite schema, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -86,7 +87,9 @@ impl CustomerStore for SqliteStore {
         id: CustomerId,
         details: &CustomerDetails,
         now: DateTime<Utc>,
+        announce: Announce<'_>,
     ) -> Result<Customer, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let query = sqlx::query_as(concat!(
             "INSERT INTO customers (cnpj, legal_name, trade_name, email, phone, address_street, \
                address_number, address_complement, address_district, address_city, address_state, \
@@ -98,10 +101,13 @@ impl CustomerStore for SqliteStore {
             .bind(id.as_uuid())
             .bind(now)
             .bind(now)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(|e| unique_as(e, "cnpj"))?;
-        row.try_into()
+        let customer = Customer::try_from(row)?;
+        enqueue_sqlite(&mut tx, &announce(None, &customer)).await?;
+        tx.commit().await?;
+        Ok(customer)
     }
 
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
@@ -149,6 +155,7 @@ impl CustomerStore for SqliteStore {
         expected_version: Option<i64>,
         changes: &CustomerChanges,
         now: DateTime<Utc>,
+        announce: Announce<'_>,
     ) -> Result<Customer, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let current = Self::locked_customer(&mut tx, id).await?;
@@ -170,8 +177,10 @@ impl CustomerStore for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| unique_as(e, "cnpj"))?;
+        let customer = Customer::try_from(row)?;
+        enqueue_sqlite(&mut tx, &announce(Some(&current), &customer)).await?;
         tx.commit().await?;
-        row.try_into()
+        Ok(customer)
     }
 
     async fn close_customer(
@@ -179,6 +188,7 @@ impl CustomerStore for SqliteStore {
         id: CustomerId,
         expected_version: Option<i64>,
         now: DateTime<Utc>,
+        announce: Announce<'_>,
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let current = Self::locked_customer(&mut tx, id).await?;
@@ -193,7 +203,7 @@ impl CustomerStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let customer = if current.status == CustomerStatus::Closed {
-            current
+            current.clone()
         } else {
             let row: CustomerRow = sqlx::query_as(concat!(
                 "UPDATE customers SET status = 'closed', version = version + 1, updated_at = ? \
@@ -206,6 +216,7 @@ impl CustomerStore for SqliteStore {
             .await?;
             row.try_into()?
         };
+        enqueue_sqlite(&mut tx, &announce(Some(&current), &customer)).await?;
         tx.commit().await?;
         let removed = removed
             .into_iter()
@@ -214,8 +225,13 @@ impl CustomerStore for SqliteStore {
         Ok((customer, removed))
     }
 
-    async fn insert_payment_method(&self, method: &PaymentMethod) -> Result<(), StoreError> {
+    async fn insert_payment_method(
+        &self,
+        method: &PaymentMethod,
+        messages: &[OutboxMessage],
+    ) -> Result<(), StoreError> {
         let columns = PaymentMethodColumns::from(&method.instrument);
+        let mut tx = self.pool.begin().await?;
         // One statement: SQLite serialises writers, so a concurrent close either ran before (no
         // row inserted) or runs after (and deletes this row).
         let inserted = sqlx::query(
@@ -237,12 +253,15 @@ impl CustomerStore for SqliteStore {
         .bind(method.secret_path.as_str())
         .bind(method.created_at)
         .bind(method.customer_id.as_uuid())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 1 {
+            enqueue_sqlite(&mut tx, messages).await?;
+            tx.commit().await?;
             return Ok(());
         }
+        drop(tx);
         match self.get_customer(method.customer_id).await? {
             None => Err(StoreError::NotFound),
             Some(_) => Err(StoreError::Closed),
@@ -294,13 +313,19 @@ impl CustomerStore for SqliteStore {
         &self,
         customer: CustomerId,
         id: PaymentMethodId,
+        messages: &[OutboxMessage],
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM payment_methods WHERE id = ? AND customer_id = ?")
             .bind(id.as_uuid())
             .bind(customer.as_uuid())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        if deleted == 1 {
+            enqueue_sqlite(&mut tx, messages).await?;
+            tx.commit().await?;
+        }
         Ok(deleted == 1)
     }
 
@@ -328,6 +353,10 @@ impl CustomerStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(SecretAccess::from).collect())
+    }
+
+    fn outbox(&self) -> std::sync::Arc<dyn OutboxStore> {
+        std::sync::Arc::new(SqliteOutbox::new(self.pool.clone()))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -24,11 +24,11 @@ fn message(aggregate: &str, n: u32) -> OutboxMessage {
 }
 
 pub async fn run_all(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
-    let now = Utc::now();
     let a = [message("a", 1), message("a", 2), message("a", 3)];
     let b = [message("b", 1)];
     enqueue(vec![a[0].clone(), b[0].clone()]).await;
     enqueue(vec![a[1].clone(), a[2].clone()]).await;
+    let now = Utc::now();
     assert_eq!(store.unsent().await.unwrap(), 4);
 
     // Only the oldest unsent message of each aggregate is claimable.
