@@ -27,12 +27,7 @@ pub fn openapi() -> OpenApi {
 
 /// Every topic and queue of the deployment, across services.
 pub fn topology() -> Topology {
-    let mut topology = Topology::default();
-    for part in [user_information::app::topology()] {
-        topology.topics.extend(part.topics);
-        topology.queues.extend(part.queues);
-    }
-    topology
+    user_information::app::topology()
 }
 
 /// The message transport the configuration asks for.
