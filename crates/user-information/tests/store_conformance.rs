@@ -557,7 +557,10 @@ mod suite {
         let outbox = b.store.outbox();
         let mut seen = Vec::new();
         loop {
-            let batch = outbox.claim(100, Utc::now()).await.unwrap();
+            let batch = outbox
+                .claim(100, Utc::now(), vitrine_messaging::outbox::LEASE)
+                .await
+                .unwrap();
             if batch.is_empty() {
                 return seen;
             }

@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
-use crate::outbox::{Destination, OutboxStore, Pending};
+use crate::outbox::{Destination, LEASE, OutboxStore, Pending};
 use crate::transport::Transport;
 
 /// How long sent messages stay in the outbox (for inspection) before pruning.
@@ -22,6 +22,7 @@ pub struct Relay {
     transport: Arc<dyn Transport>,
     batch: usize,
     idle_wait: Duration,
+    lease: Duration,
 }
 
 impl Relay {
@@ -31,7 +32,21 @@ impl Relay {
             transport,
             batch: 100,
             idle_wait: Duration::from_secs(1),
+            lease: LEASE,
         }
+    }
+
+    /// How long a claimed batch stays reserved for this relay (default [`LEASE`]).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long to wait for new messages when the outbox is empty (default 1 s); PostgreSQL
+    /// wakes the relay sooner through LISTEN/NOTIFY.
+    pub fn with_idle_wait(mut self, idle_wait: Duration) -> Self {
+        self.idle_wait = idle_wait;
+        self
     }
 
     /// Relays until `shutdown`, then returns after finishing the batch in hand.
@@ -69,7 +84,10 @@ impl Relay {
 
     /// Claims one batch and publishes it; returns how many messages were claimed.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
-        let batch = self.outbox.claim(self.batch, Utc::now()).await?;
+        let batch = self
+            .outbox
+            .claim(self.batch, Utc::now(), self.lease)
+            .await?;
         let mut sent = Vec::with_capacity(batch.len());
         for pending in &batch {
             match self.publish(pending).await {

@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use chrono::{Duration, Utc};
 
-use super::{OutboxMessage, OutboxStore, lease};
+use super::{LEASE, OutboxMessage, OutboxStore};
 use crate::envelope::Envelope;
 
 /// Commits `messages` the way a service does (in a transaction of its own).
@@ -24,6 +24,7 @@ fn message(aggregate: &str, n: u32) -> OutboxMessage {
 }
 
 pub async fn run_all(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
+    let lease = Duration::from_std(LEASE).unwrap();
     let a = [message("a", 1), message("a", 2), message("a", 3)];
     let b = [message("b", 1)];
     enqueue(vec![a[0].clone(), b[0].clone()]).await;
@@ -32,7 +33,7 @@ pub async fn run_all(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
     assert_eq!(store.unsent().await.unwrap(), 4);
 
     // Only the oldest unsent message of each aggregate is claimable.
-    let claimed = store.claim(10, now).await.unwrap();
+    let claimed = store.claim(10, now, LEASE).await.unwrap();
     let got: Vec<_> = claimed.iter().map(|p| p.message.clone()).collect();
     assert_eq!(
         got,
@@ -40,12 +41,12 @@ pub async fn run_all(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
         "heads of aggregates, in commit order"
     );
     assert!(
-        store.claim(10, now).await.unwrap().is_empty(),
+        store.claim(10, now, LEASE).await.unwrap().is_empty(),
         "claimed rows are leased"
     );
     assert_eq!(
         store
-            .claim(10, now + lease() + Duration::seconds(1))
+            .claim(10, now + lease + Duration::seconds(1), LEASE)
             .await
             .unwrap()
             .len(),
@@ -58,7 +59,7 @@ pub async fn run_all(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
         .mark_sent(&[claimed[0].seq, claimed[1].seq], now)
         .await
         .unwrap();
-    let next = store.claim(10, now + lease() * 3).await.unwrap();
+    let next = store.claim(10, now + lease * 3, LEASE).await.unwrap();
     assert_eq!(
         next.iter().map(|p| p.message.clone()).collect::<Vec<_>>(),
         vec![a[1].clone()]
@@ -72,16 +73,16 @@ pub async fn run_all(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
         .unwrap();
     assert!(
         store
-            .claim(10, now + Duration::seconds(10))
+            .claim(10, now + Duration::seconds(10), LEASE)
             .await
             .unwrap()
             .is_empty()
     );
-    let retried = store.claim(10, retry_at).await.unwrap();
+    let retried = store.claim(10, retry_at, LEASE).await.unwrap();
     assert_eq!((retried.len(), retried[0].attempts), (1, 1));
     assert_eq!(retried[0].message, a[1]);
     store.mark_sent(&[retried[0].seq], now).await.unwrap();
-    let last = store.claim(10, retry_at + lease() * 2).await.unwrap();
+    let last = store.claim(10, retry_at + lease * 2, LEASE).await.unwrap();
     assert_eq!(
         last.iter().map(|p| p.message.clone()).collect::<Vec<_>>(),
         vec![a[2].clone()]

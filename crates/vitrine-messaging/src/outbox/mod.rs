@@ -85,15 +85,21 @@ pub struct Pending {
     pub attempts: i32,
 }
 
-/// How long a claim lasts: a relay that dies holding it delays those messages by this much.
+/// How long a claim lasts by default: a relay that dies holding it delays those messages by this
+/// much (and one that is merely slow may see them published twice, which inboxes absorb).
 pub const LEASE: Duration = Duration::from_secs(30);
 
 /// What the relay needs from a service's outbox table.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Claims up to `max` due messages, at most one per aggregate (its oldest unsent one), for
-    /// [`LEASE`]. Claimed messages are invisible to other relays until marked or the lease ends.
-    async fn claim(&self, max: usize, now: DateTime<Utc>) -> anyhow::Result<Vec<Pending>>;
+    /// `lease`. Claimed messages are invisible to other relays until marked or the lease ends.
+    async fn claim(
+        &self,
+        max: usize,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<Vec<Pending>>;
 
     async fn mark_sent(&self, seqs: &[i64], now: DateTime<Utc>) -> anyhow::Result<()>;
 
@@ -115,8 +121,8 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     async fn wait_for_work(&self, max_wait: Duration);
 }
 
-fn lease() -> chrono::Duration {
-    chrono::Duration::from_std(LEASE).expect("30 s fits")
+fn until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
 }
 
 /// A row as both backends read it.

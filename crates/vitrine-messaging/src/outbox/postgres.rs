@@ -9,7 +9,7 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Mutex;
 
-use super::{OutboxMessage, OutboxStore, Pending, Row, lease};
+use super::{OutboxMessage, OutboxStore, Pending, Row, until};
 
 /// The channel the outbox trigger notifies.
 pub const CHANNEL: &str = "vitrine_outbox";
@@ -49,7 +49,12 @@ impl PgOutbox {
 
 #[async_trait]
 impl OutboxStore for PgOutbox {
-    async fn claim(&self, max: usize, now: DateTime<Utc>) -> anyhow::Result<Vec<Pending>> {
+    async fn claim(
+        &self,
+        max: usize,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<Vec<Pending>> {
         let rows: Vec<Row> = sqlx::query_as(
             "UPDATE outbox SET lease_until = $2 \
              WHERE seq IN ( \
@@ -63,7 +68,7 @@ impl OutboxStore for PgOutbox {
              RETURNING seq, destination, envelope::text AS envelope, attempts",
         )
         .bind(now)
-        .bind(now + lease())
+        .bind(until(now, lease))
         .bind(i64::try_from(max)?)
         .fetch_all(&self.pool)
         .await?;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{SqliteConnection, SqlitePool};
 
-use super::{OutboxMessage, OutboxStore, Pending, Row, lease};
+use super::{OutboxMessage, OutboxStore, Pending, Row, until};
 
 /// How often the relay looks for new messages.
 const POLL: Duration = Duration::from_millis(20);
@@ -45,7 +45,12 @@ impl SqliteOutbox {
 
 #[async_trait]
 impl OutboxStore for SqliteOutbox {
-    async fn claim(&self, max: usize, now: DateTime<Utc>) -> anyhow::Result<Vec<Pending>> {
+    async fn claim(
+        &self,
+        max: usize,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<Vec<Pending>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT o.seq, o.destination, o.envelope, o.attempts FROM outbox o \
@@ -61,7 +66,7 @@ impl OutboxStore for SqliteOutbox {
         .await?;
         for row in &rows {
             sqlx::query("UPDATE outbox SET lease_until = ? WHERE seq = ?")
-                .bind(now + lease())
+                .bind(until(now, lease))
                 .bind(row.seq)
                 .execute(&mut *tx)
                 .await?;
