@@ -39,6 +39,38 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Create every topic, queue, dead-letter queue and subscription (idempotent).
+    Provision,
+    /// Inspect and operate the message queues.
+    Messages {
+        #[command(subcommand)]
+        command: MessagesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MessagesCommand {
+    /// Dead-letter queues: messages that failed every attempt.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Print the dead letters of a queue, one CloudEvent JSON per line, oldest first.
+    List {
+        #[arg(long)]
+        queue: String,
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
+    /// Move every dead letter of a queue back to it for another round of attempts.
+    Redrive {
+        #[arg(long)]
+        queue: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -78,6 +110,29 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Openapi => {
             println!("{}", vitrine::openapi().to_pretty_json()?);
+            Ok(())
+        }
+        Command::Provision => {
+            let transport = vitrine::transport(&settings).await?;
+            transport.provision(&vitrine::topology()).await?;
+            println!("topology provisioned");
+            Ok(())
+        }
+        Command::Messages {
+            command: MessagesCommand::Dlq { command },
+        } => {
+            let transport = vitrine::transport(&settings).await?;
+            match command {
+                DlqCommand::List { queue, max } => {
+                    for envelope in transport.dead_letters(&queue, max).await? {
+                        println!("{}", envelope.to_json());
+                    }
+                }
+                DlqCommand::Redrive { queue } => {
+                    let moved = transport.redrive(&queue).await?;
+                    println!("{moved} message(s) moved back to {queue}");
+                }
+            }
             Ok(())
         }
     }

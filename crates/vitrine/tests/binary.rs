@@ -248,3 +248,62 @@ async fn migrate_prepares_the_configured_postgres() {
     .unwrap();
     assert_eq!(tables, 4);
 }
+
+#[tokio::test]
+async fn dead_letters_can_be_listed_and_redriven() {
+    use vitrine_messaging::Envelope;
+    use vitrine_messaging::transport::{LocalTransport, Transport};
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .env_clear()
+            .env("VITRINE_DATA_DIR", data_dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    cli(&["provision"]);
+    let transport = LocalTransport::open(&data_dir.path().join("messaging.sqlite3"))
+        .await
+        .unwrap();
+    let parked = Envelope::new("vitrine.test", "vitrine.test.broken.v1", &"x").unwrap();
+    transport
+        .send("user-information-dlq", &parked)
+        .await
+        .unwrap();
+
+    let listed = cli(&["messages", "dlq", "list", "--queue", "user-information"]);
+    let lines: Vec<Envelope> = listed
+        .lines()
+        .map(|l| Envelope::from_json(l).unwrap())
+        .collect();
+    assert_eq!(lines, vec![parked.clone()]);
+    assert!(
+        cli(&["messages", "dlq", "redrive", "--queue", "user-information"])
+            .starts_with("1 message")
+    );
+    assert_eq!(
+        cli(&["messages", "dlq", "list", "--queue", "user-information"]),
+        ""
+    );
+    let back = transport
+        .receive(
+            "user-information",
+            10,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        back.iter().map(|d| d.envelope.id).collect::<Vec<_>>(),
+        vec![parked.id]
+    );
+}

@@ -26,6 +26,7 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     pub client: reqwest::Client,
     pub user_information: user_information::service::Customers,
+    pub transport: std::sync::Arc<dyn vitrine_messaging::transport::Transport>,
     issuer: TokenIssuer,
     shutdown: CancellationToken,
 }
@@ -48,6 +49,7 @@ pub async fn spawn_app(database: Database) -> TestApp {
         .expect("the embedded server builds");
     let base = format!("http://{}", server.local_addr());
     let user_information = server.user_information().customers.clone();
+    let transport = server.transport();
     let shutdown = CancellationToken::new();
     tokio::spawn(server.run(shutdown.clone()));
     let issuer = TokenIssuer::hs256(&load_or_create_hs256_key(data_dir.path()).unwrap()).unwrap();
@@ -59,6 +61,7 @@ pub async fn spawn_app(database: Database) -> TestApp {
             .build()
             .unwrap(),
         user_information,
+        transport,
         issuer,
         shutdown,
     }
