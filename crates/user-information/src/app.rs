@@ -94,7 +94,7 @@ impl UserInformation {
         &self,
         shutdown: CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        let relay = Relay::new(self.store.outbox(), Arc::clone(&self.transport));
+        let relay = Relay::new(self.store.outbox(), self.transport.clone());
         let responder = LookupResponder::new(Arc::clone(&self.store), Arc::clone(&self.transport));
         let consumer = Consumer::new(
             contract::QUEUE,

@@ -23,7 +23,7 @@ use vitrine_messaging::consumer::{Consumer, ConsumerOptions, Handler};
 use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, PgOutbox, SqliteOutbox};
 use vitrine_messaging::relay::Relay;
 use vitrine_messaging::transport::{
-    Delivery, LocalTransport, QueueSpec, Subscription, Topology, Transport, TransportError,
+    LocalTransport, Publisher, QueueSpec, Subscription, Topology, Transport, TransportError,
 };
 use vitrine_messaging::{Envelope, inbox};
 
@@ -171,10 +171,7 @@ struct DyingPublisher {
 }
 
 #[async_trait]
-impl Transport for DyingPublisher {
-    async fn provision(&self, topology: &Topology) -> Result<(), TransportError> {
-        self.inner.provision(topology).await
-    }
+impl Publisher for DyingPublisher {
     async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError> {
         self.inner.publish(topic, envelope).await?;
         if crash_now() {
@@ -183,34 +180,9 @@ impl Transport for DyingPublisher {
         }
         Ok(())
     }
+
     async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError> {
         self.inner.send(queue, envelope).await
-    }
-    async fn receive(
-        &self,
-        queue: &str,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
-    ) -> Result<Vec<Delivery>, TransportError> {
-        self.inner.receive(queue, max, wait, visibility).await
-    }
-    async fn ack(&self, queue: &str, delivery: &Delivery) -> Result<(), TransportError> {
-        self.inner.ack(queue, delivery).await
-    }
-    async fn retry_later(
-        &self,
-        queue: &str,
-        delivery: &Delivery,
-        delay: Duration,
-    ) -> Result<(), TransportError> {
-        self.inner.retry_later(queue, delivery, delay).await
-    }
-    async fn dead_letters(&self, queue: &str, max: usize) -> Result<Vec<Envelope>, TransportError> {
-        self.inner.dead_letters(queue, max).await
-    }
-    async fn redrive(&self, queue: &str) -> Result<usize, TransportError> {
-        self.inner.redrive(queue).await
     }
 }
 
@@ -342,7 +314,7 @@ async fn run(postgres: bool, use_inbox: bool) -> Run {
             Arc::clone(&relay_crashes),
         );
         supervise(stop.clone(), move |stop| {
-            let dying: Arc<dyn Transport> = Arc::new(DyingPublisher {
+            let dying: Arc<dyn Publisher> = Arc::new(DyingPublisher {
                 inner: Arc::clone(&transport),
                 crashes: Arc::clone(&crashes),
             });

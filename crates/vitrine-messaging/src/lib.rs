@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod inbox;
 pub mod outbox;
 pub mod relay;
+pub mod request_reply;
 pub mod transport;
 
 pub use envelope::Envelope;

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
 use crate::outbox::{Destination, LEASE, OutboxStore, Pending};
-use crate::transport::Transport;
+use crate::transport::Publisher;
 
 /// How long sent messages stay in the outbox (for inspection) before pruning.
 pub const SENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -19,14 +19,14 @@ pub const SENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone)]
 pub struct Relay {
     outbox: Arc<dyn OutboxStore>,
-    transport: Arc<dyn Transport>,
+    transport: Arc<dyn Publisher>,
     batch: usize,
     idle_wait: Duration,
     lease: Duration,
 }
 
 impl Relay {
-    pub fn new(outbox: Arc<dyn OutboxStore>, transport: Arc<dyn Transport>) -> Self {
+    pub fn new(outbox: Arc<dyn OutboxStore>, transport: Arc<dyn Publisher>) -> Self {
         Self {
             outbox,
             transport,

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use vitrine_messaging::Envelope;
-use vitrine_messaging::transport::{LocalTransport, QueueSpec, Topology, Transport, conformance};
+use vitrine_messaging::transport::{
+    LocalTransport, Publisher, QueueSpec, Topology, Transport, conformance,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_transport_conformance_suite() {

@@ -252,7 +252,7 @@ async fn migrate_prepares_the_configured_postgres() {
 #[tokio::test]
 async fn dead_letters_can_be_listed_and_redriven() {
     use vitrine_messaging::Envelope;
-    use vitrine_messaging::transport::{LocalTransport, Transport};
+    use vitrine_messaging::transport::{LocalTransport, Publisher, Transport};
 
     let data_dir = tempfile::tempdir().unwrap();
     let cli = |args: &[&str]| {

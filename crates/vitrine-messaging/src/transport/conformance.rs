@@ -79,6 +79,7 @@ pub async fn run_all(transport: &dyn Transport) {
     retry_later_delays_redelivery(transport).await;
     exhausted_messages_go_to_the_dead_letter_queue_and_back(transport).await;
     unknown_destinations_are_errors(transport).await;
+    temporary_queues_expire_unless_renewed(transport).await;
 }
 
 pub async fn fan_out_respects_filters(transport: &dyn Transport) {
@@ -207,6 +208,48 @@ pub async fn unknown_destinations_are_errors(transport: &dyn Transport) {
     ));
     assert!(matches!(
         transport.publish(&missing, &envelope).await,
+        Err(TransportError::Unknown(_))
+    ));
+}
+
+pub async fn temporary_queues_expire_unless_renewed(transport: &dyn Transport) {
+    let (_, kept, dropped) = names();
+    let ttl = Duration::from_secs(2);
+    transport.create_temporary_queue(&kept, ttl).await.unwrap();
+    transport
+        .create_temporary_queue(&dropped, ttl)
+        .await
+        .unwrap();
+    transport
+        .send(&dropped, &event("vitrine.test.reply.v1", 1))
+        .await
+        .unwrap();
+    let prefix = &kept[..kept.len() - "all".len()];
+    let before = transport.list_queues(prefix).await.unwrap();
+    assert!(
+        before.contains(&kept) && before.contains(&dropped),
+        "{before:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    transport.renew_queue(&kept, ttl).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let deleted = transport.delete_expired_queues().await.unwrap();
+    assert!(deleted.contains(&dropped), "{deleted:?}");
+    assert!(!deleted.contains(&kept), "a renewed queue is kept");
+    let after = transport.list_queues(prefix).await.unwrap();
+    assert!(
+        after.contains(&kept) && !after.contains(&dropped),
+        "{after:?}"
+    );
+
+    transport.delete_queue(&kept).await.unwrap();
+    transport.delete_queue(&kept).await.unwrap();
+    assert!(!transport.list_queues(prefix).await.unwrap().contains(&kept));
+    assert!(matches!(
+        transport
+            .send(&kept, &event("vitrine.test.reply.v1", 2))
+            .await,
         Err(TransportError::Unknown(_))
     ));
 }

@@ -12,7 +12,7 @@ use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Delivery, Topology, Transport, TransportError, dead_letter_queue};
+use super::{Delivery, Publisher, Topology, Transport, TransportError, dead_letter_queue};
 use crate::envelope::Envelope;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/local");
@@ -137,6 +137,39 @@ impl LocalTransport {
 }
 
 #[async_trait]
+impl Publisher for LocalTransport {
+    async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError> {
+        let known: Option<String> = sqlx::query_scalar("SELECT name FROM topics WHERE name = ?")
+            .bind(topic)
+            .fetch_optional(&self.pool)
+            .await?;
+        if known.is_none() {
+            return Err(TransportError::Unknown(topic.to_owned()));
+        }
+        let subscriptions: Vec<(String, String)> = sqlx::query_as(
+            "SELECT queue, event_types FROM subscriptions WHERE topic = ? ORDER BY queue",
+        )
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await?;
+        let queues: Vec<String> = subscriptions
+            .into_iter()
+            .filter(|(_, filter)| {
+                let types: Vec<String> = serde_json::from_str(filter).unwrap_or_default();
+                types.is_empty() || types.contains(&envelope.kind)
+            })
+            .map(|(queue, _)| queue)
+            .collect();
+        self.enqueue(&queues, envelope).await
+    }
+
+    async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError> {
+        self.require_queue(queue).await?;
+        self.enqueue(&[queue.to_owned()], envelope).await
+    }
+}
+
+#[async_trait]
 impl Transport for LocalTransport {
     async fn provision(&self, topology: &Topology) -> Result<(), TransportError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -181,36 +214,6 @@ impl Transport for LocalTransport {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError> {
-        let known: Option<String> = sqlx::query_scalar("SELECT name FROM topics WHERE name = ?")
-            .bind(topic)
-            .fetch_optional(&self.pool)
-            .await?;
-        if known.is_none() {
-            return Err(TransportError::Unknown(topic.to_owned()));
-        }
-        let subscriptions: Vec<(String, String)> = sqlx::query_as(
-            "SELECT queue, event_types FROM subscriptions WHERE topic = ? ORDER BY queue",
-        )
-        .bind(topic)
-        .fetch_all(&self.pool)
-        .await?;
-        let queues: Vec<String> = subscriptions
-            .into_iter()
-            .filter(|(_, filter)| {
-                let types: Vec<String> = serde_json::from_str(filter).unwrap_or_default();
-                types.is_empty() || types.contains(&envelope.kind)
-            })
-            .map(|(queue, _)| queue)
-            .collect();
-        self.enqueue(&queues, envelope).await
-    }
-
-    async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError> {
-        self.require_queue(queue).await?;
-        self.enqueue(&[queue.to_owned()], envelope).await
     }
 
     async fn receive(
@@ -274,6 +277,79 @@ impl Transport for LocalTransport {
                 Envelope::from_json(body).map_err(|error| TransportError::Unavailable(error.into()))
             })
             .collect()
+    }
+
+    async fn create_temporary_queue(
+        &self,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<(), TransportError> {
+        sqlx::query(
+            "INSERT INTO queues (name, dead_letter, max_receives, expires_at) VALUES (?, NULL, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(name)
+        .bind(DLQ_MAX_RECEIVES)
+        .bind(now_ms() + millis(ttl))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn renew_queue(&self, name: &str, ttl: Duration) -> Result<(), TransportError> {
+        let renewed = sqlx::query(
+            "UPDATE queues SET expires_at = ? WHERE name = ? AND expires_at IS NOT NULL",
+        )
+        .bind(now_ms() + millis(ttl))
+        .bind(name)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if renewed == 0 {
+            return Err(TransportError::Unknown(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn delete_queue(&self, name: &str) -> Result<(), TransportError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM messages WHERE queue = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM subscriptions WHERE queue = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM queues WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_expired_queues(&self) -> Result<Vec<String>, TransportError> {
+        let expired: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM queues WHERE expires_at IS NOT NULL AND expires_at < ?",
+        )
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await?;
+        for name in &expired {
+            self.delete_queue(name).await?;
+        }
+        Ok(expired)
+    }
+
+    async fn list_queues(&self, prefix: &str) -> Result<Vec<String>, TransportError> {
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM queues ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(names
+            .into_iter()
+            .filter(|n| n.starts_with(prefix))
+            .collect())
     }
 
     async fn redrive(&self, queue: &str) -> Result<usize, TransportError> {

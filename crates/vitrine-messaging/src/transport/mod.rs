@@ -68,16 +68,20 @@ impl From<sqlx::Error> for TransportError {
     }
 }
 
+/// The sending half of a transport: all the outbox relay needs.
 #[async_trait]
-pub trait Transport: Send + Sync + std::fmt::Debug {
-    /// Creates (idempotently) every topic, queue, dead-letter queue and subscription.
-    async fn provision(&self, topology: &Topology) -> Result<(), TransportError>;
-
+pub trait Publisher: Send + Sync + std::fmt::Debug {
     /// Publishes an event to every queue subscribed to `topic` whose filter accepts its type.
     async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError>;
 
     /// Sends a command, request or reply to one queue.
     async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError>;
+}
+
+#[async_trait]
+pub trait Transport: Publisher {
+    /// Creates (idempotently) every topic, queue, dead-letter queue and subscription.
+    async fn provision(&self, topology: &Topology) -> Result<(), TransportError>;
 
     /// Receives up to `max` messages, waiting up to `wait` for the first. Each stays invisible
     /// for `visibility`, then is redelivered unless acked.
@@ -105,4 +109,21 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 
     /// Moves every dead letter of `queue` back to it; returns how many.
     async fn redrive(&self, queue: &str) -> Result<usize, TransportError>;
+
+    /// Creates a queue owned by one process (a reply queue), which lives while its owner keeps
+    /// renewing it: it expires `ttl` after creation or the last [`Transport::renew_queue`].
+    async fn create_temporary_queue(&self, name: &str, ttl: Duration)
+    -> Result<(), TransportError>;
+
+    async fn renew_queue(&self, name: &str, ttl: Duration) -> Result<(), TransportError>;
+
+    /// Deletes a queue and its messages (no-op if absent).
+    async fn delete_queue(&self, name: &str) -> Result<(), TransportError>;
+
+    /// Deletes every temporary queue whose owner stopped renewing it (a crashed process);
+    /// returns their names. Any process may run this; it is idempotent.
+    async fn delete_expired_queues(&self) -> Result<Vec<String>, TransportError>;
+
+    /// Names of the existing queues that start with `prefix`.
+    async fn list_queues(&self, prefix: &str) -> Result<Vec<String>, TransportError>;
 }
