@@ -80,6 +80,49 @@ stop_postgres() {
   done
 }
 
+# Python tools (moto) live in a virtualenv outside the clone, reused across runs.
+venv_dir() {
+  printf '%s\n' "${VITRINE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/vitrine/tools}/venv"
+}
+
+wait_http() {
+  python3 - "$1" <<'PY'
+import sys, time, urllib.request
+url = sys.argv[1]
+for _ in range(300):
+    try:
+        urllib.request.urlopen(url, timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit(f"{url} did not answer")
+PY
+}
+
+start_moto() {
+  local dir=$1 venv port
+  venv=$(venv_dir)
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    log "installing moto (the SNS/SQS emulator) into $venv"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+    "$venv/bin/pip" install -q 'moto[sns,sqs]>=5,<6' flask flask-cors
+  fi
+  port=$(free_port)
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
+  echo $! >"$dir/moto.pid"
+  wait_http "http://127.0.0.1:$port/moto-api/"
+  log "moto (SNS+SQS) on 127.0.0.1:$port"
+  echo "export VITRINE_TEST_SQS_ENDPOINT=http://127.0.0.1:$port" >>"$dir/env"
+}
+
+stop_moto() {
+  local dir=$1
+  [ -f "$dir/moto.pid" ] && kill "$(cat "$dir/moto.pid")" 2>/dev/null || true
+}
+
 cmd=${1:-}
 dir=${2:-}
 if [ -z "$cmd" ] || [ -z "$dir" ]; then
@@ -92,8 +135,10 @@ case "$cmd" in
     mkdir -p "$dir"
     : >"$dir/env"
     start_postgres "$dir"
+    start_moto "$dir"
     ;;
   stop)
+    stop_moto "$dir"
     stop_postgres "$dir"
     rm -rf "$dir"
     ;;

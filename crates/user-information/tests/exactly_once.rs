@@ -23,7 +23,8 @@ use vitrine_messaging::consumer::{Consumer, ConsumerOptions, Handler};
 use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, PgOutbox, SqliteOutbox};
 use vitrine_messaging::relay::Relay;
 use vitrine_messaging::transport::{
-    LocalTransport, Publisher, QueueSpec, Subscription, Topology, Transport, TransportError,
+    LocalTransport, Publisher, QueueSpec, SqsTransport, Subscription, Topology, Transport,
+    TransportError,
 };
 use vitrine_messaging::{Envelope, inbox};
 
@@ -280,14 +281,18 @@ struct Run {
     consumer_crashes: usize,
 }
 
-async fn run(postgres: bool, use_inbox: bool) -> Run {
+async fn run(postgres: bool, sqs: bool, use_inbox: bool) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(postgres, dir.path()).await;
-    let transport: Arc<dyn Transport> = Arc::new(
-        LocalTransport::open(&dir.path().join("messaging.sqlite3"))
-            .await
-            .unwrap(),
-    );
+    let transport: Arc<dyn Transport> = if sqs {
+        Arc::new(SqsTransport::for_tests().await)
+    } else {
+        Arc::new(
+            LocalTransport::open(&dir.path().join("messaging.sqlite3"))
+                .await
+                .unwrap(),
+        )
+    };
     transport
         .provision(&Topology {
             topics: vec![TOPIC.to_owned()],
@@ -397,8 +402,8 @@ async fn run(postgres: bool, use_inbox: bool) -> Run {
     }
 }
 
-async fn exactly_once(postgres: bool) {
-    let run = run(postgres, true).await;
+async fn exactly_once(postgres: bool, sqs: bool) {
+    let run = run(postgres, sqs, true).await;
     assert!(
         run.relay_crashes > 0 && run.consumer_crashes > 0,
         "crashes were injected"
@@ -412,32 +417,30 @@ async fn exactly_once(postgres: bool) {
     );
 }
 
-async fn broken_consumer_is_caught(postgres: bool) {
-    let run = run(postgres, false).await;
+async fn broken_consumer_is_caught(postgres: bool, sqs: bool) {
+    let run = run(postgres, sqs, false).await;
     let problems = run
         .outcome
         .expect_err("a consumer without an inbox applies redeliveries twice");
     assert!(problems.contains("more than once"), "{problems}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_outbox_local_transport_applies_each_fact_once() {
-    exactly_once(false).await;
+macro_rules! histories {
+    ($($name:ident => $check:ident(postgres: $postgres:expr, sqs: $sqs:expr);)+) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            $check($postgres, $sqs).await;
+        }
+    )+};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_outbox_local_transport_applies_each_fact_once() {
-    exactly_once(true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_checker_catches_a_consumer_without_inbox() {
-    broken_consumer_is_caught(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_checker_catches_a_consumer_without_inbox() {
-    broken_consumer_is_caught(true).await;
+histories! {
+    sqlite_outbox_local_transport_applies_each_fact_once => exactly_once(postgres: false, sqs: false);
+    postgres_outbox_local_transport_applies_each_fact_once => exactly_once(postgres: true, sqs: false);
+    sqlite_outbox_sqs_transport_applies_each_fact_once => exactly_once(postgres: false, sqs: true);
+    postgres_outbox_sqs_transport_applies_each_fact_once => exactly_once(postgres: true, sqs: true);
+    local_transport_checker_catches_a_consumer_without_inbox => broken_consumer_is_caught(postgres: false, sqs: false);
+    sqs_transport_checker_catches_a_consumer_without_inbox => broken_consumer_is_caught(postgres: true, sqs: true);
 }
 
 #[test]

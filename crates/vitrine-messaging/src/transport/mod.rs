@@ -3,6 +3,10 @@
 //! embedded) and SNS+SQS (production). Both pass [`conformance`].
 
 mod local;
+mod sqs;
+
+#[cfg(any(test, feature = "testing"))]
+pub use sqs::TEST_ENDPOINT_VAR as SQS_TEST_ENDPOINT_VAR;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -12,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use local::LocalTransport;
+pub use sqs::SqsTransport;
 
 use crate::envelope::Envelope;
 

@@ -1,0 +1,628 @@
+//! The production transport: SNS topics fanned out to SQS queues (raw delivery, filter policies
+//! on the `type` message attribute), SQS redrive policies to dead-letter queues, through the
+//! official AWS SDK. Every resource name carries a deployment prefix (`<prefix>-<name>`), so
+//! several environments can share an account.
+//!
+//! Configuration is the standard AWS environment: `AWS_REGION`, `AWS_ENDPOINT_URL` (moto,
+//! LocalStack), and the default credentials chain (env, profile, web identity / IRSA, IMDS).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::ProvideErrorMetadata;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use tokio::sync::RwLock;
+
+use super::{Delivery, Publisher, Topology, Transport, TransportError, dead_letter_queue};
+use crate::envelope::Envelope;
+
+/// SQS's limits: at most 10 messages and 20 s of long polling per receive, 12 h of visibility.
+const MAX_BATCH: usize = 10;
+const MAX_WAIT: Duration = Duration::from_secs(20);
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// The message attribute SNS filter policies match on.
+const TYPE_ATTRIBUTE: &str = "type";
+/// Queue tag holding the expiry (Unix ms) of a temporary queue.
+const EXPIRES_TAG: &str = "vitrine-expires-at";
+
+#[derive(Debug)]
+pub struct SqsTransport {
+    sqs: aws_sdk_sqs::Client,
+    sns: aws_sdk_sns::Client,
+    prefix: String,
+    queue_urls: RwLock<HashMap<String, String>>,
+    topic_arns: RwLock<HashMap<String, String>>,
+}
+
+fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> TransportError {
+    TransportError::Unavailable(anyhow::Error::new(error))
+}
+
+fn is_missing_queue<E: ProvideErrorMetadata>(error: &E) -> bool {
+    error
+        .code()
+        .is_some_and(|code| code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist"))
+}
+
+fn seconds(duration: Duration, max: Duration) -> i32 {
+    i32::try_from(duration.min(max).as_secs()).unwrap_or(i32::MAX)
+}
+
+impl SqsTransport {
+    /// Connects with the standard AWS configuration of the environment.
+    pub async fn from_env(prefix: &str) -> Self {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::new(&config, prefix)
+    }
+
+    pub fn new(config: &aws_config::SdkConfig, prefix: &str) -> Self {
+        Self {
+            sqs: aws_sdk_sqs::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            prefix: prefix.to_owned(),
+            queue_urls: RwLock::default(),
+            topic_arns: RwLock::default(),
+        }
+    }
+
+    fn full_name(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    async fn queue_url(&self, queue: &str) -> Result<String, TransportError> {
+        if let Some(url) = self.queue_urls.read().await.get(queue) {
+            return Ok(url.clone());
+        }
+        let output = self
+            .sqs
+            .get_queue_url()
+            .queue_name(self.full_name(queue))
+            .send()
+            .await
+            .map_err(|error| {
+                if is_missing_queue(&error) {
+                    TransportError::Unknown(queue.to_owned())
+                } else {
+                    unavailable(error)
+                }
+            })?;
+        let url = output
+            .queue_url()
+            .ok_or_else(|| TransportError::Unknown(queue.to_owned()))?
+            .to_owned();
+        self.queue_urls
+            .write()
+            .await
+            .insert(queue.to_owned(), url.clone());
+        Ok(url)
+    }
+
+    async fn queue_arn(&self, url: &str) -> Result<String, TransportError> {
+        let output = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .ok_or_else(|| TransportError::Unavailable(anyhow::anyhow!("queue {url} has no ARN")))
+    }
+
+    async fn topic_arn(&self, topic: &str) -> Result<String, TransportError> {
+        if let Some(arn) = self.topic_arns.read().await.get(topic) {
+            return Ok(arn.clone());
+        }
+        let suffix = format!(":{}", self.full_name(topic));
+        let mut token = None;
+        loop {
+            let page = self
+                .sns
+                .list_topics()
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if let Some(arn) = page
+                .topics()
+                .iter()
+                .filter_map(|t| t.topic_arn())
+                .find(|arn| arn.ends_with(&suffix))
+            {
+                self.topic_arns
+                    .write()
+                    .await
+                    .insert(topic.to_owned(), arn.to_owned());
+                return Ok(arn.to_owned());
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Err(TransportError::Unknown(topic.to_owned()));
+            }
+        }
+    }
+
+    async fn create_queue(
+        &self,
+        name: &str,
+        attributes: &[(QueueAttributeName, String)],
+    ) -> Result<String, TransportError> {
+        let mut request = self.sqs.create_queue().queue_name(self.full_name(name));
+        for (key, value) in attributes {
+            request = request.attributes(key.clone(), value);
+        }
+        let url = match request.send().await {
+            Ok(output) => output.queue_url().unwrap_or_default().to_owned(),
+            // Created earlier with other attributes: keep the queue, update its attributes.
+            Err(error)
+                if error.code() == Some("QueueAlreadyExists")
+                    || error.code() == Some("QueueNameExists") =>
+            {
+                let url = self.queue_url(name).await?;
+                let mut update = self.sqs.set_queue_attributes().queue_url(&url);
+                for (key, value) in attributes {
+                    update = update.attributes(key.clone(), value);
+                }
+                update.send().await.map_err(unavailable)?;
+                url
+            }
+            Err(error) => return Err(unavailable(error)),
+        };
+        self.queue_urls
+            .write()
+            .await
+            .insert(name.to_owned(), url.clone());
+        Ok(url)
+    }
+
+    async fn move_all(&self, from: &str, to: &str) -> Result<usize, TransportError> {
+        let (from_url, to_url) = (self.queue_url(from).await?, self.queue_url(to).await?);
+        let mut moved = 0;
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(&from_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let messages = output.messages();
+            if messages.is_empty() {
+                return Ok(moved);
+            }
+            for message in messages {
+                let mut send = self
+                    .sqs
+                    .send_message()
+                    .queue_url(&to_url)
+                    .message_body(message.body().unwrap_or_default());
+                if let Some(attributes) = message.message_attributes() {
+                    for (name, value) in attributes {
+                        send = send.message_attributes(name, value.clone());
+                    }
+                }
+                send.send().await.map_err(unavailable)?;
+                if let Some(receipt) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&from_url)
+                        .receipt_handle(receipt)
+                        .send()
+                        .await
+                        .map_err(unavailable)?;
+                }
+                moved += 1;
+            }
+        }
+    }
+}
+
+fn sqs_type_attribute(
+    kind: &str,
+) -> Result<aws_sdk_sqs::types::MessageAttributeValue, TransportError> {
+    aws_sdk_sqs::types::MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(kind)
+        .build()
+        .map_err(unavailable)
+}
+
+#[async_trait]
+impl Publisher for SqsTransport {
+    async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError> {
+        let arn = self.topic_arn(topic).await?;
+        let kind = aws_sdk_sns::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(&envelope.kind)
+            .build()
+            .map_err(unavailable)?;
+        self.sns
+            .publish()
+            .topic_arn(arn)
+            .message(envelope.to_json())
+            .message_attributes(TYPE_ATTRIBUTE, kind)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError> {
+        let url = self.queue_url(queue).await?;
+        self.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(envelope.to_json())
+            .message_attributes(TYPE_ATTRIBUTE, sqs_type_attribute(&envelope.kind)?)
+            .send()
+            .await
+            .map_err(|error| {
+                if is_missing_queue(&error) {
+                    TransportError::Unknown(queue.to_owned())
+                } else {
+                    unavailable(error)
+                }
+            })?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Transport for SqsTransport {
+    async fn provision(&self, topology: &Topology) -> Result<(), TransportError> {
+        let mut topic_arns = HashMap::new();
+        // Collected up front: an iterator chain of closures held across awaits is not `Send`.
+        let mut all_topics: Vec<String> = topology.topics.clone();
+        for queue in &topology.queues {
+            all_topics.extend(queue.subscriptions.iter().map(|s| s.topic.clone()));
+        }
+        for topic in &all_topics {
+            if topic_arns.contains_key(topic) {
+                continue;
+            }
+            let output = self
+                .sns
+                .create_topic()
+                .name(self.full_name(topic))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let arn = output.topic_arn().unwrap_or_default().to_owned();
+            self.topic_arns
+                .write()
+                .await
+                .insert(topic.clone(), arn.clone());
+            topic_arns.insert(topic.clone(), arn);
+        }
+        for queue in &topology.queues {
+            let dlq_url = self
+                .create_queue(
+                    &dead_letter_queue(&queue.name),
+                    &[
+                        // Dead letters wait for an operator: keep them as long as SQS allows (14 days).
+                        (
+                            QueueAttributeName::MessageRetentionPeriod,
+                            "1209600".to_owned(),
+                        ),
+                    ],
+                )
+                .await?;
+            let dlq_arn = self.queue_arn(&dlq_url).await?;
+            let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receives}).to_string();
+            let url = self
+                .create_queue(&queue.name, &[(QueueAttributeName::RedrivePolicy, redrive)])
+                .await?;
+            let arn = self.queue_arn(&url).await?;
+            if queue.subscriptions.is_empty() {
+                continue;
+            }
+            // Lets each subscribed topic (and only those) deliver into the queue.
+            let sources: Vec<&String> = queue
+                .subscriptions
+                .iter()
+                .filter_map(|s| topic_arns.get(&s.topic))
+                .collect();
+            let policy = serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"Service": "sns.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": sources}}
+                }]
+            });
+            self.sqs
+                .set_queue_attributes()
+                .queue_url(&url)
+                .attributes(QueueAttributeName::Policy, policy.to_string())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for subscription in &queue.subscriptions {
+                let topic_arn = &topic_arns[&subscription.topic];
+                let mut request = self
+                    .sns
+                    .subscribe()
+                    .topic_arn(topic_arn)
+                    .protocol("sqs")
+                    .endpoint(&arn)
+                    .attributes("RawMessageDelivery", "true")
+                    .return_subscription_arn(true);
+                if !subscription.event_types.is_empty() {
+                    let filter =
+                        serde_json::json!({ TYPE_ATTRIBUTE: subscription.event_types }).to_string();
+                    request = request.attributes("FilterPolicy", filter);
+                }
+                request.send().await.map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Delivery>, TransportError> {
+        let url = self.queue_url(queue).await?;
+        let output = self
+            .sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(i32::try_from(max.clamp(1, MAX_BATCH)).unwrap_or(10))
+            .wait_time_seconds(seconds(wait, MAX_WAIT))
+            .visibility_timeout(seconds(visibility, MAX_VISIBILITY).max(1))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|error| {
+                if is_missing_queue(&error) {
+                    TransportError::Unknown(queue.to_owned())
+                } else {
+                    unavailable(error)
+                }
+            })?;
+        let mut deliveries = Vec::new();
+        for message in output.messages() {
+            let (Some(body), Some(receipt)) = (message.body(), message.receipt_handle()) else {
+                continue;
+            };
+            let Ok(envelope) = Envelope::from_json(body) else {
+                // Not ours to parse: left alone, it reaches the DLQ after max receives.
+                tracing::warn!(queue, "received a message that is not a Vitrine CloudEvent");
+                continue;
+            };
+            let receive_count = message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            deliveries.push(Delivery {
+                envelope,
+                receipt: receipt.to_owned(),
+                receive_count,
+            });
+        }
+        Ok(deliveries)
+    }
+
+    async fn ack(&self, queue: &str, delivery: &Delivery) -> Result<(), TransportError> {
+        let url = self.queue_url(queue).await?;
+        self.sqs
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(&delivery.receipt)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn retry_later(
+        &self,
+        queue: &str,
+        delivery: &Delivery,
+        delay: Duration,
+    ) -> Result<(), TransportError> {
+        let url = self.queue_url(queue).await?;
+        self.sqs
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(&delivery.receipt)
+            .visibility_timeout(seconds(delay, MAX_VISIBILITY))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, queue: &str, max: usize) -> Result<Vec<Envelope>, TransportError> {
+        // SQS cannot peek: receive with a short visibility timeout, then make them visible again.
+        self.queue_url(queue).await?;
+        let dlq = dead_letter_queue(queue);
+        let url = self.queue_url(&dlq).await?;
+        let mut seen = Vec::new();
+        let mut receipts = Vec::new();
+        while seen.len() < max {
+            let batch = self
+                .receive(
+                    &dlq,
+                    max - seen.len(),
+                    Duration::from_secs(1),
+                    Duration::from_secs(30),
+                )
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            for delivery in batch {
+                receipts.push(delivery.receipt);
+                seen.push(delivery.envelope);
+            }
+        }
+        for receipt in receipts {
+            self.sqs
+                .change_message_visibility()
+                .queue_url(&url)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        seen.sort_by_key(|e| e.id);
+        Ok(seen)
+    }
+
+    async fn redrive(&self, queue: &str) -> Result<usize, TransportError> {
+        // moto lacks StartMessageMoveTask; receive + send + delete works everywhere.
+        self.move_all(&dead_letter_queue(queue), queue).await
+    }
+
+    async fn create_temporary_queue(
+        &self,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<(), TransportError> {
+        let expires = chrono::Utc::now().timestamp_millis()
+            + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let output = self
+            .sqs
+            .create_queue()
+            .queue_name(self.full_name(name))
+            .tags(EXPIRES_TAG, expires.to_string())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        self.queue_urls.write().await.insert(
+            name.to_owned(),
+            output.queue_url().unwrap_or_default().to_owned(),
+        );
+        Ok(())
+    }
+
+    async fn renew_queue(&self, name: &str, ttl: Duration) -> Result<(), TransportError> {
+        let url = self.queue_url(name).await?;
+        let expires = chrono::Utc::now().timestamp_millis()
+            + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.sqs
+            .tag_queue()
+            .queue_url(url)
+            .tags(EXPIRES_TAG, expires.to_string())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_queue(&self, name: &str) -> Result<(), TransportError> {
+        let url = match self.queue_url(name).await {
+            Ok(url) => url,
+            Err(TransportError::Unknown(_)) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        match self.sqs.delete_queue().queue_url(url).send().await {
+            Ok(_) => {}
+            Err(error) if is_missing_queue(&error) => {}
+            Err(error) => return Err(unavailable(error)),
+        }
+        self.queue_urls.write().await.remove(name);
+        Ok(())
+    }
+
+    async fn delete_expired_queues(&self) -> Result<Vec<String>, TransportError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut deleted = Vec::new();
+        for name in self.list_queues("").await? {
+            let Ok(url) = self.queue_url(&name).await else {
+                continue;
+            };
+            let tags = self
+                .sqs
+                .list_queue_tags()
+                .queue_url(&url)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let expired = tags
+                .tags()
+                .and_then(|t| t.get(EXPIRES_TAG))
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|expires| expires < now);
+            if expired {
+                self.delete_queue(&name).await?;
+                deleted.push(name);
+            }
+        }
+        Ok(deleted)
+    }
+
+    async fn list_queues(&self, prefix: &str) -> Result<Vec<String>, TransportError> {
+        let own_prefix = format!("{}-", self.prefix);
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .sqs
+                .list_queues()
+                .queue_name_prefix(format!("{own_prefix}{prefix}"))
+                .max_results(1000)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for url in page.queue_urls() {
+                if let Some(name) = url
+                    .rsplit('/')
+                    .next()
+                    .and_then(|n| n.strip_prefix(&own_prefix))
+                {
+                    names.push(name.to_owned());
+                }
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// The variable `scripts/test.sh` sets to its moto server.
+#[cfg(any(test, feature = "testing"))]
+pub const TEST_ENDPOINT_VAR: &str = "VITRINE_TEST_SQS_ENDPOINT";
+
+#[cfg(any(test, feature = "testing"))]
+impl SqsTransport {
+    /// A transport on the test SNS/SQS server with a fresh prefix; panics (failing the test)
+    /// when the suite runs without that server.
+    pub async fn for_tests() -> SqsTransport {
+        let endpoint = std::env::var(TEST_ENDPOINT_VAR).unwrap_or_else(|_| {
+            panic!("{TEST_ENDPOINT_VAR} is not set: SNS/SQS tests need the moto server that scripts/test.sh starts")
+        });
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load()
+            .await;
+        let run = uuid::Uuid::now_v7().simple().to_string();
+        Self::new(&config, &format!("t{}", &run[run.len() - 12..]))
+    }
+}
