@@ -28,6 +28,16 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Which message transport carries events, commands and requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// SQLite queues in the data directory (embedded, one process).
+    Local,
+    /// AWS SNS topics and SQS queues, configured by the standard AWS environment.
+    Sqs,
+}
+
 /// Every setting of a Vitrine process. See the README's configuration reference.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -46,6 +56,10 @@ pub struct Settings {
     pub jwt_audience: Option<String>,
     /// Base64 32-byte key sealing embedded secrets; unset means a generated key file.
     pub secrets_key: Option<SecretString>,
+    /// Message transport; production requires `sqs`.
+    pub transport: TransportKind,
+    /// Prefix of every SNS topic and SQS queue name (one per environment: `prod`, `staging`).
+    pub messaging_prefix: String,
     /// `tracing` filter directives, e.g. `info,sqlx=warn`.
     pub log: String,
     pub log_format: LogFormat,
@@ -62,6 +76,8 @@ struct Defaults {
     listen: SocketAddr,
     data_dir: PathBuf,
     database_max_connections: u32,
+    transport: TransportKind,
+    messaging_prefix: String,
     log: String,
     log_format: LogFormat,
     max_body_bytes: usize,
@@ -75,6 +91,8 @@ impl Default for Defaults {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./vitrine-data"),
             database_max_connections: 16,
+            transport: TransportKind::Local,
+            messaging_prefix: "vitrine".to_owned(),
             log: "info".to_owned(),
             log_format: LogFormat::Auto,
             max_body_bytes: 1024 * 1024,

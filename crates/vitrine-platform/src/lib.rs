@@ -13,4 +13,4 @@ pub mod telemetry;
 pub mod testing;
 pub mod trace_context;
 
-pub use config::{Mode, Settings};
+pub use config::{Mode, Settings, TransportKind};

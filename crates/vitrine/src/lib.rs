@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 use user_information::app::UserInformation;
 use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
-use vitrine_messaging::transport::{LocalTransport, Topology, Transport};
+use vitrine_messaging::transport::{LocalTransport, SqsTransport, Topology, Transport};
 use vitrine_platform::http::auth::{Authenticator, load_or_create_hs256_key};
 use vitrine_platform::http::{self, Health, metrics};
-use vitrine_platform::{Mode, Settings, server};
+use vitrine_platform::{Mode, Settings, TransportKind, server};
 
 /// File name of the embedded message transport inside the data directory.
 pub const MESSAGING_FILE: &str = "messaging.sqlite3";
@@ -32,14 +32,19 @@ pub fn topology() -> Topology {
 
 /// The message transport the configuration asks for.
 pub async fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
-    if settings.mode == Mode::Production {
-        anyhow::bail!(
-            "mode = production needs the SNS/SQS transport, which this build does not provide yet"
-        );
+    match (settings.mode, settings.transport) {
+        (_, TransportKind::Sqs) => Ok(Arc::new(
+            SqsTransport::from_env(&settings.messaging_prefix).await,
+        )),
+        (Mode::Embedded, TransportKind::Local) => Ok(Arc::new(
+            LocalTransport::open(&settings.data_dir.join(MESSAGING_FILE)).await?,
+        )),
+        (Mode::Production, TransportKind::Local) => {
+            anyhow::bail!(
+                "mode = production requires VITRINE_TRANSPORT=sqs (SNS topics and SQS queues)"
+            )
+        }
     }
-    Ok(Arc::new(
-        LocalTransport::open(&settings.data_dir.join(MESSAGING_FILE)).await?,
-    ))
 }
 
 /// Builds the token verifier the configuration asks for.
@@ -76,8 +81,11 @@ impl Server {
     pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
         let authenticator = Arc::new(authenticator(settings)?);
         let transport = transport(settings).await?;
-        // Embedded: this process owns the whole (local) topology, so it keeps it provisioned.
-        transport.provision(&topology()).await?;
+        // The embedded transport is this process's own: it keeps its topology provisioned.
+        // Shared SNS/SQS topology is provisioned by `vitrine provision`, not by every replica.
+        if settings.transport == TransportKind::Local {
+            transport.provision(&topology()).await?;
+        }
         let user_information =
             UserInformation::build(settings, authenticator, Arc::clone(&transport)).await?;
         let health = user_information

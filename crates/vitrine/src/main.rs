@@ -39,8 +39,13 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
-    /// Create every topic, queue, dead-letter queue and subscription (idempotent).
-    Provision,
+    /// Create every topic, queue, dead-letter queue and subscription (idempotent). With
+    /// `--prefix`, on AWS SNS/SQS (standard AWS environment); else on the configured transport.
+    Provision {
+        /// Environment prefix of the SNS/SQS resource names (e.g. `prod`).
+        #[arg(long)]
+        prefix: Option<String>,
+    },
     /// Inspect and operate the message queues.
     Messages {
         #[command(subcommand)]
@@ -112,7 +117,12 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", vitrine::openapi().to_pretty_json()?);
             Ok(())
         }
-        Command::Provision => {
+        Command::Provision { prefix } => {
+            let mut settings = settings;
+            if let Some(prefix) = prefix {
+                settings.transport = vitrine_platform::TransportKind::Sqs;
+                settings.messaging_prefix = prefix;
+            }
             let transport = vitrine::transport(&settings).await?;
             transport.provision(&vitrine::topology()).await?;
             println!("topology provisioned");

@@ -307,3 +307,52 @@ async fn dead_letters_can_be_listed_and_redriven() {
         vec![parked.id]
     );
 }
+
+#[tokio::test]
+async fn provision_creates_the_sns_sqs_topology_idempotently() {
+    use vitrine_messaging::transport::{SqsTransport, Transport};
+
+    let endpoint = std::env::var("VITRINE_TEST_SQS_ENDPOINT")
+        .expect("VITRINE_TEST_SQS_ENDPOINT is not set: run scripts/test.sh");
+    let prefix = format!("p{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let data_dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let output = Command::new(BIN)
+            .env_clear()
+            .env("VITRINE_DATA_DIR", data_dir.path())
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .args(["provision", "--prefix", &prefix])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // The same names seen through the transport the services use.
+    let config = aws_config_for(&endpoint).await;
+    let transport = SqsTransport::new(&config, &prefix);
+    assert_eq!(
+        transport.list_queues("").await.unwrap(),
+        vec!["user-information", "user-information-dlq"]
+    );
+    assert!(
+        !data_dir.path().join("messaging.sqlite3").exists(),
+        "nothing local was created"
+    );
+}
+
+async fn aws_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
