@@ -11,7 +11,7 @@ use vitrine_messaging::Envelope;
 use vitrine_messaging::consumer::Handler;
 use vitrine_messaging::transport::Transport;
 
-use crate::domain::{CustomerId, CustomerStatus};
+use crate::domain::{Customer, CustomerId, CustomerStatus};
 use crate::store::CustomerStore;
 
 #[derive(Debug)]
@@ -31,6 +31,16 @@ fn status(status: CustomerStatus) -> contract::CustomerStatus {
         CustomerStatus::Active => contract::CustomerStatus::Active,
         CustomerStatus::Suspended => contract::CustomerStatus::Suspended,
         CustomerStatus::Closed => contract::CustomerStatus::Closed,
+    }
+}
+
+/// The lookup answer for an existing customer (shared by the messaging and HTTP paths).
+pub fn lookup_reply(customer: &Customer) -> contract::CustomerLookupReply {
+    contract::CustomerLookupReply::Found {
+        id: customer.id.as_uuid(),
+        cnpj: customer.details.cnpj.as_str().to_owned(),
+        legal_name: customer.details.legal_name.as_str().to_owned(),
+        status: status(customer.status),
     }
 }
 
@@ -59,12 +69,7 @@ impl Handler for LookupResponder {
         };
         let id = lookup.customer_id;
         let answer = match self.store.get_customer(CustomerId::from_uuid(id)).await? {
-            Some(customer) => contract::CustomerLookupReply::Found {
-                id,
-                cnpj: customer.details.cnpj.as_str().to_owned(),
-                legal_name: customer.details.legal_name.as_str().to_owned(),
-                status: status(customer.status),
-            },
+            Some(customer) => lookup_reply(&customer),
             None => contract::CustomerLookupReply::NotFound { id },
         };
         let reply = Envelope::new(contract::SOURCE, contract::CUSTOMER_LOOKUP_REPLY, &answer)?

@@ -49,6 +49,7 @@ impl FromRef<AppState> for Arc<Authenticator> {
     tags(
         (name = "customers", description = "Business customers, identified by CNPJ"),
         (name = "payment-methods", description = "Cards and PIX keys; only masked views are returned, except to `payments`"),
+        (name = "internal", description = "Service-to-service endpoints; not routed by the public gateway"),
     )
 )]
 struct ApiDoc;
@@ -87,6 +88,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payment_methods::add, payment_methods::list))
         .routes(routes!(payment_methods::remove))
         .routes(routes!(payment_methods::reveal))
+        .routes(routes!(customers::lookup))
 }
 
 impl From<ServiceError> for ApiError {
