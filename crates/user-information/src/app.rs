@@ -105,6 +105,7 @@ impl UserInformation {
         vec![
             tokio::spawn(relay.run(shutdown.clone())),
             tokio::spawn(consumer.run(shutdown.clone())),
+            self.store.inbox().spawn_pruner(shutdown.clone()),
             vitrine_platform::http::idempotency::spawn_pruner(
                 Arc::clone(&self.idempotency),
                 shutdown,

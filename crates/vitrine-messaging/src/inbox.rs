@@ -55,18 +55,107 @@ pub async fn first_delivery_sqlite(
     Ok(inserted == 1)
 }
 
-pub async fn prune_postgres(pool: &sqlx::PgPool, cutoff: DateTime<Utc>) -> sqlx::Result<u64> {
-    Ok(sqlx::query("DELETE FROM inbox WHERE handled_at < $1")
-        .bind(cutoff)
-        .execute(pool)
-        .await?
-        .rows_affected())
+/// A service's inbox table, for housekeeping.
+#[derive(Debug, Clone)]
+pub enum Inbox {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
 }
 
-pub async fn prune_sqlite(pool: &sqlx::SqlitePool, cutoff: DateTime<Utc>) -> sqlx::Result<u64> {
-    Ok(sqlx::query("DELETE FROM inbox WHERE handled_at < ?")
-        .bind(cutoff)
-        .execute(pool)
-        .await?
-        .rows_affected())
+impl Inbox {
+    /// Deletes records of messages handled before `cutoff`; returns how many.
+    pub async fn prune(&self, cutoff: DateTime<Utc>) -> sqlx::Result<u64> {
+        let deleted = match self {
+            Inbox::Sqlite(pool) => sqlx::query("DELETE FROM inbox WHERE handled_at < ?")
+                .bind(cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Inbox::Postgres(pool) => sqlx::query("DELETE FROM inbox WHERE handled_at < $1")
+                .bind(cutoff)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        };
+        Ok(deleted)
+    }
+
+    /// Prunes records older than [`RETENTION`] every hour until `shutdown`.
+    pub fn spawn_pruner(
+        self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {
+                        let cutoff = Utc::now() - chrono::Duration::from_std(RETENTION).expect("fits");
+                        if let Err(error) = self.prune(cutoff).await {
+                            tracing::warn!(%error, "inbox pruning failed");
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn redeliveries_are_recognised_and_pruning_keeps_recent_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = vitrine_platform::db::sqlite(&dir.path().join("i.sqlite3"))
+            .await
+            .unwrap();
+        sqlx::query(
+            "CREATE TABLE inbox (consumer TEXT, message_id BLOB, handled_at TEXT, \
+             PRIMARY KEY (consumer, message_id))",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let now = Utc::now();
+        let mut conn = pool.acquire().await.unwrap();
+        let (old, new) = (Uuid::now_v7(), Uuid::now_v7());
+        assert!(
+            first_delivery_sqlite(&mut conn, "c", old, now - chrono::Duration::days(30))
+                .await
+                .unwrap()
+        );
+        assert!(
+            first_delivery_sqlite(&mut conn, "c", new, now)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !first_delivery_sqlite(&mut conn, "c", new, now)
+                .await
+                .unwrap(),
+            "a redelivery"
+        );
+        assert!(
+            first_delivery_sqlite(&mut conn, "other", new, now)
+                .await
+                .unwrap(),
+            "per consumer"
+        );
+        drop(conn);
+        let inbox = Inbox::Sqlite(pool.clone());
+        assert_eq!(
+            inbox.prune(now - chrono::Duration::days(14)).await.unwrap(),
+            1
+        );
+        let mut conn = pool.acquire().await.unwrap();
+        assert!(
+            !first_delivery_sqlite(&mut conn, "c", new, now)
+                .await
+                .unwrap(),
+            "recent records stay"
+        );
+    }
 }

@@ -136,6 +136,9 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
     /// The outbox of this database, for the relay.
     fn outbox(&self) -> std::sync::Arc<dyn vitrine_messaging::outbox::OutboxStore>;
 
+    /// The inbox of this database, for housekeeping.
+    fn inbox(&self) -> vitrine_messaging::inbox::Inbox;
+
     /// Readiness probe.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -352,6 +352,10 @@ impl CustomerStore for PostgresStore {
         std::sync::Arc::new(PgOutbox::new(self.pool.clone()))
     }
 
+    fn inbox(&self) -> vitrine_messaging::inbox::Inbox {
+        vitrine_messaging::inbox::Inbox::Postgres(self.pool.clone())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

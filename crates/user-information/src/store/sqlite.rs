@@ -359,6 +359,10 @@ impl CustomerStore for SqliteStore {
         std::sync::Arc::new(SqliteOutbox::new(self.pool.clone()))
     }
 
+    fn inbox(&self) -> vitrine_messaging::inbox::Inbox {
+        vitrine_messaging::inbox::Inbox::Sqlite(self.pool.clone())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

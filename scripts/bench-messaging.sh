@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Messaging latency benchmark: starts the throwaway servers, prints commit-to-handled p50/p99 of
+# the embedded and PostgreSQL paths as ratios to a bare INSERT+NOTIFY baseline from the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+servers=$(mktemp -d "${TMPDIR:-/tmp}/vitrine-bench-servers.XXXXXX")
+trap 'scripts/test-servers.sh stop "$servers"' EXIT
+scripts/test-servers.sh start "$servers"
+# shellcheck disable=SC1091
+source "$servers/env"
+cargo bench -p user-information --bench messaging_latency
