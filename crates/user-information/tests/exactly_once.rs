@@ -34,6 +34,11 @@ const QUEUE: &str = "exactly-once-effects";
 const CONSUMER: &str = "exactly-once-test";
 const CRASH_PROBABILITY: f64 = 0.03;
 const VISIBILITY: Duration = Duration::from_millis(400);
+/// Relays running at once on the same outbox. Their coordination happens in the outbox table,
+/// whatever the transport; against moto (one Python process) several publishers only add load.
+fn relays(sqs: bool) -> usize {
+    if sqs { 1 } else { 3 }
+}
 
 /// The producer's and consumer's database (one here; the inbox logic does not care).
 #[derive(Clone)]
@@ -169,12 +174,16 @@ fn crash_now() -> bool {
 struct DyingPublisher {
     inner: Arc<dyn Transport>,
     crashes: Arc<AtomicUsize>,
+    /// Every successful publication, in order (facts repeat when republished after a crash).
+    published: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 #[async_trait]
 impl Publisher for DyingPublisher {
     async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError> {
         self.inner.publish(topic, envelope).await?;
+        let fact: String = envelope.decode().expect("facts are strings");
+        self.published.lock().expect("publications lock").push(fact);
         if crash_now() {
             self.crashes.fetch_add(1, Ordering::SeqCst);
             panic!("injected crash: relay dies between publish and mark-as-sent");
@@ -275,8 +284,35 @@ fn check_history(
     }
 }
 
+/// Per aggregate, the order in which messages were first published must be their commit order.
+fn check_order(
+    commit_order: &BTreeMap<String, Vec<String>>,
+    published: &[String],
+) -> Result<(), String> {
+    let mut first = Vec::new();
+    let mut seen = BTreeSet::new();
+    for fact in published {
+        if seen.insert(fact.as_str()) {
+            first.push(fact.as_str());
+        }
+    }
+    for (aggregate, facts) in commit_order {
+        let in_aggregate: BTreeSet<&str> = facts.iter().map(String::as_str).collect();
+        let order: Vec<&str> = first
+            .iter()
+            .copied()
+            .filter(|f| in_aggregate.contains(f))
+            .collect();
+        if order != facts.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(format!("{aggregate} was published out of commit order"));
+        }
+    }
+    Ok(())
+}
+
 struct Run {
     outcome: Result<(), String>,
+    order: Result<(), String>,
     relay_crashes: usize,
     consumer_crashes: usize,
 }
@@ -312,23 +348,25 @@ async fn run(postgres: bool, sqs: bool, use_inbox: bool) -> Run {
     let stop = CancellationToken::new();
     let relay_crashes = Arc::new(AtomicUsize::new(0));
     let consumer_crashes = Arc::new(AtomicUsize::new(0));
-    let relays = {
-        let (outbox, transport, crashes) = (
-            db.outbox(),
-            Arc::clone(&transport),
-            Arc::clone(&relay_crashes),
-        );
-        supervise(stop.clone(), move |stop| {
-            let dying: Arc<dyn Publisher> = Arc::new(DyingPublisher {
-                inner: Arc::clone(&transport),
-                crashes: Arc::clone(&crashes),
-            });
-            Relay::new(Arc::clone(&outbox), dying)
-                .with_lease(Duration::from_millis(300))
-                .with_idle_wait(Duration::from_millis(20))
-                .run(stop)
+    let published = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Several relays at once, each killed and restarted independently.
+    let relays: Vec<_> = (0..relays(sqs))
+        .map(|_| {
+            let (outbox, transport) = (db.outbox(), Arc::clone(&transport));
+            let (crashes, published) = (Arc::clone(&relay_crashes), Arc::clone(&published));
+            supervise(stop.clone(), move |stop| {
+                let dying: Arc<dyn Publisher> = Arc::new(DyingPublisher {
+                    inner: Arc::clone(&transport),
+                    crashes: Arc::clone(&crashes),
+                    published: Arc::clone(&published),
+                });
+                Relay::new(Arc::clone(&outbox), dying)
+                    .with_lease(Duration::from_millis(300))
+                    .with_idle_wait(Duration::from_millis(20))
+                    .run(stop)
+            })
         })
-    };
+        .collect();
     let consumers = {
         let (db, transport, crashes) = (
             db.clone(),
@@ -357,31 +395,39 @@ async fn run(postgres: bool, sqs: bool, use_inbox: bool) -> Run {
     for writer in 0..4 {
         let db = db.clone();
         writers.push(tokio::spawn(async move {
-            let (mut committed, mut rolled_back) = (BTreeSet::new(), BTreeSet::new());
+            let (mut committed, mut rolled_back) = (Vec::new(), BTreeSet::new());
             for i in 0..MESSAGES / 4 {
                 let fact = format!("fact-{writer}-{i}");
+                // Each writer owns its aggregates, so its commit order is their order.
+                let aggregate = format!("aggregate-{writer}-{}", i % 3);
                 let commit = rand::rng().random_ratio(9, 10);
-                db.produce(&fact, &format!("aggregate-{}", i % 7), commit)
-                    .await;
+                db.produce(&fact, &aggregate, commit).await;
                 if commit {
-                    committed.insert(fact)
+                    committed.push((aggregate, fact));
                 } else {
-                    rolled_back.insert(fact)
-                };
+                    rolled_back.insert(fact);
+                }
             }
             (committed, rolled_back)
         }));
     }
     let (mut committed, mut rolled_back) = (BTreeSet::new(), BTreeSet::new());
+    let mut commit_order: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for writer in writers {
         let (c, r) = writer.await.unwrap();
-        committed.extend(c);
+        for (aggregate, fact) in c {
+            commit_order
+                .entry(aggregate)
+                .or_default()
+                .push(fact.clone());
+            committed.insert(fact);
+        }
         rolled_back.extend(r);
     }
 
     // Wait until every committed fact has an effect, then long enough for every redelivery
     // still in flight to arrive and be judged.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     loop {
         let applied: BTreeSet<String> = db.effects().await.into_iter().collect();
         if committed.iter().all(|f| applied.contains(f)) || tokio::time::Instant::now() > deadline {
@@ -391,12 +437,16 @@ async fn run(postgres: bool, sqs: bool, use_inbox: bool) -> Run {
     }
     tokio::time::sleep(VISIBILITY * 4).await;
     stop.cancel();
-    relays.await.unwrap();
+    for relay in relays {
+        relay.await.unwrap();
+    }
     consumers.await.unwrap();
 
     let effects = db.effects().await;
+    let published = published.lock().expect("publications lock").clone();
     Run {
         outcome: check_history(&committed, &rolled_back, &effects),
+        order: check_order(&commit_order, &published),
         relay_crashes: relay_crashes.load(Ordering::SeqCst),
         consumer_crashes: consumer_crashes.load(Ordering::SeqCst),
     }
@@ -414,6 +464,12 @@ async fn exactly_once(postgres: bool, sqs: bool) {
         "after {} relay and {} consumer crashes",
         run.relay_crashes,
         run.consumer_crashes
+    );
+    assert_eq!(
+        run.order,
+        Ok(()),
+        "per-aggregate order with {} relays",
+        relays(sqs)
     );
 }
 
@@ -441,6 +497,17 @@ histories! {
     postgres_outbox_sqs_transport_applies_each_fact_once => exactly_once(postgres: true, sqs: true);
     local_transport_checker_catches_a_consumer_without_inbox => broken_consumer_is_caught(postgres: false, sqs: false);
     sqs_transport_checker_catches_a_consumer_without_inbox => broken_consumer_is_caught(postgres: true, sqs: true);
+}
+
+#[test]
+fn order_checker_catches_overtaking() {
+    let order: BTreeMap<String, Vec<String>> =
+        [("a".to_owned(), vec!["1".to_owned(), "2".to_owned()])].into();
+    assert_eq!(
+        check_order(&order, &["1".into(), "x".into(), "1".into(), "2".into()]),
+        Ok(())
+    );
+    assert!(check_order(&order, &["2".into(), "1".into()]).is_err());
 }
 
 #[test]

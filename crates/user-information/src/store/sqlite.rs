@@ -26,11 +26,16 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqli
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Shared with the relay, which writes wake after committing messages.
+    outbox: SqliteOutbox,
 }
 
 impl SqliteStore {
     pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            outbox: SqliteOutbox::new(pool.clone()),
+            pool,
+        }
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -107,6 +112,7 @@ impl CustomerStore for SqliteStore {
         let customer = Customer::try_from(row)?;
         enqueue_sqlite(&mut tx, &announce(None, &customer)).await?;
         tx.commit().await?;
+        self.outbox.wake();
         Ok(customer)
     }
 
@@ -180,6 +186,7 @@ impl CustomerStore for SqliteStore {
         let customer = Customer::try_from(row)?;
         enqueue_sqlite(&mut tx, &announce(Some(&current), &customer)).await?;
         tx.commit().await?;
+        self.outbox.wake();
         Ok(customer)
     }
 
@@ -218,6 +225,7 @@ impl CustomerStore for SqliteStore {
         };
         enqueue_sqlite(&mut tx, &announce(Some(&current), &customer)).await?;
         tx.commit().await?;
+        self.outbox.wake();
         let removed = removed
             .into_iter()
             .map(PaymentMethod::try_from)
@@ -259,6 +267,7 @@ impl CustomerStore for SqliteStore {
         if inserted == 1 {
             enqueue_sqlite(&mut tx, messages).await?;
             tx.commit().await?;
+            self.outbox.wake();
             return Ok(());
         }
         drop(tx);
@@ -325,6 +334,7 @@ impl CustomerStore for SqliteStore {
         if deleted == 1 {
             enqueue_sqlite(&mut tx, messages).await?;
             tx.commit().await?;
+            self.outbox.wake();
         }
         Ok(deleted == 1)
     }
@@ -356,7 +366,7 @@ impl CustomerStore for SqliteStore {
     }
 
     fn outbox(&self) -> std::sync::Arc<dyn OutboxStore> {
-        std::sync::Arc::new(SqliteOutbox::new(self.pool.clone()))
+        std::sync::Arc::new(self.outbox.clone())
     }
 
     fn inbox(&self) -> vitrine_messaging::inbox::Inbox {

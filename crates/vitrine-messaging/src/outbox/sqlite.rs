@@ -1,17 +1,19 @@
 //! Outbox on SQLite (embedded): one writer at a time, so a claim is a plain `BEGIN IMMEDIATE`
-//! transaction; new work is noticed by polling (the writer and the relay share a process, and a
-//! poll of an indexed empty range costs microseconds).
+//! transaction. The writer and the relay share a process, so writers [`SqliteOutbox::wake`] the
+//! relay after committing; a slow poll covers writes from other processes (admin commands).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{SqliteConnection, SqlitePool};
+use tokio::sync::Notify;
 
 use super::{OutboxMessage, OutboxStore, Pending, Row, until};
 
-/// How often the relay looks for new messages.
-const POLL: Duration = Duration::from_millis(20);
+/// How often the relay looks for messages nobody woke it for.
+const POLL: Duration = Duration::from_millis(250);
 
 /// Writes `messages` in the caller's transaction.
 pub async fn enqueue(conn: &mut SqliteConnection, messages: &[OutboxMessage]) -> sqlx::Result<()> {
@@ -32,14 +34,25 @@ pub async fn enqueue(conn: &mut SqliteConnection, messages: &[OutboxMessage]) ->
     Ok(())
 }
 
+/// Clones share the wake-up signal: clone one outbox for the writers and the relay.
 #[derive(Debug, Clone)]
 pub struct SqliteOutbox {
     pool: SqlitePool,
+    committed: Arc<Notify>,
 }
 
 impl SqliteOutbox {
     pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            committed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Tells the relay that messages were just committed.
+    pub fn wake(&self) {
+        // `notify_one` stores a permit when the relay is busy, so the wake-up is not lost.
+        self.committed.notify_one();
     }
 }
 
@@ -124,6 +137,6 @@ impl OutboxStore for SqliteOutbox {
     }
 
     async fn wait_for_work(&self, max_wait: Duration) {
-        tokio::time::sleep(max_wait.min(POLL)).await;
+        let _ = tokio::time::timeout(max_wait.min(POLL), self.committed.notified()).await;
     }
 }
