@@ -19,4 +19,4 @@ fi
 
 # Doc tests first: nextest does not run them, and its summary should be the last word.
 cargo test --workspace --doc
-cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+cargo nextest run --workspace --no-fail-fast "$@"
