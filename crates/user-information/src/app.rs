@@ -59,7 +59,7 @@ impl UserInformation {
         transport: Arc<dyn Transport>,
     ) -> anyhow::Result<Self> {
         let (store, idempotency_store) = open_database(settings).await?;
-        let secrets = open_secrets(settings)?;
+        let (secrets, secrets_key) = open_secrets(settings)?;
         let customers = Customers::new(Arc::clone(&store), Arc::clone(&secrets));
         let state = AppState {
             customers: customers.clone(),
@@ -71,6 +71,7 @@ impl UserInformation {
                 store: Arc::clone(&idempotency_store),
                 authenticator,
                 max_body_bytes: settings.max_body_bytes,
+                fingerprint_key: derive_key(&secrets_key, b"vitrine idempotency fingerprint v1"),
             },
             idempotency,
         ));
@@ -160,7 +161,21 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     open_database(settings).await.map(|_| ())
 }
 
-fn open_secrets(settings: &Settings) -> anyhow::Result<Arc<dyn SecretStore>> {
+/// A purpose-bound key derived from the secrets key (HMAC-SHA256 as a PRF), so one key file
+/// serves several purposes without reusing the key itself.
+fn derive_key(key: &[u8], purpose: &[u8]) -> Arc<[u8]> {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(purpose);
+    Arc::from(mac.finalize().into_bytes().as_slice())
+}
+
+/// Key material, wiped from memory when dropped.
+type KeyBytes = zeroize::Zeroizing<Vec<u8>>;
+
+/// The secret store, and the key material it is sealed with.
+fn open_secrets(settings: &Settings) -> anyhow::Result<(Arc<dyn SecretStore>, KeyBytes)> {
     if settings.mode == Mode::Production {
         // Fail closed: production secrets belong in Vault, never in local files.
         anyhow::bail!(
@@ -174,10 +189,8 @@ fn open_secrets(settings: &Settings) -> anyhow::Result<Arc<dyn SecretStore>> {
         }
         None => keyfile::load_or_create(&settings.data_dir.join(SECRETS_KEY_FILE), 32)?,
     };
-    Ok(Arc::new(LocalSecretStore::open(
-        settings.data_dir.join("secrets"),
-        &key,
-    )?))
+    let store = LocalSecretStore::open(settings.data_dir.join("secrets"), &key)?;
+    Ok((Arc::new(store), zeroize::Zeroizing::new(key)))
 }
 
 #[derive(Debug)]

@@ -66,6 +66,17 @@ impl From<SecretError> for ServiceError {
     }
 }
 
+/// Runs `work` to completion even if its caller (an HTTP request whose client went away, or
+/// that timed out) is dropped: steps that span the database and the secret store must not stop
+/// between each other and leave a secret without its row.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, ServiceError>> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|error| ServiceError::Internal(anyhow::anyhow!("detached step failed: {error}")))?
+}
+
 /// A payment method to add: its masked view and the secret itself.
 #[derive(Debug)]
 pub struct NewPaymentMethod {
@@ -82,6 +93,34 @@ pub struct Customers {
 impl Customers {
     pub fn new(store: Arc<dyn CustomerStore>, secrets: Arc<dyn SecretStore>) -> Self {
         Self { store, secrets }
+    }
+
+    /// Closes the customer and erases every secret it has. Safe to repeat.
+    pub async fn close(
+        &self,
+        id: CustomerId,
+        expected_version: Option<i64>,
+    ) -> Result<Customer, ServiceError> {
+        let this = self.clone();
+        detached(async move { this.close_now(id, expected_version).await }).await
+    }
+
+    pub async fn add_payment_method(
+        &self,
+        customer: CustomerId,
+        new: NewPaymentMethod,
+    ) -> Result<PaymentMethod, ServiceError> {
+        let this = self.clone();
+        detached(async move { this.add_payment_method_now(customer, new).await }).await
+    }
+
+    pub async fn remove_payment_method(
+        &self,
+        customer: CustomerId,
+        id: PaymentMethodId,
+    ) -> Result<(), ServiceError> {
+        let this = self.clone();
+        detached(async move { this.remove_payment_method_now(customer, id).await }).await
     }
 
     pub async fn register(&self, details: &CustomerDetails) -> Result<Customer, ServiceError> {
@@ -125,22 +164,28 @@ impl Customers {
             .await?)
     }
 
-    /// Closes the customer and erases every secret it has. Safe to repeat.
-    pub async fn close(
+    /// The steps of [`Customers::close`], run detached.
+    async fn close_now(
         &self,
         id: CustomerId,
         expected_version: Option<i64>,
     ) -> Result<Customer, ServiceError> {
         let (customer, removed) = self
             .store
-            .close_customer(id, expected_version, now(), &events::customer_changed)
+            .close_customer(
+                id,
+                expected_version,
+                now(),
+                &events::customer_changed,
+                &events::payment_method_removed,
+            )
             .await?;
         self.secrets.destroy_tree(&customer_secrets(id)).await?;
         tracing::info!(customer_id = %id, removed_methods = removed.len(), "customer closed and its secrets destroyed");
         Ok(customer)
     }
 
-    pub async fn add_payment_method(
+    async fn add_payment_method_now(
         &self,
         customer: CustomerId,
         new: NewPaymentMethod,
@@ -185,7 +230,7 @@ impl Customers {
             .await?)
     }
 
-    pub async fn remove_payment_method(
+    async fn remove_payment_method_now(
         &self,
         customer: CustomerId,
         id: PaymentMethodId,

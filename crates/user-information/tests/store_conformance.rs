@@ -453,7 +453,13 @@ mod suite {
 
         let stale = b
             .store
-            .close_customer(id, Some(7), now(), &customer_changed)
+            .close_customer(
+                id,
+                Some(7),
+                now(),
+                &customer_changed,
+                &user_information::events::payment_method_removed,
+            )
             .await;
         assert!(
             matches!(stale, Err(StoreError::VersionMismatch)),
@@ -462,7 +468,13 @@ mod suite {
 
         let (closed, removed) = b
             .store
-            .close_customer(id, Some(1), now(), &customer_changed)
+            .close_customer(
+                id,
+                Some(1),
+                now(),
+                &customer_changed,
+                &user_information::events::payment_method_removed,
+            )
             .await
             .unwrap();
         assert_eq!((closed.status, closed.version), (CustomerStatus::Closed, 2));
@@ -478,7 +490,13 @@ mod suite {
 
         let (again, removed) = b
             .store
-            .close_customer(id, None, now(), &customer_changed)
+            .close_customer(
+                id,
+                None,
+                now(),
+                &customer_changed,
+                &user_information::events::payment_method_removed,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -518,7 +536,13 @@ mod suite {
 
         let missing = b
             .store
-            .close_customer(CustomerId::new(), None, now(), &customer_changed)
+            .close_customer(
+                CustomerId::new(),
+                None,
+                now(),
+                &customer_changed,
+                &user_information::events::payment_method_removed,
+            )
             .await;
         assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
     }
@@ -628,12 +652,30 @@ mod suite {
                 .await
                 .unwrap()
         );
+        let kept = pix_method(id);
+        let kept_added = user_information::events::payment_method_added(&kept);
         b.store
-            .close_customer(id, None, now(), &customer_changed)
+            .insert_payment_method(&kept, &[kept_added])
             .await
             .unwrap();
         b.store
-            .close_customer(id, None, now(), &customer_changed)
+            .close_customer(
+                id,
+                None,
+                now(),
+                &customer_changed,
+                &user_information::events::payment_method_removed,
+            )
+            .await
+            .unwrap();
+        b.store
+            .close_customer(
+                id,
+                None,
+                now(),
+                &customer_changed,
+                &user_information::events::payment_method_removed,
+            )
             .await
             .unwrap();
         let late = card_method(id);
@@ -651,7 +693,10 @@ mod suite {
             contract::CUSTOMER_STATUS_CHANGED,
             contract::PAYMENT_METHOD_ADDED,
             contract::PAYMENT_METHOD_REMOVED,
+            contract::PAYMENT_METHOD_ADDED,
+            // Closing announces the status change and every method it removed.
             contract::CUSTOMER_STATUS_CHANGED,
+            contract::PAYMENT_METHOD_REMOVED,
         ];
         let expected: Vec<(String, String)> = expected
             .iter()

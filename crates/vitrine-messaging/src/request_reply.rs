@@ -197,8 +197,17 @@ async fn heartbeat(
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {
-                if let Err(error) = transport.renew_queue(&queue, options.queue_ttl).await {
-                    tracing::warn!(%error, %queue, "renewing the reply queue failed");
+                match transport.renew_queue(&queue, options.queue_ttl).await {
+                    Ok(()) => {}
+                    // Deleted as expired (this process stalled longer than the TTL): without
+                    // its queue every later request would time out, so bring it back.
+                    Err(TransportError::Unknown(_)) => {
+                        tracing::warn!(%queue, "reply queue was deleted; recreating it");
+                        if let Err(error) = transport.create_temporary_queue(&queue, options.queue_ttl).await {
+                            tracing::warn!(%error, %queue, "recreating the reply queue failed");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, %queue, "renewing the reply queue failed"),
                 }
                 match transport.delete_expired_queues().await {
                     Ok(deleted) if !deleted.is_empty() => tracing::info!(?deleted, "deleted reply queues of stopped processes"),

@@ -304,6 +304,14 @@ mod checks {
             .await
             .unwrap();
         problem_fields(stale, StatusCode::PRECONDITION_FAILED).await;
+        let listed = patch(
+            &format!("\"99\", {new_etag}"),
+            json!({"trade_name": "Listada"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(listed.status(), StatusCode::OK, "any listed tag may match");
+        let new_etag = listed.headers()["etag"].to_str().unwrap().to_owned();
         let empty = patch(&new_etag, json!({})).await.unwrap();
         problem_fields(empty, StatusCode::UNPROCESSABLE_ENTITY).await;
         let stale_delete = app
@@ -319,8 +327,12 @@ mod checks {
         let id = app.create_customer(&customer_body(CNPJ)).await;
         let methods = format!("/v1/customers/{id}/payment-methods");
         let added = app
-            .post(&methods, &app.admin(), &card_body("4111 1111 1111 1111"))
-            .await;
+            .request(Method::POST, &methods, Some(&app.admin()))
+            .header("Idempotency-Key", "add-card-1")
+            .json(&card_body("4111 1111 1111 1111"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(added.status(), StatusCode::CREATED);
         let text = added.text().await.unwrap();
         assert!(!text.contains(CARD), "{text}");
@@ -356,6 +368,11 @@ mod checks {
         );
         assert_eq!(audit[0].actor, "test-payments");
 
+        let rows = app.database_text().await;
+        assert!(
+            !rows.contains(CARD),
+            "a PostgreSQL row holds the card number"
+        );
         for file in app.data_files() {
             let bytes = std::fs::read(&file).unwrap();
             assert!(

@@ -318,6 +318,20 @@ impl CustomerPatch {
     }
 }
 
+/// The version an `If-Match` write must find: checked against the current version, which the
+/// store then requires (compare-and-set), so a concurrent change still fails with 412.
+async fn expected_version(
+    state: &AppState,
+    id: crate::domain::CustomerId,
+    if_match: &IfMatch,
+) -> Result<Option<i64>, ApiError> {
+    if !if_match.has_tags() {
+        return Ok(None);
+    }
+    let current = state.customers.get(id).await?;
+    if_match.expect(current.version)
+}
+
 /// A single customer with its `ETag`.
 fn customer_response(status: StatusCode, customer: Customer) -> Response {
     let tag = etag(customer.version);
@@ -451,10 +465,8 @@ pub async fn update(
     let id = customer_id(&id)?;
     authorize_customer(&principal, id)?;
     let changes = patch.into_changes(principal.has(Role::Admin))?;
-    let customer = state
-        .customers
-        .update(id, if_match.expected_version()?, &changes)
-        .await?;
+    let expected = expected_version(&state, id, &if_match).await?;
+    let customer = state.customers.update(id, expected, &changes).await?;
     Ok(customer_response(StatusCode::OK, customer))
 }
 
@@ -479,10 +491,8 @@ pub async fn close(
 ) -> Result<StatusCode, ApiError> {
     principal.require_any(&[Role::Admin])?;
     let id = customer_id(&id)?;
-    state
-        .customers
-        .close(id, if_match.expected_version()?)
-        .await?;
+    let expected = expected_version(&state, id, &if_match).await?;
+    state.customers.close(id, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

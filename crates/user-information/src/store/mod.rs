@@ -55,6 +55,9 @@ pub struct CustomerFilter {
 pub type Announce<'a> =
     &'a (dyn Fn(Option<&Customer>, &Customer) -> Vec<OutboxMessage> + Send + Sync);
 
+/// Builds the message announcing that a payment method was removed with its customer.
+pub type AnnounceRemoved<'a> = &'a (dyn Fn(&PaymentMethod) -> OutboxMessage + Send + Sync);
+
 /// Persistence of customers, payment methods (masked views only) and the reveal audit trail.
 #[async_trait]
 pub trait CustomerStore: Send + Sync + std::fmt::Debug {
@@ -89,13 +92,14 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Customer, StoreError>;
 
     /// Marks the customer closed (idempotent) and deletes its payment-method rows in the same
-    /// transaction, returning the customer and the removed methods.
+    /// transaction, announcing both, and returns the customer and the removed methods.
     async fn close_customer(
         &self,
         id: CustomerId,
         expected_version: Option<i64>,
         now: DateTime<Utc>,
         announce: Announce<'_>,
+        announce_removed: AnnounceRemoved<'_>,
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError>;
 
     /// Inserts a payment method; fails with `Closed` when the customer is closed and `NotFound`

@@ -9,7 +9,7 @@ use super::rows::{
     CustomerRow, PaymentMethodColumns, PaymentMethodRow, SecretAccessRow, customer_columns,
     payment_method_columns, unique_as,
 };
-use super::{Announce, CustomerFilter, CustomerStore, StoreError, check_writable};
+use super::{Announce, AnnounceRemoved, CustomerFilter, CustomerStore, StoreError, check_writable};
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
@@ -174,6 +174,7 @@ impl CustomerStore for PostgresStore {
         expected_version: Option<i64>,
         now: DateTime<Utc>,
         announce: Announce<'_>,
+        announce_removed: AnnounceRemoved<'_>,
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let current = locked_customer(&mut tx, id).await?;
@@ -205,12 +206,14 @@ impl CustomerStore for PostgresStore {
             .await?;
             row.try_into()?
         };
-        enqueue_postgres(&mut tx, &announce(Some(&current), &customer)).await?;
-        tx.commit().await?;
-        let removed = removed
+        let removed: Vec<PaymentMethod> = removed
             .into_iter()
             .map(PaymentMethod::try_from)
             .collect::<Result<_, _>>()?;
+        let mut messages = announce(Some(&current), &customer);
+        messages.extend(removed.iter().map(announce_removed));
+        enqueue_postgres(&mut tx, &messages).await?;
+        tx.commit().await?;
         Ok((customer, removed))
     }
 

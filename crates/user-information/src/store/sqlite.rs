@@ -13,7 +13,7 @@ use super::rows::{
     CustomerRow, PaymentMethodColumns, PaymentMethodRow, SecretAccessRow, customer_columns,
     payment_method_columns, unique_as,
 };
-use super::{Announce, CustomerFilter, CustomerStore, StoreError, check_writable};
+use super::{Announce, AnnounceRemoved, CustomerFilter, CustomerStore, StoreError, check_writable};
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
@@ -196,6 +196,7 @@ impl CustomerStore for SqliteStore {
         expected_version: Option<i64>,
         now: DateTime<Utc>,
         announce: Announce<'_>,
+        announce_removed: AnnounceRemoved<'_>,
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let current = Self::locked_customer(&mut tx, id).await?;
@@ -223,13 +224,15 @@ impl CustomerStore for SqliteStore {
             .await?;
             row.try_into()?
         };
-        enqueue_sqlite(&mut tx, &announce(Some(&current), &customer)).await?;
-        tx.commit().await?;
-        self.outbox.wake();
-        let removed = removed
+        let removed: Vec<PaymentMethod> = removed
             .into_iter()
             .map(PaymentMethod::try_from)
             .collect::<Result<_, _>>()?;
+        let mut messages = announce(Some(&current), &customer);
+        messages.extend(removed.iter().map(announce_removed));
+        enqueue_sqlite(&mut tx, &messages).await?;
+        tx.commit().await?;
+        self.outbox.wake();
         Ok((customer, removed))
     }
 

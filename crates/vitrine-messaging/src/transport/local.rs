@@ -330,16 +330,43 @@ impl Transport for LocalTransport {
     }
 
     async fn delete_expired_queues(&self) -> Result<Vec<String>, TransportError> {
+        let now = now_ms();
         let expired: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM queues WHERE expires_at IS NOT NULL AND expires_at < ?",
         )
-        .bind(now_ms())
+        .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        for name in &expired {
-            self.delete_queue(name).await?;
+        let mut deleted = Vec::new();
+        for name in expired {
+            // Re-checked in the deleting transaction: a queue renewed since the look is kept.
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let still_expired: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM queues WHERE name = ? AND expires_at IS NOT NULL AND expires_at < ?",
+            )
+            .bind(&name)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if still_expired.is_some() {
+                // Messages and subscriptions first: they reference the queue.
+                sqlx::query("DELETE FROM messages WHERE queue = ?")
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM subscriptions WHERE queue = ?")
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM queues WHERE name = ?")
+                    .bind(&name)
+                    .execute(&mut *tx)
+                    .await?;
+                deleted.push(name);
+            }
+            tx.commit().await?;
         }
-        Ok(expired)
+        Ok(deleted)
     }
 
     async fn list_queues(&self, prefix: &str) -> Result<Vec<String>, TransportError> {

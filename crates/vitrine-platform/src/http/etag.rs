@@ -27,18 +27,23 @@ pub enum IfMatch {
 }
 
 impl IfMatch {
-    /// The single version a store should compare against; `Err(412)` when no listed tag can
-    /// ever match a Vitrine resource (weak or foreign tags).
-    pub fn expected_version(&self) -> Result<Option<i64>, ApiError> {
+    /// Checks the precondition against the version just read. `Ok(Some(v))` is the version the
+    /// write must still find (compare-and-set), so a change between the read and the write is a
+    /// 412 too; `Ok(None)` means the write is unconditional.
+    pub fn expect(&self, current: i64) -> Result<Option<i64>, ApiError> {
         match self {
             IfMatch::Absent | IfMatch::Any => Ok(None),
-            IfMatch::Versions(versions) if versions.len() == 1 => Ok(Some(versions[0])),
+            IfMatch::Versions(versions) if versions.contains(&current) => Ok(Some(current)),
             IfMatch::Versions(_) => Err(ApiError::PreconditionFailed),
         }
     }
 
-    /// Checks a precondition against a resource's current version, for callers that cannot push
-    /// the comparison into the store.
+    /// Whether the request carries a list of entity tags (and so needs the current version).
+    pub fn has_tags(&self) -> bool {
+        matches!(self, IfMatch::Versions(_))
+    }
+
+    /// Checks a precondition against a resource's current version.
     pub fn check(&self, current: i64) -> Result<(), ApiError> {
         match self {
             IfMatch::Absent | IfMatch::Any => Ok(()),
@@ -107,13 +112,16 @@ mod tests {
     }
 
     #[test]
+    fn any_listed_tag_may_match() {
+        let list = IfMatch::parse("\"3\", \"4\"").unwrap();
+        assert_eq!(list.expect(4).unwrap(), Some(4));
+        assert!(list.expect(5).is_err());
+        assert_eq!(IfMatch::Absent.expect(9).unwrap(), None);
+    }
+
+    #[test]
     fn foreign_or_weak_tags_never_match() {
-        assert!(
-            IfMatch::parse("\"abc\"")
-                .unwrap()
-                .expected_version()
-                .is_err()
-        );
+        assert!(IfMatch::parse("\"abc\"").unwrap().check(1).is_err());
         assert!(IfMatch::parse("W/\"1\"").unwrap().check(1).is_err());
         assert!(IfMatch::parse("\"1\"").unwrap().check(1).is_ok());
         assert_eq!(etag(7), "\"7\"");

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub user_information: user_information::service::Customers,
     pub transport: std::sync::Arc<dyn vitrine_messaging::transport::Transport>,
+    /// Set when the app runs on PostgreSQL.
+    pub database_url: Option<secrecy::SecretString>,
     issuer: TokenIssuer,
     shutdown: CancellationToken,
 }
@@ -62,6 +64,7 @@ pub async fn spawn_app(database: Database) -> TestApp {
             .unwrap(),
         user_information,
         transport,
+        database_url: settings.database_url.clone(),
         issuer,
         shutdown,
     }
@@ -148,6 +151,33 @@ impl TestApp {
         assert_eq!(response.status(), StatusCode::CREATED);
         let body: Value = response.json().await.unwrap();
         body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Every row of every table of the PostgreSQL database as text (empty on SQLite, whose
+    /// database is a file in the data directory).
+    pub async fn database_text(&self) -> String {
+        use secrecy::ExposeSecret;
+        let Some(url) = &self.database_url else {
+            return String::new();
+        };
+        let pool = sqlx::PgPool::connect(url.expose_secret()).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let mut text = String::new();
+        for table in tables {
+            let sql =
+                format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t");
+            let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            text.push_str(&rows);
+        }
+        text
     }
 
     /// Every file under the data directory, for "the secret is nowhere on disk" checks.

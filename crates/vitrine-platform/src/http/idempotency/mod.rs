@@ -20,7 +20,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::auth::Authenticator;
 use super::error::ApiError;
@@ -163,11 +163,23 @@ fn lock_ttl() -> chrono::Duration {
 }
 
 /// State of the idempotency middleware.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Idempotency {
     pub store: Arc<dyn IdempotencyStore>,
     pub authenticator: Arc<Authenticator>,
     pub max_body_bytes: usize,
+    /// Keys the request fingerprint. Bodies can hold card numbers; a plain hash of a
+    /// predictable body next to the card's last four digits could be brute-forced, a keyed one
+    /// cannot without this key, which never lives in the database.
+    pub fingerprint_key: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Validates an `Idempotency-Key` value: 1-255 visible ASCII characters.
@@ -210,6 +222,7 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
         .map_err(|_| ApiError::PayloadTooLarge.into_response())?;
 
     let fingerprint = fingerprint(
+        &state.fingerprint_key,
         &parts.method,
         parts.uri.path_and_query().map_or("", |p| p.as_str()),
         &bytes,
@@ -219,10 +232,9 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
         Some(customer) => format!("{}#{customer}", principal.subject),
         None => principal.subject.clone(),
     };
-    let scope = scope.as_str();
     let begin = state
         .store
-        .begin(scope, &key, &fingerprint, Utc::now())
+        .begin(&scope, &key, &fingerprint, Utc::now())
         .await
         .map_err(|e| ApiError::internal(e).into_response())?;
     match begin {
@@ -237,10 +249,20 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
         )
         .into_response()),
         Begin::Proceed => {
-            let response = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
-            Ok(finish(&*state.store, scope, &key, response).await)
+            // Detached from the connection: if the client goes away or the request times out,
+            // the handler still runs to completion and the key is completed or released,
+            // instead of being left reserved with its effect half done.
+            let store = Arc::clone(&state.store);
+            let work = tokio::spawn(async move {
+                let response = next
+                    .run(Request::from_parts(parts, Body::from(bytes)))
+                    .await;
+                finish(&*store, &scope, &key, response).await
+            });
+            Ok(work.await.unwrap_or_else(|_| {
+                ApiError::internal(anyhow::anyhow!("idempotent request task failed"))
+                    .into_response()
+            }))
         }
     }
 }
@@ -306,16 +328,18 @@ fn replay(stored: StoredResponse) -> Response {
     response
 }
 
-/// SHA-256 over method, path and body: what "the same request" means.
-pub fn fingerprint(method: &Method, path_and_query: &str, body: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(method.as_str().as_bytes());
-    hasher.update([0]);
-    hasher.update(path_and_query.as_bytes());
-    hasher.update([0]);
-    hasher.update(body);
-    hasher
-        .finalize()
+/// HMAC-SHA256 under `key` over method, path and body: what "the same request" means.
+pub fn fingerprint(key: &[u8], method: &Method, path_and_query: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(method.as_str().as_bytes());
+    mac.update(&[0]);
+    mac.update(path_and_query.as_bytes());
+    mac.update(&[0]);
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -462,9 +486,27 @@ mod tests {
 
     #[test]
     fn fingerprint_distinguishes_path_and_body() {
-        let a = fingerprint(&Method::POST, "/v1/customers", b"{}");
-        assert_eq!(a, fingerprint(&Method::POST, "/v1/customers", b"{}"));
-        assert_ne!(a, fingerprint(&Method::POST, "/v1/customers/x", b"{}"));
-        assert_ne!(a, fingerprint(&Method::POST, "/v1/customers", b"{ }"));
+        let key = b"server-side key";
+        let a = fingerprint(key, &Method::POST, "/v1/customers", b"{}");
+        assert_eq!(a, fingerprint(key, &Method::POST, "/v1/customers", b"{}"));
+        assert_ne!(a, fingerprint(key, &Method::POST, "/v1/customers/x", b"{}"));
+        assert_ne!(a, fingerprint(key, &Method::POST, "/v1/customers", b"{ }"));
+    }
+
+    #[test]
+    fn fingerprint_cannot_be_recomputed_without_the_key() {
+        use sha2::Digest;
+        let body = br#"{"type":"card","card":{"number":"4111111111111111"}}"#;
+        let keyed = fingerprint(b"key-1", &Method::POST, "/v1/x", body);
+        assert_ne!(keyed, fingerprint(b"key-2", &Method::POST, "/v1/x", body));
+        let mut plain = Sha256::new();
+        plain.update(b"POST\0/v1/x\0");
+        plain.update(body);
+        let plain: String = plain
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_ne!(keyed, plain);
     }
 }
