@@ -85,20 +85,18 @@ impl Inbox {
         self,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => {
-                        let cutoff = Utc::now() - chrono::Duration::from_std(RETENTION).expect("fits");
-                        if let Err(error) = self.prune(cutoff).await {
-                            tracing::warn!(%error, "inbox pruning failed");
-                        }
-                    }
+        vitrine_platform::periodic::spawn_pruner(
+            "inbox",
+            Duration::from_secs(3600),
+            shutdown,
+            move || {
+                let inbox = self.clone();
+                async move {
+                    let cutoff = Utc::now() - chrono::Duration::from_std(RETENTION).expect("fits");
+                    Ok(inbox.prune(cutoff).await?)
                 }
-            }
-        })
+            },
+        )
     }
 }
 

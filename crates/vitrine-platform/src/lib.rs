@@ -6,6 +6,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod keyfile;
+pub mod periodic;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;

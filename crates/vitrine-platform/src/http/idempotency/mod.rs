@@ -350,22 +350,15 @@ pub fn spawn_pruner(
     store: Arc<dyn IdempotencyStore>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = tick.tick() => {
-                    let cutoff = Utc::now() - chrono::Duration::from_std(RETENTION).unwrap_or_default();
-                    match store.prune(cutoff).await {
-                        Ok(n) if n > 0 => tracing::info!(pruned = n, "expired idempotency keys deleted"),
-                        Ok(_) => {}
-                        Err(error) => tracing::warn!(error = format!("{error:#}"), "idempotency pruning failed"),
-                    }
-                }
-            }
-        }
-    })
+    crate::periodic::spawn_pruner(
+        "idempotency keys",
+        Duration::from_secs(3600),
+        shutdown,
+        move || {
+            let store = Arc::clone(&store);
+            async move { store.prune(Utc::now() - retention()).await }
+        },
+    )
 }
 
 #[cfg(any(test, feature = "testing"))]
