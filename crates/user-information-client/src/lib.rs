@@ -149,3 +149,25 @@ impl CustomerDirectory for HttpDirectory {
         }
     }
 }
+
+/// The directory the configuration asks for: messaging (through `requester`) or HTTP.
+pub fn from_settings(
+    settings: &vitrine_platform::Settings,
+    requester: Arc<Requester>,
+    source: &str,
+) -> anyhow::Result<Arc<dyn CustomerDirectory>> {
+    match settings.customer_directory {
+        vitrine_platform::DirectoryKind::Messaging => {
+            Ok(Arc::new(MessagingDirectory::new(requester, source)))
+        }
+        vitrine_platform::DirectoryKind::Http => {
+            let url = settings.user_information_url.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("customer_directory = http needs VITRINE_USER_INFORMATION_URL")
+            })?;
+            let token = settings.service_token.clone().ok_or_else(|| {
+                anyhow::anyhow!("customer_directory = http needs VITRINE_SERVICE_TOKEN")
+            })?;
+            Ok(Arc::new(HttpDirectory::new(url, token)))
+        }
+    }
+}

@@ -38,6 +38,16 @@ pub enum TransportKind {
     Sqs,
 }
 
+/// How a service asks user-information about a customer (seed R7 / R8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryKind {
+    /// Request/reply over the message transport.
+    Messaging,
+    /// HTTP to `user_information_url`, with `service_token`.
+    Http,
+}
+
 /// Every setting of a Vitrine process. See the README's configuration reference.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -60,6 +70,12 @@ pub struct Settings {
     pub transport: TransportKind,
     /// Prefix of every SNS topic and SQS queue name (one per environment: `prod`, `staging`).
     pub messaging_prefix: String,
+    /// How other services reach user-information for customer lookups.
+    pub customer_directory: DirectoryKind,
+    /// Base URL of user-information, for `customer_directory = http`.
+    pub user_information_url: Option<String>,
+    /// Bearer token (role `admin`) for service-to-service HTTP calls.
+    pub service_token: Option<SecretString>,
     /// `tracing` filter directives, e.g. `info,sqlx=warn`.
     pub log: String,
     pub log_format: LogFormat,
@@ -78,6 +94,7 @@ struct Defaults {
     database_max_connections: u32,
     transport: TransportKind,
     messaging_prefix: String,
+    customer_directory: DirectoryKind,
     log: String,
     log_format: LogFormat,
     max_body_bytes: usize,
@@ -93,6 +110,7 @@ impl Default for Defaults {
             database_max_connections: 16,
             transport: TransportKind::Local,
             messaging_prefix: "vitrine".to_owned(),
+            customer_directory: DirectoryKind::Messaging,
             log: "info".to_owned(),
             log_format: LogFormat::Auto,
             max_body_bytes: 1024 * 1024,

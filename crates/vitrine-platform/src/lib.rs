@@ -14,4 +14,4 @@ pub mod telemetry;
 pub mod testing;
 pub mod trace_context;
 
-pub use config::{Mode, Settings, TransportKind};
+pub use config::{DirectoryKind, Mode, Settings, TransportKind};

@@ -84,3 +84,39 @@ async fn unreachable_user_information_is_unavailable_not_an_error() {
         Lookup::Unavailable(_)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_chooses_the_adapter() {
+    let app = spawn_app(Database::Sqlite).await;
+    let stop = CancellationToken::new();
+    let requester = Requester::start(
+        Arc::clone(&app.transport),
+        "test",
+        RequesterOptions::default(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let mut settings = vitrine_platform::Settings::embedded_at(app.data_dir.path());
+    settings.customer_directory = vitrine_platform::DirectoryKind::Http;
+    let missing =
+        user_information_client::from_settings(&settings, Arc::clone(&requester), "vitrine.test");
+    assert!(
+        missing
+            .unwrap_err()
+            .to_string()
+            .contains("VITRINE_USER_INFORMATION_URL")
+    );
+    settings.user_information_url = Some(app.base.clone());
+    settings.service_token = Some(app.admin().into());
+    let http =
+        user_information_client::from_settings(&settings, Arc::clone(&requester), "vitrine.test")
+            .unwrap();
+    assert!(format!("{http:?}").starts_with("HttpDirectory"));
+    answers_match(&app, &*http).await;
+    settings.customer_directory = vitrine_platform::DirectoryKind::Messaging;
+    let messaging =
+        user_information_client::from_settings(&settings, requester, "vitrine.test").unwrap();
+    assert!(format!("{messaging:?}").starts_with("MessagingDirectory"));
+    stop.cancel();
+}
