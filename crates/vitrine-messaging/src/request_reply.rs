@@ -102,6 +102,12 @@ impl Requester {
         &self.reply_queue
     }
 
+    /// Deletes the reply queue now (for short-lived callers such as CLI commands, which exit
+    /// right after their request and cannot wait for the shutdown path).
+    pub async fn close(&self) -> Result<(), TransportError> {
+        self.transport.delete_queue(&self.reply_queue).await
+    }
+
     /// Sends `request` to `queue` and waits up to `timeout` for the reply, decoded as `R`.
     pub async fn request<R: DeserializeOwned>(
         &self,

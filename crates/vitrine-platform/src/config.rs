@@ -76,6 +76,9 @@ pub struct Settings {
     pub user_information_url: Option<String>,
     /// Bearer token (role `admin`) for service-to-service HTTP calls.
     pub service_token: Option<SecretString>,
+    /// How long a process's reply queue outlives its last heartbeat (so a crashed process's
+    /// queue is deleted by others after at most this long).
+    pub reply_queue_ttl_secs: u64,
     /// `tracing` filter directives, e.g. `info,sqlx=warn`.
     pub log: String,
     pub log_format: LogFormat,
@@ -95,6 +98,7 @@ struct Defaults {
     transport: TransportKind,
     messaging_prefix: String,
     customer_directory: DirectoryKind,
+    reply_queue_ttl_secs: u64,
     log: String,
     log_format: LogFormat,
     max_body_bytes: usize,
@@ -111,6 +115,7 @@ impl Default for Defaults {
             transport: TransportKind::Local,
             messaging_prefix: "vitrine".to_owned(),
             customer_directory: DirectoryKind::Messaging,
+            reply_queue_ttl_secs: 120,
             log: "info".to_owned(),
             log_format: LogFormat::Auto,
             max_body_bytes: 1024 * 1024,

@@ -1,5 +1,6 @@
 //! `vitrine`: runs the embedded all-in-one server, and the admin commands.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -46,10 +47,27 @@ enum Command {
         #[arg(long)]
         prefix: Option<String>,
     },
+    /// Ask user-information about a customer, the way other services do.
+    Customers {
+        #[command(subcommand)]
+        command: CustomersCommand,
+    },
     /// Inspect and operate the message queues.
     Messages {
         #[command(subcommand)]
         command: MessagesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CustomersCommand {
+    /// Look a customer up through the configured directory (request/reply or HTTP) and print
+    /// the answer as JSON. Exits 0 when found, 3 when not found, 4 when unavailable.
+    Lookup {
+        #[arg(long)]
+        id: uuid::Uuid,
+        #[arg(long, default_value_t = 5)]
+        timeout_secs: u64,
     },
 }
 
@@ -128,6 +146,14 @@ async fn main() -> anyhow::Result<()> {
             println!("topology provisioned");
             Ok(())
         }
+        Command::Customers {
+            command: CustomersCommand::Lookup { id, timeout_secs },
+        } => {
+            let code = lookup(&settings, id, Duration::from_secs(timeout_secs)).await?;
+            // The exit code is the answer's kind, for scripts.
+            #[allow(clippy::exit)]
+            std::process::exit(code);
+        }
         Command::Messages {
             command: MessagesCommand::Dlq { command },
         } => {
@@ -160,6 +186,43 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     server::cancel_on_signal(shutdown.clone());
     server.run(shutdown).await
+}
+
+async fn lookup(settings: &Settings, id: uuid::Uuid, timeout: Duration) -> anyhow::Result<i32> {
+    use user_information_client::Lookup;
+    use vitrine_messaging::request_reply::{Requester, RequesterOptions};
+
+    let transport = vitrine::transport(settings).await?;
+    let ttl = Duration::from_secs(settings.reply_queue_ttl_secs.max(1));
+    let options = RequesterOptions {
+        queue_ttl: ttl,
+        heartbeat: ttl / 4,
+    };
+    let stop = CancellationToken::new();
+    let requester = Requester::start(transport, "vitrine-cli", options, stop.clone()).await?;
+    let directory =
+        user_information_client::from_settings(settings, Arc::clone(&requester), "vitrine.cli")?;
+    let answer = directory.lookup(id, timeout).await;
+    stop.cancel();
+    requester.close().await?;
+    let (code, json) = match answer {
+        Lookup::Found {
+            id,
+            cnpj,
+            legal_name,
+            status,
+        } => (
+            0,
+            serde_json::json!({"outcome": "found", "id": id, "cnpj": cnpj, "legal_name": legal_name, "status": status}),
+        ),
+        Lookup::NotFound => (3, serde_json::json!({"outcome": "not_found", "id": id})),
+        Lookup::Unavailable(reason) => (
+            4,
+            serde_json::json!({"outcome": "unavailable", "reason": reason}),
+        ),
+    };
+    println!("{json}");
+    Ok(code)
 }
 
 fn token(

@@ -356,3 +356,70 @@ async fn aws_config_for(endpoint: &str) -> aws_config::SdkConfig {
         .load()
         .await
 }
+
+/// A caller killed mid-request (SIGKILL: no shutdown path runs) leaves its reply queue behind
+/// only until another caller's janitor sees it expire; a caller that finishes removes its own.
+#[tokio::test]
+async fn a_killed_caller_leaves_no_reply_queue_behind() {
+    use vitrine_messaging::transport::{LocalTransport, Transport};
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let caller = |id: &str, timeout: &str| {
+        Command::new(BIN)
+            .env_clear()
+            .env("VITRINE_DATA_DIR", data_dir.path())
+            .env("VITRINE_REPLY_QUEUE_TTL_SECS", "2")
+            .args(["customers", "lookup", "--id", id, "--timeout-secs", timeout])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let provisioned = Command::new(BIN)
+        .env_clear()
+        .env("VITRINE_DATA_DIR", data_dir.path())
+        .arg("provision")
+        .status();
+    assert!(provisioned.unwrap().success());
+    let transport = LocalTransport::open(&data_dir.path().join("messaging.sqlite3"))
+        .await
+        .unwrap();
+    let replies = || async { transport.list_queues("vitrine-cli-replies-").await.unwrap() };
+
+    // Nobody serves user-information here, so the lookup waits: kill it while it does.
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut doomed = caller(&id, "60");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while replies().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the caller never created its reply queue"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let orphan = replies().await;
+    assert_eq!(
+        orphan.len(),
+        1,
+        "the killed caller's queue is still there: {orphan:?}"
+    );
+
+    // Past its TTL, the next caller's janitor deletes it; that caller times out (exit 4) and
+    // removes its own queue on the way out.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let survivor = caller(&id, "1").wait_with_output().unwrap();
+    assert_eq!(
+        survivor.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&survivor.stdout)
+    );
+    assert!(String::from_utf8_lossy(&survivor.stdout).contains("unavailable"));
+    assert_eq!(
+        replies().await,
+        Vec::<String>::new(),
+        "no reply queue is left behind"
+    );
+}
