@@ -114,7 +114,10 @@ impl Consumer {
             attempt = delivery.receive_count,
         );
         async {
-        match self.handler.handle(envelope).await {
+        // The handler continues the producer's trace: messages it writes carry it on.
+        let context = vitrine_platform::trace_context::child_of(envelope.traceparent.as_deref());
+        let handled = vitrine_platform::trace_context::scope(context, self.handler.handle(envelope));
+        match handled.await {
             Ok(()) => {
                 if let Err(error) = self.transport.ack(&self.queue, delivery).await {
                     // Redelivered after the visibility timeout; the inbox makes that harmless.

@@ -102,3 +102,63 @@ async fn poison_messages_are_dead_lettered_then_redriven_and_handled() {
     stop.cancel();
     running.await.unwrap();
 }
+
+/// Handlers run inside the message's trace, so whatever they publish continues it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_continue_the_message_trace() {
+    struct Seen(Mutex<Option<String>>);
+
+    #[async_trait]
+    impl Handler for Seen {
+        async fn handle(&self, _: &Envelope) -> anyhow::Result<()> {
+            *self.0.lock().await = vitrine_platform::trace_context::current();
+            Ok(())
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let transport: Arc<dyn Transport> = Arc::new(
+        LocalTransport::open(&dir.path().join("messaging.sqlite3"))
+            .await
+            .unwrap(),
+    );
+    let queue = QueueSpec {
+        name: "traced".into(),
+        subscriptions: vec![],
+        max_receives: 3,
+    };
+    transport
+        .provision(&Topology {
+            topics: vec![],
+            queues: vec![queue],
+        })
+        .await
+        .unwrap();
+    let seen = Arc::new(Seen(Mutex::new(None)));
+    let stop = CancellationToken::new();
+    let consumer = Consumer::new(
+        "traced",
+        Arc::clone(&transport),
+        seen.clone(),
+        ConsumerOptions::default(),
+    );
+    let running = tokio::spawn(consumer.run(stop.clone()));
+
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let message = Envelope::new("vitrine.test", "vitrine.test.job.v1", &1)
+        .unwrap()
+        .with_traceparent(Some(format!("00-{trace}-00f067aa0ba902b7-01")));
+    transport.send("traced", &message).await.unwrap();
+    eventually("the handler ran", async || seen.0.lock().await.is_some()).await;
+    let context = seen.0.lock().await.clone().unwrap();
+    assert_eq!(
+        vitrine_platform::trace_context::trace_id(&context),
+        Some(trace)
+    );
+    assert!(
+        !context.contains("00f067aa0ba902b7"),
+        "the handler gets a span of its own"
+    );
+    stop.cancel();
+    running.await.unwrap();
+}
