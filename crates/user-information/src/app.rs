@@ -13,7 +13,7 @@ use vitrine_platform::http::auth::Authenticator;
 use vitrine_platform::http::idempotency::{
     Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
 };
-use vitrine_platform::secrets::{LocalSecretStore, SecretStore};
+use vitrine_platform::secrets::{LocalSecretStore, SecretStore, VaultAuth, VaultSecretStore};
 use vitrine_platform::{Mode, Settings, db, keyfile};
 
 use vitrine_contracts::user_information as contract;
@@ -41,6 +41,8 @@ pub struct UserInformation {
     store: Arc<dyn CustomerStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     transport: Arc<dyn Transport>,
+    /// Set when secrets live in Vault: its token is renewed in the background.
+    vault: Option<VaultSecretStore>,
 }
 
 impl std::fmt::Debug for UserInformation {
@@ -58,8 +60,9 @@ impl UserInformation {
         authenticator: Arc<Authenticator>,
         transport: Arc<dyn Transport>,
     ) -> anyhow::Result<Self> {
+        // Secrets first: a misconfigured production process stops before touching the database.
+        let (secrets, secrets_key, vault) = open_secrets(settings).await?;
         let (store, idempotency_store) = open_database(settings).await?;
-        let (secrets, secrets_key) = open_secrets(settings)?;
         let customers = Customers::new(Arc::clone(&store), Arc::clone(&secrets));
         let state = AppState {
             customers: customers.clone(),
@@ -87,6 +90,7 @@ impl UserInformation {
             store,
             idempotency: idempotency_store,
             transport,
+            vault,
         })
     }
 
@@ -103,15 +107,19 @@ impl UserInformation {
             Arc::new(responder),
             ConsumerOptions::default(),
         );
-        vec![
+        let mut tasks = vec![
             tokio::spawn(relay.run(shutdown.clone())),
             tokio::spawn(consumer.run(shutdown.clone())),
             self.store.inbox().spawn_pruner(shutdown.clone()),
             vitrine_platform::http::idempotency::spawn_pruner(
                 Arc::clone(&self.idempotency),
-                shutdown,
+                shutdown.clone(),
             ),
-        ]
+        ];
+        if let Some(vault) = &self.vault {
+            tasks.push(vault.spawn_renewal(shutdown));
+        }
+        tasks
     }
 
     pub fn store(&self) -> Arc<dyn CustomerStore> {
@@ -144,6 +152,11 @@ async fn open_database(
                 .context("migrating the user-information database")?;
             Ok((Arc::new(store), Arc::new(PgIdempotencyStore::new(pool))))
         }
+        None if settings.mode == Mode::Production => {
+            anyhow::bail!(
+                "mode = production needs VITRINE_DATABASE_URL (PostgreSQL); SQLite is embedded-only"
+            )
+        }
         None => {
             let pool = db::sqlite(&settings.data_dir.join(SQLITE_FILE)).await?;
             let store = SqliteStore::new(pool.clone());
@@ -174,13 +187,43 @@ fn derive_key(key: &[u8], purpose: &[u8]) -> Arc<[u8]> {
 /// Key material, wiped from memory when dropped.
 type KeyBytes = zeroize::Zeroizing<Vec<u8>>;
 
-/// The secret store, and the key material it is sealed with.
-fn open_secrets(settings: &Settings) -> anyhow::Result<(Arc<dyn SecretStore>, KeyBytes)> {
+/// The configured secret store, the key for idempotency fingerprints, and the Vault client
+/// whose token needs renewing (if Vault is used).
+async fn open_secrets(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn SecretStore>, KeyBytes, Option<VaultSecretStore>)> {
+    if let Some(addr) = &settings.vault_addr {
+        let auth = match (
+            &settings.vault_token,
+            &settings.vault_role_id,
+            &settings.vault_secret_id,
+        ) {
+            (Some(token), _, _) => VaultAuth::Token(token.clone()),
+            (None, Some(role_id), Some(secret_id)) => VaultAuth::AppRole {
+                role_id: role_id.clone(),
+                secret_id: secret_id.clone(),
+            },
+            _ => anyhow::bail!(
+                "VITRINE_VAULT_ADDR needs VITRINE_VAULT_TOKEN, or VITRINE_VAULT_ROLE_ID and VITRINE_VAULT_SECRET_ID"
+            ),
+        };
+        let key = settings.fingerprint_key.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("with Vault, VITRINE_FINGERPRINT_KEY (base64 of 32 bytes) must be set")
+        })?;
+        let key = keyfile::decode(key.expose_secret(), 32).context("VITRINE_FINGERPRINT_KEY")?;
+        let vault = VaultSecretStore::connect(addr, &settings.vault_mount, auth)
+            .await
+            .context("connecting to Vault")?;
+        return Ok((
+            Arc::new(vault.clone()),
+            zeroize::Zeroizing::new(key),
+            Some(vault),
+        ));
+    }
     if settings.mode == Mode::Production {
         // Fail closed: production secrets belong in Vault, never in local files.
         anyhow::bail!(
-            "mode = production needs a Vault secret store, which this build does not provide yet; \
-             run in embedded mode (unset VITRINE_MODE)"
+            "mode = production needs VITRINE_VAULT_ADDR: card numbers and PIX keys live in Vault"
         );
     }
     let key = match &settings.secrets_key {
@@ -190,7 +233,7 @@ fn open_secrets(settings: &Settings) -> anyhow::Result<(Arc<dyn SecretStore>, Ke
         None => keyfile::load_or_create(&settings.data_dir.join(SECRETS_KEY_FILE), 32)?,
     };
     let store = LocalSecretStore::open(settings.data_dir.join("secrets"), &key)?;
-    Ok((Arc::new(store), zeroize::Zeroizing::new(key)))
+    Ok((Arc::new(store), zeroize::Zeroizing::new(key), None))
 }
 
 #[derive(Debug)]

@@ -66,6 +66,18 @@ pub struct Settings {
     pub jwt_audience: Option<String>,
     /// Base64 32-byte key sealing embedded secrets; unset means a generated key file.
     pub secrets_key: Option<SecretString>,
+    /// Vault (or OpenBao) address; when set, payment secrets live in Vault KV v2. Required in
+    /// production.
+    pub vault_addr: Option<String>,
+    /// KV v2 mount holding the secrets.
+    pub vault_mount: String,
+    /// Vault token auth (or use AppRole with `vault_role_id` + `vault_secret_id`).
+    pub vault_token: Option<SecretString>,
+    pub vault_role_id: Option<String>,
+    pub vault_secret_id: Option<SecretString>,
+    /// Base64 32-byte key for idempotency fingerprints; required with Vault (embedded mode
+    /// derives it from the secrets key).
+    pub fingerprint_key: Option<SecretString>,
     /// Message transport; production requires `sqs`.
     pub transport: TransportKind,
     /// Prefix of every SNS topic and SQS queue name (one per environment: `prod`, `staging`).
@@ -95,6 +107,7 @@ struct Defaults {
     listen: SocketAddr,
     data_dir: PathBuf,
     database_max_connections: u32,
+    vault_mount: String,
     transport: TransportKind,
     messaging_prefix: String,
     customer_directory: DirectoryKind,
@@ -112,6 +125,7 @@ impl Default for Defaults {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./vitrine-data"),
             database_max_connections: 16,
+            vault_mount: "secret".to_owned(),
             transport: TransportKind::Local,
             messaging_prefix: "vitrine".to_owned(),
             customer_directory: DirectoryKind::Messaging,

@@ -713,6 +713,13 @@ macro_rules! api_suite {
     };
 }
 
+// Payment secrets in Vault instead of local sealed files: the same behaviour.
+api_suite!(postgres_and_vault = super::Database::PostgresAndVault;
+    cards_are_masked_and_revealed_only_to_payments,
+    bad_cards_and_security_codes_are_refused,
+    pix_keys_are_validated_and_masked,
+);
+
 macro_rules! every_backend {
     ($($check:ident),+ $(,)?) => {
         api_suite!(sqlite = super::Database::Sqlite; $($check),+);

@@ -423,3 +423,52 @@ async fn a_killed_caller_leaves_no_reply_queue_behind() {
         "no reply queue is left behind"
     );
 }
+
+/// Configured for production, the service refuses embedded stand-ins and names what is missing.
+#[test]
+fn production_mode_fails_closed_naming_the_missing_setting() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[(&str, &str)]| {
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .env("VITRINE_DATA_DIR", data_dir.path())
+            .env("VITRINE_MODE", "production");
+        command.env("VITRINE_LISTEN", "127.0.0.1:0");
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            !output.status.success(),
+            "production started with embedded adapters"
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(run(&[]).contains("VITRINE_JWKS_URL"));
+    let jwks = [("VITRINE_JWKS_URL", "https://id.example.test/jwks.json")];
+    assert!(run(&jwks).contains("VITRINE_TRANSPORT"));
+    let sqs = [
+        jwks[0],
+        ("VITRINE_TRANSPORT", "sqs"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    assert!(run(&sqs).contains("VITRINE_VAULT_ADDR"));
+    let vault = std::env::var("VITRINE_TEST_VAULT_ADDR").expect("run scripts/test.sh");
+    let mut with_vault = sqs.to_vec();
+    with_vault.extend([
+        ("VITRINE_VAULT_ADDR", vault.as_str()),
+        ("VITRINE_VAULT_TOKEN", "root"),
+        (
+            "VITRINE_FINGERPRINT_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+    ]);
+    assert!(run(&with_vault).contains("VITRINE_DATABASE_URL"));
+    assert!(
+        !data_dir.path().join("secrets.key").exists(),
+        "no local secret key was created"
+    );
+}

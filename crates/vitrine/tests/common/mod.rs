@@ -19,6 +19,8 @@ pub const CARD: &str = "4111111111111111";
 pub enum Database {
     Sqlite,
     Postgres,
+    /// PostgreSQL for data, Vault (the test OpenBao server) for payment secrets.
+    PostgresAndVault,
 }
 
 pub struct TestApp {
@@ -43,8 +45,20 @@ pub async fn spawn_app(database: Database) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::embedded_at(data_dir.path());
     settings.max_body_bytes = 1024 * 1024;
-    if let Database::Postgres = database {
+    if matches!(database, Database::Postgres | Database::PostgresAndVault) {
         settings.database_url = Some(vitrine_platform::testing::postgres_database().await);
+    }
+    if let Database::PostgresAndVault = database {
+        let addr = std::env::var("VITRINE_TEST_VAULT_ADDR")
+            .expect("VITRINE_TEST_VAULT_ADDR is not set: run scripts/test.sh");
+        settings.vault_addr = Some(addr);
+        settings.vault_token = Some("root".to_owned().into());
+        // base64 of 32 bytes.
+        settings.fingerprint_key = Some(
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+                .to_owned()
+                .into(),
+        );
     }
     let server = Server::build(&settings)
         .await
