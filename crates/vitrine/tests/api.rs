@@ -645,7 +645,7 @@ mod checks {
             .unwrap();
         assert_eq!(
             ready,
-            json!({"status": "ready", "checks": {"database": "up", "secrets": "up"}})
+            json!({"status": "ready", "checks": {"database": "up", "secrets": "up", "messaging": "up"}})
         );
         app.get("/v1/customers", &app.admin()).await;
         let metrics = app

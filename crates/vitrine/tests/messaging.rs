@@ -209,3 +209,20 @@ async fn sqlite_lookups_are_answered() {
 async fn postgres_lookups_are_answered() {
     lookups_are_answered(spawn_app(Database::Postgres).await).await;
 }
+
+/// `/health/ready` names the dependency that is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_the_dependency_that_is_down() {
+    let app = spawn_app(Database::Sqlite).await;
+    app.transport.delete_queue(contract::QUEUE).await.unwrap();
+    let response = app
+        .request(Method::GET, "/health/ready", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["checks"]["messaging"], "down: queue not provisioned");
+    assert_eq!(body["checks"]["database"], "up");
+}
