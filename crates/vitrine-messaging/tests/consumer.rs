@@ -41,16 +41,15 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poison_messages_are_dead_lettered_then_redriven_and_handled() {
-    let dir = tempfile::tempdir().unwrap();
+/// An embedded transport in `dir` with one queue that dead-letters after three receives.
+async fn transport_with_queue(dir: &tempfile::TempDir, name: &str) -> Arc<dyn Transport> {
     let transport: Arc<dyn Transport> = Arc::new(
         LocalTransport::open(&dir.path().join("messaging.sqlite3"))
             .await
             .unwrap(),
     );
     let queue = QueueSpec {
-        name: "jobs".into(),
+        name: name.into(),
         subscriptions: vec![],
         max_receives: 3,
     };
@@ -61,6 +60,13 @@ async fn poison_messages_are_dead_lettered_then_redriven_and_handled() {
         })
         .await
         .unwrap();
+    transport
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_then_redriven_and_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = transport_with_queue(&dir, "jobs").await;
 
     let handler = Arc::new(Flaky::default());
     handler.broken.store(true, Ordering::SeqCst);
@@ -117,23 +123,7 @@ async fn handlers_continue_the_message_trace() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let transport: Arc<dyn Transport> = Arc::new(
-        LocalTransport::open(&dir.path().join("messaging.sqlite3"))
-            .await
-            .unwrap(),
-    );
-    let queue = QueueSpec {
-        name: "traced".into(),
-        subscriptions: vec![],
-        max_receives: 3,
-    };
-    transport
-        .provision(&Topology {
-            topics: vec![],
-            queues: vec![queue],
-        })
-        .await
-        .unwrap();
+    let transport = transport_with_queue(&dir, "traced").await;
     let seen = Arc::new(Seen(Mutex::new(None)));
     let stop = CancellationToken::new();
     let consumer = Consumer::new(

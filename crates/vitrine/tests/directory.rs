@@ -35,18 +35,22 @@ async fn answers_match(app: &TestApp, directory: &dyn CustomerDirectory) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_messaging() {
-    let app = spawn_app(Database::Sqlite).await;
-    let stop = CancellationToken::new();
-    let requester = Requester::start(
+async fn requester(app: &TestApp, stop: &CancellationToken) -> Arc<Requester> {
+    Requester::start(
         Arc::clone(&app.transport),
         "test",
         RequesterOptions::default(),
         stop.clone(),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_messaging() {
+    let app = spawn_app(Database::Sqlite).await;
+    let stop = CancellationToken::new();
+    let requester = requester(&app, &stop).await;
     answers_match(&app, &MessagingDirectory::new(requester, "vitrine.test")).await;
     stop.cancel();
 }
@@ -89,14 +93,7 @@ async fn unreachable_user_information_is_unavailable_not_an_error() {
 async fn configuration_chooses_the_adapter() {
     let app = spawn_app(Database::Sqlite).await;
     let stop = CancellationToken::new();
-    let requester = Requester::start(
-        Arc::clone(&app.transport),
-        "test",
-        RequesterOptions::default(),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
+    let requester = requester(&app, &stop).await;
     let mut settings = vitrine_platform::Settings::embedded_at(app.data_dir.path());
     settings.customer_directory = vitrine_platform::DirectoryKind::Http;
     let missing =

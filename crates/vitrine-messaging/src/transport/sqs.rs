@@ -45,6 +45,18 @@ fn is_missing_queue<E: ProvideErrorMetadata>(error: &E) -> bool {
         .is_some_and(|code| code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist"))
 }
 
+/// A queue call's error: the queue does not exist (`Unknown`), or SQS is unavailable.
+fn queue_error<E>(queue: &str, error: E) -> TransportError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if is_missing_queue(&error) {
+        TransportError::Unknown(queue.to_owned())
+    } else {
+        unavailable(error)
+    }
+}
+
 fn seconds(duration: Duration, max: Duration) -> i32 {
     i32::try_from(duration.min(max).as_secs()).unwrap_or(i32::MAX)
 }
@@ -80,13 +92,7 @@ impl SqsTransport {
             .queue_name(self.full_name(queue))
             .send()
             .await
-            .map_err(|error| {
-                if is_missing_queue(&error) {
-                    TransportError::Unknown(queue.to_owned())
-                } else {
-                    unavailable(error)
-                }
-            })?;
+            .map_err(|error| queue_error(queue, error))?;
         let url = output
             .queue_url()
             .ok_or_else(|| TransportError::Unknown(queue.to_owned()))?
@@ -265,13 +271,7 @@ impl Publisher for SqsTransport {
             .message_attributes(TYPE_ATTRIBUTE, sqs_type_attribute(&envelope.kind)?)
             .send()
             .await
-            .map_err(|error| {
-                if is_missing_queue(&error) {
-                    TransportError::Unknown(queue.to_owned())
-                } else {
-                    unavailable(error)
-                }
-            })?;
+            .map_err(|error| queue_error(queue, error))?;
         Ok(())
     }
 }
@@ -387,13 +387,7 @@ impl Transport for SqsTransport {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
-            .map_err(|error| {
-                if is_missing_queue(&error) {
-                    TransportError::Unknown(queue.to_owned())
-                } else {
-                    unavailable(error)
-                }
-            })?;
+            .map_err(|error| queue_error(queue, error))?;
         let mut deliveries = Vec::new();
         for message in output.messages() {
             let (Some(body), Some(receipt)) = (message.body(), message.receipt_handle()) else {
