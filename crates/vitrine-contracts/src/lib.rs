@@ -4,4 +4,5 @@
 //! Payloads are versioned by their type name (`...v1`); a breaking change is a new type, published
 //! next to the old one until every consumer has moved.
 
+pub mod products;
 pub mod user_information;

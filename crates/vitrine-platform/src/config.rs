@@ -58,6 +58,21 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// PostgreSQL URL of the user-information database; unset means SQLite in `data_dir`.
     pub database_url: Option<SecretString>,
+    /// PostgreSQL URL of the products primary; unset means SQLite in `data_dir`.
+    pub products_database_url: Option<SecretString>,
+    /// PostgreSQL URL of a streaming replica of the products primary; reads go there while it is
+    /// fresh enough. Optional.
+    pub products_replica_url: Option<SecretString>,
+    /// A replica further behind than this serves no reads until it catches up.
+    pub replica_max_lag_ms: u64,
+    /// Redis URL for the product cache; unset means an in-process cache. Required in production.
+    pub redis_url: Option<SecretString>,
+    /// How long a cached product lives (±10% jitter); writes and their events evict it sooner.
+    pub cache_ttl_secs: u64,
+    /// How long a cached "not found" lives.
+    pub cache_negative_ttl_secs: u64,
+    /// How long product creation waits for user-information to confirm the seller.
+    pub seller_lookup_timeout_ms: u64,
     /// Maximum pooled database connections.
     pub database_max_connections: u32,
     /// Identity provider key set; required in production, unused in embedded mode.
@@ -107,6 +122,10 @@ struct Defaults {
     listen: SocketAddr,
     data_dir: PathBuf,
     database_max_connections: u32,
+    replica_max_lag_ms: u64,
+    cache_ttl_secs: u64,
+    cache_negative_ttl_secs: u64,
+    seller_lookup_timeout_ms: u64,
     vault_mount: String,
     transport: TransportKind,
     messaging_prefix: String,
@@ -125,6 +144,10 @@ impl Default for Defaults {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./vitrine-data"),
             database_max_connections: 16,
+            replica_max_lag_ms: 5000,
+            cache_ttl_secs: 300,
+            cache_negative_ttl_secs: 5,
+            seller_lookup_timeout_ms: 3000,
             vault_mount: "secret".to_owned(),
             transport: TransportKind::Local,
             messaging_prefix: "vitrine".to_owned(),

@@ -50,3 +50,16 @@ pub async fn postgres(url: &SecretString, max_connections: u32) -> anyhow::Resul
         .await
         .context("connecting to PostgreSQL")
 }
+
+/// Pools to a read replica: connected lazily (the service starts while the replica is down) and
+/// quick to give up, because a read that cannot reach the replica falls back to the primary.
+pub fn postgres_replica(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url.expose_secret())
+        .context("the replica URL is invalid")?
+        .application_name("vitrine-replica-reader");
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_millis(500))
+        .test_before_acquire(false)
+        .connect_lazy_with(options))
+}

@@ -2,6 +2,7 @@
 //! API.md (problem+json, JSON extraction, idempotency, ETags, auth, health, metrics), database
 //! pools, and the secret store port with its local adapter.
 
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod http;

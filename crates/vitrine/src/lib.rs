@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use products::app::Products;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use user_information::app::UserInformation;
@@ -22,12 +23,30 @@ pub const MESSAGING_FILE: &str = "messaging.sqlite3";
 
 /// The public OpenAPI document of everything this process serves.
 pub fn openapi() -> OpenApi {
-    user_information::api::openapi()
+    merged_openapi(user_information::api::openapi(), products::api::openapi())
+}
+
+/// One document for both services: the paths, schemas and tags of each (shared schemas such as
+/// `Problem` are identical in both).
+fn merged_openapi(mut base: OpenApi, other: OpenApi) -> OpenApi {
+    if let Some(info) = base.info.description.as_mut() {
+        *info = "B2B commerce backend: business customers (CNPJ) with payment methods kept in a \
+                 secret store; products, stock and reservations that never oversell. Errors are \
+                 RFC 9457 problem+json. Product writes return `Consistency-Token`; send it back \
+                 on reads to see your own writes."
+            .to_owned();
+    }
+    base.merge(other);
+    base
 }
 
 /// Every topic and queue of the deployment, across services.
 pub fn topology() -> Topology {
-    user_information::app::topology()
+    let mut topology = user_information::app::topology();
+    let products = products::app::topology();
+    topology.topics.extend(products.topics);
+    topology.queues.extend(products.queues);
+    topology
 }
 
 /// The message transport the configuration asks for.
@@ -72,6 +91,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     user_information: UserInformation,
+    products: Products,
     transport: Arc<dyn Transport>,
     grace: Duration,
 }
@@ -87,16 +107,23 @@ impl Server {
             transport.provision(&topology()).await?;
         }
         let user_information =
-            UserInformation::build(settings, authenticator, Arc::clone(&transport)).await?;
+            UserInformation::build(settings, Arc::clone(&authenticator), Arc::clone(&transport))
+                .await?;
+        let products = Products::build(settings, authenticator, Arc::clone(&transport)).await?;
         let health = user_information
             .readiness
             .iter()
+            .chain(&products.readiness)
             .cloned()
             .fold(Health::default(), Health::with);
-        let docs = SwaggerUi::new("/docs").url("/openapi.json", user_information.openapi.clone());
+        let docs = SwaggerUi::new("/docs").url(
+            "/openapi.json",
+            merged_openapi(user_information.openapi.clone(), products.openapi.clone()),
+        );
         let router = http::with_common_layers(
             Router::new()
                 .merge(user_information.router.clone())
+                .merge(products.router.clone())
                 .merge(health.router())
                 .merge(metrics::router())
                 .merge(docs),
@@ -109,6 +136,7 @@ impl Server {
             listener,
             router,
             user_information,
+            products,
             transport,
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         })
@@ -118,6 +146,11 @@ impl Server {
     /// (the reveal audit trail).
     pub fn user_information(&self) -> &UserInformation {
         &self.user_information
+    }
+
+    /// The products service, for tests that inspect its store.
+    pub fn products(&self) -> &Products {
+        &self.products
     }
 
     /// The message transport, for tests that subscribe to the events this process publishes.
@@ -133,7 +166,8 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled, then drains requests and stops background work.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let tasks = self.user_information.spawn_background(shutdown.clone());
+        let mut tasks = self.user_information.spawn_background(shutdown.clone());
+        tasks.extend(self.products.spawn_background(shutdown.clone()));
         server::serve(self.listener, self.router, shutdown, self.grace).await?;
         for task in tasks {
             let _ = task.await;

@@ -128,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             telemetry::init(&settings.log, settings.log_format);
             user_information::app::migrate(&settings).await?;
+            products::app::migrate(&settings).await?;
             println!("migrations applied");
             Ok(())
         }

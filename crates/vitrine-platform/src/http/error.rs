@@ -97,6 +97,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A conflict about particular fields (e.g. the reservation items that are short).
+    #[error("conflict: {detail}")]
+    ConflictOn {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("precondition failed")]
     PreconditionFailed,
     #[error("payload too large")]
@@ -132,7 +138,7 @@ impl ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::ConflictOn { .. } => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -149,7 +155,7 @@ impl ApiError {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
-            Self::Conflict(_) => "conflict",
+            Self::Conflict(_) | Self::ConflictOn { .. } => "conflict",
             Self::PreconditionFailed => "precondition-failed",
             Self::PayloadTooLarge => "payload-too-large",
             Self::UnsupportedMediaType => "unsupported-media-type",
@@ -161,7 +167,9 @@ impl ApiError {
 
     fn detail(&self) -> Option<String> {
         match self {
-            Self::BadRequest(detail) | Self::Conflict(detail) => Some(detail.clone()),
+            Self::BadRequest(detail) | Self::Conflict(detail) | Self::ConflictOn { detail, .. } => {
+                Some(detail.clone())
+            }
             Self::Unauthorized(why) => Some((*why).to_owned()),
             Self::Forbidden => {
                 Some("your token does not grant access to this operation".to_owned())
@@ -188,7 +196,7 @@ impl ApiError {
             status: status.as_u16(),
             detail: self.detail(),
             errors: match self {
-                Self::Validation(errors) => errors.clone(),
+                Self::Validation(errors) | Self::ConflictOn { errors, .. } => errors.clone(),
                 _ => Vec::new(),
             },
         }

@@ -1,0 +1,201 @@
+//! The HTTP API of products (API.md): DTOs, their mapping to the domain, and handlers.
+//! Entities never cross this boundary; every response is built from a DTO.
+//!
+//! Writes answer with `Consistency-Token`; reads accept it back and then never show data older
+//! than that write (the store routes them to the primary or waits for the replica).
+
+pub mod products;
+pub mod reservations;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue};
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use vitrine_kernel::{Cursor, PageLimit};
+use vitrine_platform::http::{ApiError, Authenticator, FieldError, Fields, Problem};
+
+use crate::domain::{ReservationStatus, Shortage};
+use crate::service::{Catalog, ServiceError};
+use crate::store::{ConsistencyToken, Freshness};
+
+/// The header carrying a write's position, sent back on reads for read-your-writes.
+pub static CONSISTENCY_TOKEN: HeaderName = HeaderName::from_static("consistency-token");
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub catalog: Catalog,
+    pub authenticator: Arc<Authenticator>,
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.authenticator)
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Vitrine API",
+        version = "1.0.0",
+        license(name = "Proprietary"),
+        description = "B2B commerce backend: products, stock and reservations. Errors are RFC 9457 \
+                       problem+json. Writes return `Consistency-Token`; send it back on reads to \
+                       see your own writes."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "products", description = "The catalog: products listed by sellers, with their stock"),
+        (name = "stock", description = "The stock ledger of a product"),
+        (name = "reservations", description = "Stock held for a while, all items or none; committed, released or expired"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The service's routes and their OpenAPI description.
+pub fn router(state: AppState) -> (Router, OpenApiDoc) {
+    routes().with_state(state).split_for_parts()
+}
+
+/// The OpenAPI description alone, without building any state.
+pub fn openapi() -> OpenApiDoc {
+    routes().split_for_parts().1
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(products::create, products::list))
+        .routes(routes!(products::get, products::update, products::delete))
+        .routes(routes!(products::add_movement, products::list_movements))
+        .routes(routes!(reservations::create))
+        .routes(routes!(reservations::get))
+        .routes(routes!(reservations::commit))
+        .routes(routes!(reservations::release))
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::Duplicate(field) => ApiError::ConflictOn {
+                detail: format!("the seller already has a product with this {field}"),
+                errors: vec![FieldError::new(field, "is already taken")],
+            },
+            ServiceError::VersionMismatch => ApiError::PreconditionFailed,
+            ServiceError::SellerRejected(why) => ApiError::invalid("seller_id", why),
+            ServiceError::SellerNotActive(standing) => ApiError::Conflict(format!(
+                "the seller is {}: its products cannot be active",
+                standing.as_str()
+            )),
+            ServiceError::DirectoryUnavailable(why) => {
+                tracing::warn!(reason = %why, "seller check failed");
+                ApiError::Unavailable {
+                    what: "the customer directory",
+                    retry_after: Duration::from_secs(2),
+                }
+            }
+            ServiceError::InsufficientStock { available } => ApiError::ConflictOn {
+                detail: format!(
+                    "on_hand cannot fall below what is reserved: at most {available} units can be removed"
+                ),
+                errors: vec![FieldError::new(
+                    "delta",
+                    format!("at most {available} units can be removed"),
+                )],
+            },
+            ServiceError::StillReserved { reserved } => ApiError::Conflict(format!(
+                "{reserved} units are held by pending reservations; release or commit them first"
+            )),
+            // Mapped to request indexes by the reservations handler, which knows them.
+            ServiceError::Shortages(_) => {
+                ApiError::Conflict("not enough stock for some items".to_owned())
+            }
+            ServiceError::Transition(status) => {
+                ApiError::Conflict(format!("the reservation is {}", status.as_str()))
+            }
+            ServiceError::Internal(error) => ApiError::Internal(error),
+        }
+    }
+}
+
+/// The message for one item that cannot be held.
+fn shortage_message(shortage: Shortage, requested: i64) -> String {
+    match shortage {
+        Shortage::Unknown => "no such product".to_owned(),
+        Shortage::Inactive => "the product is inactive".to_owned(),
+        Shortage::Insufficient { available } => {
+            format!("{requested} requested, {available} available")
+        }
+    }
+}
+
+/// The freshness a read asks for through `Consistency-Token` (422 when it is not one).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAfter(pub Freshness);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReadAfter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(raw) = parts.headers.get(&CONSISTENCY_TOKEN) else {
+            return Ok(ReadAfter(Freshness::Any));
+        };
+        raw.to_str()
+            .ok()
+            .and_then(|raw| ConsistencyToken::decode(raw).ok())
+            .map(|token| ReadAfter(Freshness::AtLeast(token)))
+            .ok_or_else(|| {
+                ApiError::invalid("Consistency-Token", "is not a token returned by a write")
+            })
+    }
+}
+
+fn token_header(token: ConsistencyToken) -> (HeaderName, HeaderValue) {
+    (
+        CONSISTENCY_TOKEN.clone(),
+        HeaderValue::from_str(&token.encode()).expect("hex is a valid header value"),
+    )
+}
+
+/// `?limit=&cursor=` parsed into their domain types, errors collected into `fields`.
+fn page_params(
+    fields: &mut Fields,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> (Option<PageLimit>, Option<Cursor>) {
+    let limit = fields.check("limit", PageLimit::parse(limit));
+    let cursor = cursor.and_then(|c| fields.check("cursor", Cursor::decode(c)));
+    (limit, cursor)
+}
+
+/// How `ReservationStatus` is named on the wire.
+fn reservation_status(status: ReservationStatus) -> &'static str {
+    status.as_str()
+}

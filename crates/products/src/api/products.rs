@@ -1,0 +1,639 @@
+//! `/v1/products` and the stock ledger: DTOs (`ProductIn`, `ProductPatch`, `ProductOut`,
+//! `MovementIn`, `MovementOut`), their mapping to the domain, and the handlers.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use vitrine_kernel::{Currency, Money};
+use vitrine_platform::http::{
+    ApiError, AppJson, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
+};
+
+use super::{AppState, ReadAfter, page_params, token_header};
+use crate::domain::{
+    Delta, ManualMovement, MovementReason, NewProduct, Price, Product, ProductChanges,
+    ProductDetails, ProductId, ProductStatus, SellerId, Sku, StockMovement, Text,
+};
+use crate::store::{ConsistencyToken, Freshness, ProductFilter};
+
+const NAME_MAX: usize = 200;
+const DESCRIPTION_MAX: usize = 5000;
+const CATEGORY_MAX: usize = 100;
+const SEARCH_MAX: usize = 100;
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyDto {
+    /// Integer minor units (centavos).
+    #[schema(example = 1990)]
+    pub amount: i64,
+    #[schema(example = "BRL")]
+    pub currency: String,
+}
+
+/// A product to list.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductIn {
+    /// The selling customer (a user-information customer id); a `customer` may only use its own.
+    pub seller_id: String,
+    /// Unique per seller: letters, digits, `-`, `_`, `.`, `/`; at most 64.
+    #[schema(example = "CAFE-500G")]
+    pub sku: String,
+    #[schema(example = "Café torrado 500 g")]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    #[schema(example = "alimentos")]
+    pub category: Option<String>,
+    pub price: MoneyDto,
+    /// Units on hand at creation (default 0); recorded in the ledger as `initial`.
+    #[serde(default)]
+    pub initial_stock: Option<i64>,
+}
+
+/// A partial update: send only what changes; `null` clears `description` or `category`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub category: Option<Option<String>>,
+    pub price: Option<MoneyDto>,
+    /// `active` or `inactive`.
+    pub status: Option<String>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StockOut {
+    pub on_hand: i64,
+    pub reserved: i64,
+    /// `on_hand - reserved`: what can still be reserved.
+    pub available: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductOut {
+    pub id: Uuid,
+    pub seller_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub price: MoneyDto,
+    /// `active` or `inactive`.
+    #[schema(example = "active")]
+    pub status: String,
+    pub stock: StockOut,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductList {
+    pub items: Vec<ProductOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListProductsQuery {
+    /// 1-100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    pub seller_id: Option<String>,
+    /// Exact category.
+    pub category: Option<String>,
+    /// `active` or `inactive`.
+    pub status: Option<String>,
+    /// Case-insensitive part of the name.
+    pub q: Option<String>,
+}
+
+/// A manual stock movement.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MovementIn {
+    /// Non-zero; negative removes units (never below what is reserved).
+    #[schema(example = 25)]
+    pub delta: i64,
+    /// `restock`, `adjustment` or `loss`.
+    #[schema(example = "restock")]
+    pub reason: String,
+}
+
+/// One ledger entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MovementOut {
+    pub id: Uuid,
+    pub product_id: Uuid,
+    pub delta: i64,
+    /// `initial`, `restock`, `adjustment`, `loss`, or `sale` (a committed reservation).
+    pub reason: String,
+    pub reservation_id: Option<Uuid>,
+    pub on_hand_after: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MovementList {
+    pub items: Vec<MovementOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListMovementsQuery {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+impl From<Product> for ProductOut {
+    fn from(product: Product) -> Self {
+        let price = product.details.price.money();
+        let available = product.stock.available();
+        ProductOut {
+            id: product.id.as_uuid(),
+            seller_id: product.seller_id.as_uuid(),
+            sku: product.sku.as_str().to_owned(),
+            name: product.details.name.as_str().to_owned(),
+            description: product.details.description.map(|d| d.as_str().to_owned()),
+            category: product.details.category.map(|c| c.as_str().to_owned()),
+            price: MoneyDto {
+                amount: price.amount(),
+                currency: price.currency().as_str().to_owned(),
+            },
+            status: product.status.as_str().to_owned(),
+            stock: StockOut {
+                on_hand: product.stock.on_hand,
+                reserved: product.stock.reserved,
+                available,
+            },
+            created_at: product.created_at,
+            updated_at: product.updated_at,
+        }
+    }
+}
+
+impl From<StockMovement> for MovementOut {
+    fn from(movement: StockMovement) -> Self {
+        MovementOut {
+            id: movement.id.as_uuid(),
+            product_id: movement.product_id.as_uuid(),
+            delta: movement.delta,
+            reason: movement.reason.as_str().to_owned(),
+            reservation_id: movement.reservation_id.map(|r| r.as_uuid()),
+            on_hand_after: movement.on_hand_after,
+            created_at: movement.created_at,
+        }
+    }
+}
+
+fn text(fields: &mut Fields, field: &str, raw: &str, max: usize) -> Option<Text> {
+    fields.check(field, Text::parse(raw, max))
+}
+
+fn optional_text(
+    fields: &mut Fields,
+    field: &str,
+    raw: Option<&str>,
+    max: usize,
+) -> Option<Option<Text>> {
+    match raw.map(str::trim) {
+        None | Some("") => Some(None),
+        Some(raw) => text(fields, field, raw, max).map(Some),
+    }
+}
+
+fn price(fields: &mut Fields, input: &MoneyDto) -> Option<Price> {
+    let currency = fields.check("price.currency", Currency::parse(&input.currency))?;
+    fields.check(
+        "price.amount",
+        Price::parse(Money::new(input.amount, currency)),
+    )
+}
+
+impl ProductIn {
+    fn into_new_product(self) -> Result<NewProduct, ApiError> {
+        let mut fields = Fields::new();
+        let seller_id = fields.check("seller_id", SellerId::parse(&self.seller_id));
+        let sku = fields.check("sku", Sku::parse(&self.sku));
+        let name = text(&mut fields, "name", &self.name, NAME_MAX);
+        let description = optional_text(
+            &mut fields,
+            "description",
+            self.description.as_deref(),
+            DESCRIPTION_MAX,
+        );
+        let category = optional_text(
+            &mut fields,
+            "category",
+            self.category.as_deref(),
+            CATEGORY_MAX,
+        );
+        let price = price(&mut fields, &self.price);
+        let initial_stock = self.initial_stock.unwrap_or(0);
+        if !(0..=crate::domain::Quantity::MAX).contains(&initial_stock) {
+            fields.push(
+                "initial_stock",
+                format!("must be between 0 and {}", crate::domain::Quantity::MAX),
+            );
+        }
+        fields.finish()?;
+        match (seller_id, sku, name, description, category, price) {
+            (
+                Some(seller_id),
+                Some(sku),
+                Some(name),
+                Some(description),
+                Some(category),
+                Some(price),
+            ) => Ok(NewProduct {
+                seller_id,
+                sku,
+                details: ProductDetails {
+                    name,
+                    description,
+                    category,
+                    price,
+                },
+                initial_stock,
+            }),
+            _ => Err(ApiError::internal(anyhow::anyhow!(
+                "a field failed to parse without an error"
+            ))),
+        }
+    }
+}
+
+impl ProductPatch {
+    fn into_changes(self) -> Result<ProductChanges, ApiError> {
+        let mut fields = Fields::new();
+        let mut changes = ProductChanges::default();
+        if let Some(raw) = &self.name {
+            changes.name = text(&mut fields, "name", raw, NAME_MAX);
+        }
+        if let Some(raw) = &self.description {
+            changes.description =
+                optional_text(&mut fields, "description", raw.as_deref(), DESCRIPTION_MAX);
+        }
+        if let Some(raw) = &self.category {
+            changes.category = optional_text(&mut fields, "category", raw.as_deref(), CATEGORY_MAX);
+        }
+        if let Some(input) = &self.price {
+            changes.price = price(&mut fields, input);
+        }
+        if let Some(raw) = &self.status {
+            changes.status = fields.check("status", ProductStatus::parse(raw));
+        }
+        fields.finish()?;
+        if changes.is_empty() {
+            return Err(ApiError::invalid(
+                "body",
+                "send at least one field to change",
+            ));
+        }
+        Ok(changes)
+    }
+}
+
+/// Parses a product id from the path; anything that is not one is simply not found.
+fn product_id(raw: &str) -> Result<ProductId, ApiError> {
+    ProductId::parse(raw).map_err(|_| ApiError::NotFound)
+}
+
+/// API.md: admins manage every product, a customer only those it sells (others are 404, so
+/// other tenants' ids are not confirmed); other roles may only read.
+fn authorize_seller(principal: &Principal, product: &Product) -> Result<(), ApiError> {
+    if principal.owns_or_admin(product.seller_id.as_uuid()) {
+        Ok(())
+    } else if principal.has(Role::Customer) {
+        Err(ApiError::NotFound)
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+/// A single product with its `ETag` (and the write's `Consistency-Token`, if it was written).
+fn product_response(
+    status: StatusCode,
+    product: Product,
+    token: Option<ConsistencyToken>,
+) -> Response {
+    let tag = etag(product.version);
+    let location = format!("/v1/products/{}", product.id);
+    let mut response = (
+        status,
+        [(header::ETAG, tag)],
+        AppJson(ProductOut::from(product)),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    if let Some(token) = token {
+        let (name, value) = token_header(token);
+        headers.insert(name, value);
+    }
+    if status == StatusCode::CREATED
+        && let Ok(value) = location.parse()
+    {
+        headers.insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// The product a write is about, read from the primary (a write must not be refused because
+/// the replica has not seen the product yet), with the caller's right to manage it checked.
+async fn managed_product(
+    state: &AppState,
+    principal: &Principal,
+    id: ProductId,
+) -> Result<Product, ApiError> {
+    let product = state.catalog.get(id, Freshness::Primary).await?;
+    authorize_seller(principal, &product)?;
+    Ok(product)
+}
+
+/// List a product.
+#[utoipa::path(
+    post, path = "/v1/products", tag = "products",
+    request_body = ProductIn,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; replays the first response for 24 h")),
+    responses(
+        (status = 201, description = "Listed", body = ProductOut,
+            headers(("Location" = String), ("ETag" = String),
+                    ("Consistency-Token" = String, description = "Send it back on reads to see this write"))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin, or a customer listing for another seller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The seller already has this SKU, or the same Idempotency-Key is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or the seller is unknown, suspended or closed (`seller_id`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "user-information did not answer in time; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppJson(input): AppJson<ProductIn>,
+) -> Result<Response, ApiError> {
+    principal.require_any(&[Role::Admin, Role::Customer])?;
+    let new = input.into_new_product()?;
+    if !principal.owns_or_admin(new.seller_id.as_uuid()) {
+        return Err(ApiError::Forbidden);
+    }
+    let written = state.catalog.create(&new, &principal.subject).await?;
+    tracing::info!(product_id = %written.value.id, seller_id = %new.seller_id, "product listed");
+    Ok(product_response(
+        StatusCode::CREATED,
+        written.value,
+        Some(written.token),
+    ))
+}
+
+/// Read a product (possibly from the cache, unless `Consistency-Token` is sent).
+#[utoipa::path(
+    get, path = "/v1/products/{id}", tag = "products",
+    params(("id" = Uuid, Path),
+           ("Consistency-Token" = Option<String>, Header, description = "From a write: the read is at least as new as it")),
+    responses(
+        (status = 200, body = ProductOut, headers(("ETag" = String))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Malformed Consistency-Token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    _principal: Principal,
+    ReadAfter(freshness): ReadAfter,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let product = state.catalog.get(product_id(&id)?, freshness).await?;
+    Ok(product_response(StatusCode::OK, product, None))
+}
+
+/// List products.
+#[utoipa::path(
+    get, path = "/v1/products", tag = "products",
+    params(ListProductsQuery,
+           ("Consistency-Token" = Option<String>, Header, description = "From a write: the list is at least as new as it")),
+    responses(
+        (status = 200, body = ProductList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _principal: Principal,
+    ReadAfter(freshness): ReadAfter,
+    AppQuery(query): AppQuery<ListProductsQuery>,
+) -> Result<AppJson<ProductList>, ApiError> {
+    let mut fields = Fields::new();
+    let (limit, cursor) = page_params(&mut fields, query.limit, query.cursor.as_deref());
+    let seller_id = query
+        .seller_id
+        .as_deref()
+        .and_then(|raw| fields.check("seller_id", SellerId::parse(raw)));
+    let status = query
+        .status
+        .as_deref()
+        .and_then(|raw| fields.check("status", ProductStatus::parse(raw)));
+    let category = query
+        .category
+        .as_deref()
+        .and_then(|raw| text(&mut fields, "category", raw, CATEGORY_MAX))
+        .map(|c| c.as_str().to_owned());
+    let q = query
+        .q
+        .as_deref()
+        .and_then(|raw| text(&mut fields, "q", raw, SEARCH_MAX))
+        .map(|q| q.as_str().to_owned());
+    fields.finish()?;
+    let filter = ProductFilter {
+        seller_id,
+        category,
+        status,
+        name_contains: q,
+    };
+    let page = state
+        .catalog
+        .list(
+            &filter,
+            limit.unwrap_or_default(),
+            cursor.as_ref(),
+            freshness,
+        )
+        .await?;
+    Ok(AppJson(ProductList {
+        items: page.items.into_iter().map(ProductOut::from).collect(),
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    }))
+}
+
+/// Change a product (admin or its seller).
+#[utoipa::path(
+    patch, path = "/v1/products/{id}", tag = "products",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "ETag from a read; 412 if it changed since")),
+    request_body = ProductPatch,
+    responses(
+        (status = 200, body = ProductOut, headers(("ETag" = String), ("Consistency-Token" = String))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Activating a product of a suspended or closed seller", body = Problem, content_type = "application/problem+json"),
+        (status = 412, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    if_match: IfMatch,
+    Path(id): Path<String>,
+    AppJson(patch): AppJson<ProductPatch>,
+) -> Result<Response, ApiError> {
+    let id = product_id(&id)?;
+    let current = managed_product(&state, &principal, id).await?;
+    let changes = patch.into_changes()?;
+    let expected = if_match.expect(current.version)?;
+    let written = state.catalog.update(id, expected, &changes).await?;
+    Ok(product_response(
+        StatusCode::OK,
+        written.value,
+        Some(written.token),
+    ))
+}
+
+/// Delete a product (admin or its seller); refused while units are reserved.
+#[utoipa::path(
+    delete, path = "/v1/products/{id}", tag = "products",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 204, description = "Deleted", headers(("Consistency-Token" = String))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Pending reservations hold units", body = Problem, content_type = "application/problem+json"),
+        (status = 412, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    if_match: IfMatch,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = product_id(&id)?;
+    let current = managed_product(&state, &principal, id).await?;
+    let expected = if_match.expect(current.version)?;
+    let written = state.catalog.delete(id, expected).await?;
+    Ok((StatusCode::NO_CONTENT, [token_header(written.token)]).into_response())
+}
+
+/// Record a stock movement (admin or the seller).
+#[utoipa::path(
+    post, path = "/v1/products/{id}/stock-movements", tag = "stock",
+    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = MovementIn,
+    responses(
+        (status = 201, body = MovementOut, headers(("Consistency-Token" = String))),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "on_hand would fall below reserved", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn add_movement(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    AppJson(input): AppJson<MovementIn>,
+) -> Result<Response, ApiError> {
+    let id = product_id(&id)?;
+    managed_product(&state, &principal, id).await?;
+    let mut fields = Fields::new();
+    let delta = fields.check("delta", Delta::parse(input.delta));
+    let reason = match MovementReason::parse(&input.reason) {
+        Ok(MovementReason::Initial | MovementReason::Sale) | Err(_) => {
+            fields.push("reason", "must be one of restock, adjustment, loss");
+            None
+        }
+        Ok(reason) => Some(reason),
+    };
+    fields.finish()?;
+    let (Some(delta), Some(reason)) = (delta, reason) else {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "a field failed to parse without an error"
+        )));
+    };
+    let written = state
+        .catalog
+        .move_stock(id, ManualMovement { delta, reason }, &principal.subject)
+        .await?;
+    let (movement, _) = written.value;
+    Ok((
+        StatusCode::CREATED,
+        [token_header(written.token)],
+        AppJson(MovementOut::from(movement)),
+    )
+        .into_response())
+}
+
+/// The stock ledger of a product (admin or the seller), oldest first.
+#[utoipa::path(
+    get, path = "/v1/products/{id}/stock-movements", tag = "stock",
+    params(("id" = Uuid, Path), ListMovementsQuery, ("Consistency-Token" = Option<String>, Header)),
+    responses(
+        (status = 200, body = MovementList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_movements(
+    State(state): State<AppState>,
+    principal: Principal,
+    ReadAfter(freshness): ReadAfter,
+    Path(id): Path<String>,
+    AppQuery(query): AppQuery<ListMovementsQuery>,
+) -> Result<AppJson<MovementList>, ApiError> {
+    let id = product_id(&id)?;
+    let product = state.catalog.get(id, freshness).await?;
+    authorize_seller(&principal, &product)?;
+    let mut fields = Fields::new();
+    let (limit, cursor) = page_params(&mut fields, query.limit, query.cursor.as_deref());
+    fields.finish()?;
+    let page = state
+        .catalog
+        .movements(id, limit.unwrap_or_default(), cursor.as_ref(), freshness)
+        .await?;
+    Ok(AppJson(MovementList {
+        items: page.items.into_iter().map(MovementOut::from).collect(),
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    }))
+}

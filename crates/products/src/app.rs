@@ -1,0 +1,334 @@
+//! Startup: the only place that chooses adapters, from configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use axum::Router;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+use user_information_client::{CustomerDirectory, HttpDirectory, MessagingDirectory};
+use utoipa::openapi::OpenApi;
+use vitrine_contracts::products as contract;
+use vitrine_contracts::user_information as customers;
+use vitrine_messaging::consumer::{Consumer, ConsumerOptions};
+use vitrine_messaging::relay::Relay;
+use vitrine_messaging::request_reply::{Requester, RequesterOptions};
+use vitrine_messaging::transport::{QueueSpec, Subscription, Topology, Transport};
+use vitrine_platform::cache::{Cache, MemoryCache, RedisCache};
+use vitrine_platform::http::ReadinessCheck;
+use vitrine_platform::http::auth::Authenticator;
+use vitrine_platform::http::idempotency::{
+    Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
+};
+use vitrine_platform::{DirectoryKind, Mode, Settings, db, keyfile};
+
+use crate::api::{self, AppState};
+use crate::cache::ProductCache;
+use crate::messages::ProductsHandler;
+use crate::service::Catalog;
+use crate::store::{PostgresStore, ProductStore, ReplicaOptions, SqliteStore};
+
+/// File name of the embedded database inside the data directory.
+pub const SQLITE_FILE: &str = "products.sqlite3";
+/// File name of the embedded key for idempotency fingerprints.
+pub const FINGERPRINT_KEY_FILE: &str = "products-fingerprint.key";
+/// CloudEvents source and reply-queue prefix of products' requests.
+const REQUESTER: &str = "products";
+
+/// The assembled service, ready to be mounted and served.
+pub struct Products {
+    /// `/v1/products*` and `/v1/reservations*`, with the Idempotency-Key layer.
+    pub router: Router,
+    pub openapi: OpenApi,
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    pub catalog: Catalog,
+    store: Arc<dyn ProductStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    transport: Arc<dyn Transport>,
+    cache: ProductCache,
+    /// Stops the request/reply listener once the service has stopped serving.
+    requester_stop: CancellationToken,
+}
+
+impl std::fmt::Debug for Products {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Products")
+            .field("store", &self.store)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Products {
+    /// Connects and migrates the configured database, opens the cache, starts the reply queue
+    /// for seller checks and builds the API.
+    pub async fn build(
+        settings: &Settings,
+        authenticator: Arc<Authenticator>,
+        transport: Arc<dyn Transport>,
+    ) -> anyhow::Result<Self> {
+        let (store, idempotency_store) = open_database(settings).await?;
+        let cache = ProductCache::new(
+            open_cache(settings).await?,
+            Duration::from_secs(settings.cache_ttl_secs),
+            Duration::from_secs(settings.cache_negative_ttl_secs),
+        );
+        let requester_stop = CancellationToken::new();
+        let directory =
+            open_directory(settings, Arc::clone(&transport), requester_stop.clone()).await?;
+        let catalog = Catalog::new(
+            Arc::clone(&store),
+            directory,
+            cache.clone(),
+            Duration::from_millis(settings.seller_lookup_timeout_ms),
+        );
+        let state = AppState {
+            catalog: catalog.clone(),
+            authenticator: Arc::clone(&authenticator),
+        };
+        let (router, openapi) = api::router(state);
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            Idempotency {
+                store: Arc::clone(&idempotency_store),
+                authenticator,
+                max_body_bytes: settings.max_body_bytes,
+                fingerprint_key: fingerprint_key(settings)?,
+            },
+            idempotency,
+        ));
+        let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![
+            Arc::new(DatabaseCheck(Arc::clone(&store))),
+            Arc::new(MessagingCheck(Arc::clone(&transport))),
+        ];
+        Ok(Self {
+            router,
+            openapi,
+            readiness,
+            catalog,
+            store,
+            idempotency: idempotency_store,
+            transport,
+            cache,
+            requester_stop,
+        })
+    }
+
+    /// The outbox relay, the event consumer, reservation expiry and housekeeping, until
+    /// `shutdown`.
+    pub fn spawn_background(
+        &self,
+        shutdown: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let relay = Relay::new(self.store.outbox(), self.transport.clone());
+        let consumer = Consumer::new(
+            contract::QUEUE,
+            Arc::clone(&self.transport),
+            Arc::new(ProductsHandler::new(
+                Arc::clone(&self.store),
+                self.cache.clone(),
+            )),
+            ConsumerOptions::default(),
+        );
+        let requester_stop = self.requester_stop.clone();
+        let stop_requester = shutdown.clone();
+        vec![
+            tokio::spawn(relay.run(shutdown.clone())),
+            tokio::spawn(consumer.run(shutdown.clone())),
+            spawn_expiry(self.catalog.clone(), shutdown.clone()),
+            self.store.inbox().spawn_pruner(shutdown.clone()),
+            vitrine_platform::http::idempotency::spawn_pruner(
+                Arc::clone(&self.idempotency),
+                shutdown,
+            ),
+            tokio::spawn(async move {
+                stop_requester.cancelled().await;
+                requester_stop.cancel();
+            }),
+        ]
+    }
+
+    pub fn store(&self) -> Arc<dyn ProductStore> {
+        Arc::clone(&self.store)
+    }
+}
+
+/// The topics and queues products owns: its event topic, and its queue subscribed to sellers'
+/// status changes and to its own product events (cache invalidation).
+pub fn topology() -> Topology {
+    Topology {
+        topics: vec![contract::TOPIC.to_owned()],
+        queues: vec![QueueSpec {
+            name: contract::QUEUE.to_owned(),
+            subscriptions: vec![
+                Subscription {
+                    topic: customers::TOPIC.to_owned(),
+                    event_types: vec![customers::CUSTOMER_STATUS_CHANGED.to_owned()],
+                },
+                Subscription {
+                    topic: contract::TOPIC.to_owned(),
+                    event_types: contract::PRODUCT_CHANGES
+                        .iter()
+                        .map(|t| (*t).to_owned())
+                        .collect(),
+                },
+            ],
+            max_receives: 5,
+        }],
+    }
+}
+
+/// Expires due reservations every second until `shutdown`. With several replicas each sweeps;
+/// the store's conditional transition lets exactly one expire a given reservation.
+fn spawn_expiry(catalog: Catalog, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match catalog.expire_due().await {
+                Ok(0) => {}
+                Ok(expired) => tracing::info!(expired, "reservations expired"),
+                Err(error) => tracing::warn!(error = %error, "expiring reservations failed"),
+            }
+        }
+    })
+}
+
+async fn open_database(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn ProductStore>, Arc<dyn IdempotencyStore>)> {
+    match &settings.products_database_url {
+        Some(url) => {
+            let primary = db::postgres(url, settings.database_max_connections).await?;
+            let store = match &settings.products_replica_url {
+                Some(replica) => PostgresStore::with_replica(
+                    primary.clone(),
+                    db::postgres_replica(replica, settings.database_max_connections)?,
+                    ReplicaOptions {
+                        max_lag: Duration::from_millis(settings.replica_max_lag_ms),
+                        ..ReplicaOptions::default()
+                    },
+                ),
+                None => PostgresStore::new(primary.clone()),
+            };
+            store
+                .migrate()
+                .await
+                .context("migrating the products database")?;
+            Ok((Arc::new(store), Arc::new(PgIdempotencyStore::new(primary))))
+        }
+        None if settings.mode == Mode::Production => anyhow::bail!(
+            "mode = production needs VITRINE_PRODUCTS_DATABASE_URL (PostgreSQL); SQLite is embedded-only"
+        ),
+        None => {
+            let pool = db::sqlite(&settings.data_dir.join(SQLITE_FILE)).await?;
+            let store = SqliteStore::new(pool.clone());
+            store
+                .migrate()
+                .await
+                .context("migrating the embedded products database")?;
+            Ok((Arc::new(store), Arc::new(SqliteIdempotencyStore::new(pool))))
+        }
+    }
+}
+
+/// Applies the schema migrations to the configured database and returns (`vitrine migrate`).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    open_database(settings).await.map(|_| ())
+}
+
+async fn open_cache(settings: &Settings) -> anyhow::Result<Arc<dyn Cache>> {
+    match &settings.redis_url {
+        Some(url) => Ok(Arc::new(
+            RedisCache::connect(url, &settings.messaging_prefix).await?,
+        )),
+        None if settings.mode == Mode::Production => anyhow::bail!(
+            "mode = production needs VITRINE_REDIS_URL: every replica must share one product cache"
+        ),
+        None => Ok(Arc::new(MemoryCache::new(100_000))),
+    }
+}
+
+async fn open_directory(
+    settings: &Settings,
+    transport: Arc<dyn Transport>,
+    stop: CancellationToken,
+) -> anyhow::Result<Arc<dyn CustomerDirectory>> {
+    match settings.customer_directory {
+        DirectoryKind::Messaging => {
+            let ttl = Duration::from_secs(settings.reply_queue_ttl_secs);
+            let options = RequesterOptions {
+                queue_ttl: ttl,
+                heartbeat: ttl / 4,
+            };
+            let requester = Requester::start(transport, REQUESTER, options, stop)
+                .await
+                .context("creating the reply queue for seller checks")?;
+            Ok(Arc::new(MessagingDirectory::new(
+                requester,
+                contract::SOURCE,
+            )))
+        }
+        DirectoryKind::Http => {
+            let url = settings.user_information_url.as_deref().ok_or_else(|| {
+                anyhow::anyhow!("customer_directory = http needs VITRINE_USER_INFORMATION_URL")
+            })?;
+            let token = settings.service_token.clone().ok_or_else(|| {
+                anyhow::anyhow!("customer_directory = http needs VITRINE_SERVICE_TOKEN")
+            })?;
+            Ok(Arc::new(HttpDirectory::new(url, token)))
+        }
+    }
+}
+
+/// The key of idempotency fingerprints: configured (required in production), or a key file
+/// generated in the data directory.
+fn fingerprint_key(settings: &Settings) -> anyhow::Result<Arc<[u8]>> {
+    let key = match &settings.fingerprint_key {
+        Some(encoded) => {
+            keyfile::decode(encoded.expose_secret(), 32).context("VITRINE_FINGERPRINT_KEY")?
+        }
+        None if settings.mode == Mode::Production => {
+            anyhow::bail!("mode = production needs VITRINE_FINGERPRINT_KEY (base64 of 32 bytes)")
+        }
+        None => keyfile::load_or_create(&settings.data_dir.join(FINGERPRINT_KEY_FILE), 32)?,
+    };
+    Ok(Arc::from(key.as_slice()))
+}
+
+#[derive(Debug)]
+struct DatabaseCheck(Arc<dyn ProductStore>);
+
+#[async_trait]
+impl ReadinessCheck for DatabaseCheck {
+    fn name(&self) -> &'static str {
+        "products-database"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|_| "unreachable".to_owned())
+    }
+}
+
+#[derive(Debug)]
+struct MessagingCheck(Arc<dyn Transport>);
+
+#[async_trait]
+impl ReadinessCheck for MessagingCheck {
+    fn name(&self) -> &'static str {
+        "products-messaging"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        match self.0.list_queues(contract::QUEUE).await {
+            Ok(queues) if queues.iter().any(|q| q == contract::QUEUE) => Ok(()),
+            Ok(_) => Err("queue not provisioned".to_owned()),
+            Err(_) => Err("unreachable".to_owned()),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The messages products announces its changes with (contracts in `vitrine-contracts`). Stores
+//! build them inside the write transaction from the state after a change and commit them to the
+//! outbox with it, so an event exists exactly when its change does.
+
+use vitrine_contracts::products as contract;
+use vitrine_messaging::Envelope;
+use vitrine_messaging::outbox::OutboxMessage;
+
+use crate::domain::{Product, ProductStatus, Reservation, ReservationStatus};
+
+pub use contract::StockCause;
+
+fn event(
+    kind: &str,
+    subject: impl std::fmt::Display,
+    data: &impl serde::Serialize,
+) -> OutboxMessage {
+    let envelope = Envelope::new(contract::SOURCE, kind, data)
+        .expect("contract payloads serialise")
+        .with_subject(subject.to_string())
+        .with_traceparent(vitrine_platform::trace_context::current());
+    OutboxMessage::event(contract::TOPIC, envelope)
+}
+
+fn status(status: ProductStatus) -> contract::ProductStatus {
+    match status {
+        ProductStatus::Active => contract::ProductStatus::Active,
+        ProductStatus::Inactive => contract::ProductStatus::Inactive,
+    }
+}
+
+fn catalog(product: &Product, changed: Vec<String>) -> contract::ProductChanged {
+    let price = product.details.price.money();
+    contract::ProductChanged {
+        product_id: product.id.as_uuid(),
+        seller_id: product.seller_id.as_uuid(),
+        sku: product.sku.as_str().to_owned(),
+        name: product.details.name.as_str().to_owned(),
+        category: product
+            .details
+            .category
+            .as_ref()
+            .map(|c| c.as_str().to_owned()),
+        price: contract::Price {
+            amount: price.amount(),
+            currency: price.currency().as_str().to_owned(),
+        },
+        status: status(product.status),
+        changed,
+        version: product.version,
+    }
+}
+
+pub fn product_created(product: &Product) -> OutboxMessage {
+    event(
+        contract::PRODUCT_CREATED,
+        product.id,
+        &catalog(product, Vec::new()),
+    )
+}
+
+/// `None` when no catalog field changed (a stock change is announced by [`stock_changed`]).
+pub fn product_updated(before: &Product, after: &Product) -> Option<OutboxMessage> {
+    let (old, new) = (&before.details, &after.details);
+    let changed: Vec<String> = [
+        ("name", old.name != new.name),
+        ("description", old.description != new.description),
+        ("category", old.category != new.category),
+        ("price", old.price != new.price),
+        ("status", before.status != after.status),
+    ]
+    .into_iter()
+    .filter(|(_, differs)| *differs)
+    .map(|(name, _)| name.to_owned())
+    .collect();
+    (!changed.is_empty()).then(|| {
+        event(
+            contract::PRODUCT_UPDATED,
+            after.id,
+            &catalog(after, changed),
+        )
+    })
+}
+
+pub fn product_deleted(product: &Product) -> OutboxMessage {
+    event(
+        contract::PRODUCT_DELETED,
+        product.id,
+        &contract::ProductDeleted {
+            product_id: product.id.as_uuid(),
+            seller_id: product.seller_id.as_uuid(),
+            version: product.version,
+        },
+    )
+}
+
+pub fn stock_changed(product: &Product, cause: StockCause) -> OutboxMessage {
+    event(
+        contract::STOCK_CHANGED,
+        product.id,
+        &contract::StockChanged {
+            product_id: product.id.as_uuid(),
+            seller_id: product.seller_id.as_uuid(),
+            on_hand: product.stock.on_hand,
+            reserved: product.stock.reserved,
+            available: product.stock.available(),
+            cause,
+            version: product.version,
+        },
+    )
+}
+
+/// The event of a reservation's current state (`created` while pending).
+pub fn reservation_changed(reservation: &Reservation) -> OutboxMessage {
+    let (kind, state) = match reservation.status {
+        ReservationStatus::Pending => (
+            contract::RESERVATION_CREATED,
+            contract::ReservationStatus::Pending,
+        ),
+        ReservationStatus::Committed => (
+            contract::RESERVATION_COMMITTED,
+            contract::ReservationStatus::Committed,
+        ),
+        ReservationStatus::Released => (
+            contract::RESERVATION_RELEASED,
+            contract::ReservationStatus::Released,
+        ),
+        ReservationStatus::Expired => (
+            contract::RESERVATION_EXPIRED,
+            contract::ReservationStatus::Expired,
+        ),
+    };
+    event(
+        kind,
+        reservation.id,
+        &contract::ReservationChanged {
+            reservation_id: reservation.id.as_uuid(),
+            customer_id: reservation.buyer_id.map(|b| b.as_uuid()),
+            status: state,
+            items: reservation
+                .items
+                .iter()
+                .map(|item| contract::ReservedItem {
+                    product_id: item.product_id.as_uuid(),
+                    quantity: item.quantity.get(),
+                })
+                .collect(),
+            expires_at: reservation
+                .expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        },
+    )
+}

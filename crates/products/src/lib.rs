@@ -1,0 +1,12 @@
+//! products: the catalog sellers list, its stock (a ledger that never oversells), and
+//! reservations that hold stock for a while. Writes go to the primary database; reads may come
+//! from a streaming replica or the cache, never older than a write the client names.
+
+pub mod api;
+pub mod app;
+pub mod cache;
+pub mod domain;
+pub mod events;
+pub mod messages;
+pub mod service;
+pub mod store;

@@ -1,0 +1,277 @@
+//! The use cases of products over its ports: the `ProductStore`, the `CustomerDirectory`
+//! (is this seller a real, active customer?) and the product cache. Authorisation is the HTTP
+//! layer's job.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use user_information_client::{CustomerDirectory, CustomerStatus, Lookup};
+use vitrine_kernel::{Cursor, Page, PageLimit};
+
+use crate::cache::ProductCache;
+use crate::domain::{
+    ManualMovement, NewProduct, NewReservation, Product, ProductChanges, ProductId, Reservation,
+    ReservationId, ReservationStatus, SellerStanding, Shortage, StockMovement,
+};
+use crate::store::{Freshness, ProductFilter, ProductStore, StoreError, Written};
+
+/// The current time at the precision both databases keep (PostgreSQL stores microseconds), so a
+/// value read back equals the value written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0} is already taken")]
+    Duplicate(&'static str),
+    #[error("the resource changed since it was read")]
+    VersionMismatch,
+    /// The seller named on a new product is not acceptable (unknown, suspended, closed).
+    #[error("seller rejected: {0}")]
+    SellerRejected(&'static str),
+    /// The product's seller is suspended or closed.
+    #[error("the seller is {}", .0.as_str())]
+    SellerNotActive(SellerStanding),
+    /// user-information did not answer in time.
+    #[error("the customer directory is unavailable: {0}")]
+    DirectoryUnavailable(String),
+    #[error("only {available} units are not reserved")]
+    InsufficientStock { available: i64 },
+    #[error("{reserved} units are reserved")]
+    StillReserved { reserved: i64 },
+    #[error("not enough stock")]
+    Shortages(Vec<(ProductId, Shortage)>),
+    #[error("the reservation is {}", .0.as_str())]
+    Transition(ReservationStatus),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Duplicate(field) => Self::Duplicate(field),
+            StoreError::VersionMismatch => Self::VersionMismatch,
+            StoreError::SellerNotActive(standing) => Self::SellerNotActive(standing),
+            StoreError::InsufficientStock { available } => Self::InsufficientStock { available },
+            StoreError::StillReserved { reserved } => Self::StillReserved { reserved },
+            StoreError::Shortages(shortages) => Self::Shortages(shortages),
+            StoreError::Transition(status) => Self::Transition(status),
+            StoreError::Backend(error) => Self::Internal(error),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Arc<dyn ProductStore>,
+    directory: Arc<dyn CustomerDirectory>,
+    cache: ProductCache,
+    lookup_timeout: Duration,
+}
+
+impl Catalog {
+    pub fn new(
+        store: Arc<dyn ProductStore>,
+        directory: Arc<dyn CustomerDirectory>,
+        cache: ProductCache,
+        lookup_timeout: Duration,
+    ) -> Self {
+        Self {
+            store,
+            directory,
+            cache,
+            lookup_timeout,
+        }
+    }
+
+    /// Lists a product after asking user-information that its seller exists and is active.
+    pub async fn create(
+        &self,
+        new: &NewProduct,
+        actor: &str,
+    ) -> Result<Written<Product>, ServiceError> {
+        match self
+            .directory
+            .lookup(new.seller_id.as_uuid(), self.lookup_timeout)
+            .await
+        {
+            Lookup::Found {
+                status: CustomerStatus::Active,
+                ..
+            } => {}
+            Lookup::Found {
+                status: CustomerStatus::Suspended,
+                ..
+            } => return Err(ServiceError::SellerRejected("the seller is suspended")),
+            Lookup::Found {
+                status: CustomerStatus::Closed,
+                ..
+            } => return Err(ServiceError::SellerRejected("the seller is closed")),
+            Lookup::NotFound => return Err(ServiceError::SellerRejected("no such customer")),
+            Lookup::Unavailable(why) => return Err(ServiceError::DirectoryUnavailable(why)),
+        }
+        let written = self
+            .store
+            .insert_product(ProductId::new(), new, Some(actor), now())
+            .await?;
+        // A 404 for this id may have been cached by a client guessing ids.
+        self.cache.invalidate(written.value.id).await;
+        Ok(written)
+    }
+
+    /// A product, from the cache when the read has no consistency requirement.
+    pub async fn get(&self, id: ProductId, freshness: Freshness) -> Result<Product, ServiceError> {
+        let product = match freshness {
+            // A token names a write the cache may not reflect yet: read through.
+            Freshness::AtLeast(_) | Freshness::Primary => {
+                self.store.get_product(id, freshness).await?
+            }
+            Freshness::Any => {
+                let store = Arc::clone(&self.store);
+                self.cache
+                    .get_or_load(id, move || async move {
+                        store.get_product(id, Freshness::Any).await
+                    })
+                    .await?
+            }
+        };
+        product.ok_or(ServiceError::NotFound)
+    }
+
+    pub async fn list(
+        &self,
+        filter: &ProductFilter,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+        freshness: Freshness,
+    ) -> Result<Page<Product>, ServiceError> {
+        Ok(self
+            .store
+            .list_products(filter, limit, cursor, freshness)
+            .await?)
+    }
+
+    pub async fn update(
+        &self,
+        id: ProductId,
+        expected_version: Option<i64>,
+        changes: &ProductChanges,
+    ) -> Result<Written<Product>, ServiceError> {
+        let written = self
+            .store
+            .update_product(id, expected_version, changes, now())
+            .await?;
+        self.cache.invalidate(id).await;
+        Ok(written)
+    }
+
+    pub async fn delete(
+        &self,
+        id: ProductId,
+        expected_version: Option<i64>,
+    ) -> Result<Written<Product>, ServiceError> {
+        let written = self
+            .store
+            .delete_product(id, expected_version, now())
+            .await?;
+        self.cache.invalidate(id).await;
+        Ok(written)
+    }
+
+    pub async fn move_stock(
+        &self,
+        id: ProductId,
+        movement: ManualMovement,
+        actor: &str,
+    ) -> Result<Written<(StockMovement, Product)>, ServiceError> {
+        let written = self
+            .store
+            .record_movement(id, movement, Some(actor), now())
+            .await?;
+        self.cache.invalidate(id).await;
+        Ok(written)
+    }
+
+    pub async fn movements(
+        &self,
+        id: ProductId,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+        freshness: Freshness,
+    ) -> Result<Page<StockMovement>, ServiceError> {
+        Ok(self
+            .store
+            .list_movements(id, limit, cursor, freshness)
+            .await?)
+    }
+
+    pub async fn reserve(
+        &self,
+        new: &NewReservation,
+    ) -> Result<Written<Reservation>, ServiceError> {
+        let written = self.store.reserve(ReservationId::new(), new, now()).await?;
+        for item in new.items() {
+            self.cache.invalidate(item.product_id).await;
+        }
+        Ok(written)
+    }
+
+    pub async fn reservation(
+        &self,
+        id: ReservationId,
+        freshness: Freshness,
+    ) -> Result<Reservation, ServiceError> {
+        self.store
+            .get_reservation(id, freshness)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// Commits, releases or expires a pending reservation (idempotent for the same target).
+    pub async fn finish(
+        &self,
+        id: ReservationId,
+        target: ReservationStatus,
+        actor: Option<&str>,
+    ) -> Result<Written<Reservation>, ServiceError> {
+        let result = self
+            .store
+            .finish_reservation(id, target, actor, now())
+            .await;
+        if let Ok(written) = &result {
+            for item in &written.value.items {
+                self.cache.invalidate(item.product_id).await;
+            }
+        }
+        Ok(result?)
+    }
+
+    /// Expires every pending reservation past its expiry (a batch at a time); returns how many.
+    pub async fn expire_due(&self) -> Result<usize, ServiceError> {
+        let due = self.store.due_reservations(now(), 100).await?;
+        let mut expired = 0;
+        for id in due {
+            match self.finish(id, ReservationStatus::Expired, None).await {
+                Ok(_) => expired += 1,
+                // Committed or released meanwhile by its owner, or expired by another replica.
+                Err(ServiceError::Transition(_) | ServiceError::NotFound) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(expired)
+    }
+
+    pub fn store(&self) -> &Arc<dyn ProductStore> {
+        &self.store
+    }
+
+    pub fn cache(&self) -> &ProductCache {
+        &self.cache
+    }
+}

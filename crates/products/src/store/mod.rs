@@ -1,0 +1,212 @@
+//! The `ProductStore` port and its two adapters (SQLite for the embedded default, PostgreSQL for
+//! production, with reads routed to a streaming replica). Both pass one conformance suite
+//! (`tests/store_conformance.rs`).
+//!
+//! Every write commits its outbox messages in the same transaction and returns the
+//! [`ConsistencyToken`] of its commit, which a later read passes back as
+//! [`Freshness::AtLeast`] to see that write even when served by the replica.
+
+mod consistency;
+mod postgres;
+mod rows;
+mod shared;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use vitrine_kernel::{Cursor, Page, PageLimit};
+
+use crate::domain::{
+    ManualMovement, NewProduct, NewReservation, Product, ProductChanges, ProductId, ProductStatus,
+    Reservation, ReservationId, ReservationStatus, SellerId, SellerStanding, Shortage,
+    StockMovement,
+};
+
+pub use consistency::{ConsistencyToken, Freshness, ReplicaOptions};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was violated; names the field (`sku`).
+    #[error("{0} is already taken")]
+    Duplicate(&'static str),
+    /// The write was conditional on a version that is no longer current.
+    #[error("version mismatch")]
+    VersionMismatch,
+    /// The seller is suspended or closed: its products cannot be created or activated.
+    #[error("the seller is {}", .0.as_str())]
+    SellerNotActive(SellerStanding),
+    /// A movement would take `on_hand` below what is reserved.
+    #[error("only {available} units are not reserved")]
+    InsufficientStock { available: i64 },
+    /// The product still has units held by pending reservations.
+    #[error("{reserved} units are reserved")]
+    StillReserved { reserved: i64 },
+    /// Some items of a reservation cannot be held, and why.
+    #[error("not enough stock")]
+    Shortages(Vec<(ProductId, Shortage)>),
+    /// The reservation is not in a state that allows this transition.
+    #[error("the reservation is {}", .0.as_str())]
+    Transition(ReservationStatus),
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Backend(error.into())
+    }
+}
+
+/// A write's result and the token of its commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written<T> {
+    pub value: T,
+    pub token: ConsistencyToken,
+}
+
+/// Filters of `GET /v1/products`.
+#[derive(Debug, Clone, Default)]
+pub struct ProductFilter {
+    pub seller_id: Option<SellerId>,
+    pub category: Option<String>,
+    pub status: Option<ProductStatus>,
+    /// Case-insensitive substring of the name.
+    pub name_contains: Option<String>,
+}
+
+/// What a status event from user-information did here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SellerUpdate {
+    /// This message was handled before (inbox): nothing changed.
+    Duplicate,
+    /// An older event than one already applied: nothing changed.
+    Stale,
+    /// Applied; these products were made inactive.
+    Applied { deactivated: Vec<ProductId> },
+}
+
+/// Persistence of the catalog, the stock ledger, reservations, and the seller projection.
+#[async_trait]
+pub trait ProductStore: Send + Sync + std::fmt::Debug {
+    /// Inserts an active product with its initial stock (a ledger entry when non-zero).
+    /// `Duplicate("sku")` if the seller already has the SKU; `SellerNotActive` if the seller is
+    /// known here to be suspended or closed.
+    async fn insert_product(
+        &self,
+        id: ProductId,
+        new: &NewProduct,
+        actor: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Written<Product>, StoreError>;
+
+    async fn get_product(
+        &self,
+        id: ProductId,
+        freshness: Freshness,
+    ) -> Result<Option<Product>, StoreError>;
+
+    /// Products in id (creation) order, after `cursor`.
+    async fn list_products(
+        &self,
+        filter: &ProductFilter,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+        freshness: Freshness,
+    ) -> Result<Page<Product>, StoreError>;
+
+    /// Applies `changes` if the current version is `expected_version` (when given).
+    async fn update_product(
+        &self,
+        id: ProductId,
+        expected_version: Option<i64>,
+        changes: &ProductChanges,
+        now: DateTime<Utc>,
+    ) -> Result<Written<Product>, StoreError>;
+
+    /// Deletes the product (its row stays for the ledger). `StillReserved` while pending
+    /// reservations hold units of it.
+    async fn delete_product(
+        &self,
+        id: ProductId,
+        expected_version: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Written<Product>, StoreError>;
+
+    /// Appends a ledger entry and moves `on_hand`; `InsufficientStock` if it would fall below
+    /// `reserved`.
+    async fn record_movement(
+        &self,
+        id: ProductId,
+        movement: ManualMovement,
+        actor: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Written<(StockMovement, Product)>, StoreError>;
+
+    /// The ledger of one product, oldest first.
+    async fn list_movements(
+        &self,
+        id: ProductId,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+        freshness: Freshness,
+    ) -> Result<Page<StockMovement>, StoreError>;
+
+    /// Holds every item or none: `Shortages` names each item that cannot be held.
+    async fn reserve(
+        &self,
+        id: ReservationId,
+        new: &NewReservation,
+        now: DateTime<Utc>,
+    ) -> Result<Written<Reservation>, StoreError>;
+
+    async fn get_reservation(
+        &self,
+        id: ReservationId,
+        freshness: Freshness,
+    ) -> Result<Option<Reservation>, StoreError>;
+
+    /// Moves a pending reservation to `target` (committed, released or expired), adjusting
+    /// stock. Repeating the transition that already happened returns the reservation unchanged;
+    /// any other state is `Transition(current)`. A pending reservation past its expiry is
+    /// expired first, so it can no longer be committed.
+    async fn finish_reservation(
+        &self,
+        id: ReservationId,
+        target: ReservationStatus,
+        actor: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Written<Reservation>, StoreError>;
+
+    /// Pending reservations whose expiry has passed, oldest first.
+    async fn due_reservations(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ReservationId>, StoreError>;
+
+    /// Applies a seller status event (recorded in the inbox under `consumer`, in the same
+    /// transaction): a suspended or closed seller's active products become inactive.
+    async fn apply_seller_standing(
+        &self,
+        consumer: &str,
+        message_id: Uuid,
+        seller: SellerId,
+        standing: SellerStanding,
+        version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<SellerUpdate, StoreError>;
+
+    /// The outbox of this database, for the relay.
+    fn outbox(&self) -> std::sync::Arc<dyn vitrine_messaging::outbox::OutboxStore>;
+
+    /// The inbox of this database, for housekeeping.
+    fn inbox(&self) -> vitrine_messaging::inbox::Inbox;
+
+    /// Readiness probe of the primary.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

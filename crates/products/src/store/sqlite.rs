@@ -1,0 +1,92 @@
+//! `ProductStore` on SQLite (the embedded default): one database file, so every read is as fresh
+//! as the last commit and every write's token is [`ConsistencyToken::ZERO`].
+
+use std::sync::Arc;
+
+use sqlx::{SqliteConnection, SqlitePool};
+use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, SqliteOutbox, enqueue_sqlite};
+
+use super::shared::{Backend, impl_product_store, routed};
+use super::{ConsistencyToken, Freshness, StoreError};
+
+/// Migrations of the SQLite schema, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// Shared with the relay, which is woken after a commit that wrote messages.
+    outbox: SqliteOutbox,
+}
+
+impl SqliteStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self {
+            outbox: SqliteOutbox::new(pool.clone()),
+            pool,
+        }
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// `BEGIN IMMEDIATE` takes the write lock up front: two deferred transactions that both
+    /// read and then write would otherwise fail with `SQLITE_BUSY` when upgrading.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn committed(&self) -> Result<ConsistencyToken, StoreError> {
+        self.outbox.wake();
+        Ok(ConsistencyToken::ZERO)
+    }
+
+    async fn reader(&self, _freshness: Freshness) -> (&SqlitePool, bool) {
+        (&self.pool, false)
+    }
+
+    fn replica_failed(&self, _error: &dyn std::fmt::Display) {}
+
+    fn primary(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn enqueue(
+        conn: &mut SqliteConnection,
+        messages: &[OutboxMessage],
+    ) -> Result<(), StoreError> {
+        Ok(enqueue_sqlite(conn, messages).await?)
+    }
+
+    async fn first_delivery(
+        conn: &mut SqliteConnection,
+        consumer: &str,
+        message_id: uuid::Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(
+            vitrine_messaging::inbox::first_delivery_sqlite(conn, consumer, message_id, now)
+                .await?,
+        )
+    }
+
+    fn outbox_store(&self) -> Arc<dyn OutboxStore> {
+        Arc::new(self.outbox.clone())
+    }
+
+    fn inbox_store(&self) -> vitrine_messaging::inbox::Inbox {
+        vitrine_messaging::inbox::Inbox::Sqlite(self.pool.clone())
+    }
+}
+
+impl Backend for SqliteStore {
+    type Connection = SqliteConnection;
+}
+
+impl_product_store!(SqliteStore, lock = "");

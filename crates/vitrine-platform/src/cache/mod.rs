@@ -1,0 +1,40 @@
+//! The cache port: bytes under string keys with a time to live, behind one trait with an
+//! in-process adapter (moka, embedded) and a Redis adapter (production). Both pass one
+//! conformance suite ([`conformance`]).
+//!
+//! A cache is an optimisation: callers treat an error as a miss and go to the source of truth,
+//! so a cache outage degrades latency, never correctness.
+
+mod memory;
+mod redis;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use self::redis::RedisCache;
+pub use memory::MemoryCache;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Cache: Send + Sync + std::fmt::Debug {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError>;
+
+    /// Stores `value` under `key`, replacing any previous value, for `ttl`.
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), CacheError>;
+
+    /// Removes `key`; removing a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), CacheError>;
+
+    /// The adapter's name, for metrics and readiness (`memory`, `redis`).
+    fn kind(&self) -> &'static str;
+}
