@@ -68,6 +68,62 @@ CONF
   log "PostgreSQL primary on 127.0.0.1:$port"
   echo "export VITRINE_TEST_POSTGRES_URL=postgres://vitrine@127.0.0.1:$port/postgres" >>"$dir/env"
   echo "$bin" >"$dir/pg-bindir"
+  start_replica "$dir" "$bin" "$port"
+}
+
+# A streaming replica of the primary, cloned with pg_basebackup through a replication slot.
+start_replica() {
+  local dir=$1 bin=$2 primary_port=$3 port data
+  port=$(free_port)
+  data="$dir/pg-replica"
+  as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U vitrine -D "$data" \
+    -R -X stream -C -S vitrine_test_replica >/dev/null
+  # Later settings win: the replica listens on its own port.
+  echo "port = $port" >>"$data/postgresql.conf"
+  as_pg "$bin/pg_ctl" -D "$data" -l "$dir/pg-replica.log" -w -t 60 start >/dev/null
+  for _ in $(seq 1 100); do
+    if [ "$(as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U vitrine -d postgres -Atc \
+      "SELECT status FROM pg_stat_wal_receiver" 2>/dev/null)" = "streaming" ]; then
+      log "PostgreSQL streaming replica on 127.0.0.1:$port"
+      {
+        echo "export VITRINE_TEST_POSTGRES_REPLICA_URL=postgres://vitrine@127.0.0.1:$port/postgres"
+        # Tests that stop and restart the replica run pg_ctl on this data directory.
+        echo "export VITRINE_TEST_POSTGRES_REPLICA_DATA=$data"
+        echo "export VITRINE_TEST_POSTGRES_BINDIR=$bin"
+      } >>"$dir/env"
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "the replica did not start streaming; see $dir/pg-replica.log"
+  return 1
+}
+
+start_redis() {
+  local dir=$1 port
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "installing Redis"
+    apt_install redis-server
+  fi
+  port=$(free_port)
+  mkdir -p "$dir/redis"
+  redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+    --dir "$dir/redis" --pidfile "$dir/redis/redis.pid" --logfile "$dir/redis.log" >/dev/null
+  for _ in $(seq 1 100); do
+    if redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+      log "Redis on 127.0.0.1:$port"
+      echo "export VITRINE_TEST_REDIS_URL=redis://127.0.0.1:$port" >>"$dir/env"
+      return 0
+    fi
+    sleep 0.1
+  done
+  log "Redis did not answer; see $dir/redis.log"
+  return 1
+}
+
+stop_redis() {
+  local dir=$1
+  [ -f "$dir/redis/redis.pid" ] && kill "$(cat "$dir/redis/redis.pid")" 2>/dev/null || true
 }
 
 stop_postgres() {
@@ -157,12 +213,14 @@ case "$cmd" in
     mkdir -p "$dir"
     : >"$dir/env"
     start_postgres "$dir"
+    start_redis "$dir"
     start_moto "$dir"
     start_openbao "$dir"
     ;;
   stop)
     stop_openbao "$dir"
     stop_moto "$dir"
+    stop_redis "$dir"
     stop_postgres "$dir"
     rm -rf "$dir"
     ;;

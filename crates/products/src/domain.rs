@@ -136,7 +136,7 @@ impl Delta {
         if raw == 0 {
             return Err("must not be zero".to_owned());
         }
-        if raw.abs() > Quantity::MAX {
+        if raw.unsigned_abs() > Quantity::MAX.unsigned_abs() {
             return Err(format!("must be between -{0} and {0}", Quantity::MAX));
         }
         Ok(Delta(raw))

@@ -1,0 +1,879 @@
+//! One behaviour suite for `ProductStore`, run against SQLite, PostgreSQL, and PostgreSQL with
+//! reads on a streaming replica (all real servers started by `scripts/test.sh`).
+//!
+//! Besides each operation's contract, every test ends by checking the stock invariants over the
+//! whole database: `on_hand` is the sum of the product's ledger, `reserved` the sum of its
+//! pending reservations, and `0 <= reserved <= on_hand`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use products::domain::{
+    Delta, ManualMovement, MovementReason, NewProduct, NewReservation, Price, Product,
+    ProductChanges, ProductDetails, ProductId, ProductStatus, Quantity, ReservationId,
+    ReservationItem, ReservationStatus, SellerId, SellerStanding, Shortage, Sku, Text,
+};
+use products::store::{
+    Freshness, PostgresStore, ProductFilter, ProductStore, ReplicaOptions, SellerUpdate,
+    SqliteStore, StoreError,
+};
+use vitrine_kernel::{Currency, Money, PageLimit};
+
+/// A store under test, with whatever must outlive it, and a way to check the invariants.
+struct Backend {
+    store: Arc<dyn ProductStore>,
+    invariants: Invariants,
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum Invariants {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Products whose counters disagree with the ledger or the pending reservations.
+const BROKEN_INVARIANTS: &str = "SELECT count(*) FROM products p \
+     WHERE p.on_hand <> COALESCE((SELECT sum(m.delta) FROM stock_movements m \
+                                  WHERE m.product_id = p.id), 0) \
+        OR p.reserved <> COALESCE((SELECT sum(i.quantity) FROM reservation_items i \
+                                   JOIN reservations r ON r.id = i.reservation_id \
+                                   WHERE i.product_id = p.id AND r.status = 'pending'), 0) \
+        OR p.reserved < 0 OR p.reserved > p.on_hand";
+
+impl Backend {
+    async fn check_invariants(&self) {
+        let broken: i64 = match &self.invariants {
+            Invariants::Sqlite(pool) => sqlx::query_scalar(BROKEN_INVARIANTS)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+            Invariants::Postgres(pool) => sqlx::query_scalar(BROKEN_INVARIANTS)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        };
+        assert_eq!(
+            broken, 0,
+            "products whose stock disagrees with their history"
+        );
+    }
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = vitrine_platform::db::sqlite(&dir.path().join("products.sqlite3"))
+        .await
+        .unwrap();
+    let store = SqliteStore::new(pool.clone());
+    store.migrate().await.unwrap();
+    Backend {
+        store: Arc::new(store),
+        invariants: Invariants::Sqlite(pool),
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Backend {
+    let url = vitrine_platform::testing::postgres_database().await;
+    let pool = vitrine_platform::db::postgres(&url, 32).await.unwrap();
+    let store = PostgresStore::new(pool.clone());
+    store.migrate().await.unwrap();
+    Backend {
+        store: Arc::new(store),
+        invariants: Invariants::Postgres(pool),
+        _dir: None,
+    }
+}
+
+/// Reads without a token go to the replica: the suite reads its own writes through tokens or
+/// `Freshness::Primary`, exactly as the API does.
+async fn postgres_with_replica() -> Backend {
+    let (primary_url, replica_url) = vitrine_platform::testing::postgres_pair().await;
+    let primary = vitrine_platform::db::postgres(&primary_url, 32)
+        .await
+        .unwrap();
+    let replica = vitrine_platform::db::postgres_replica(&replica_url, 8).unwrap();
+    let store = PostgresStore::with_replica(primary.clone(), replica, ReplicaOptions::default());
+    store.migrate().await.unwrap();
+    Backend {
+        store: Arc::new(store),
+        invariants: Invariants::Postgres(primary),
+        _dir: None,
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn text(raw: &str) -> Text {
+    Text::parse(raw, 500).unwrap()
+}
+
+fn new_product(seller: SellerId, sku: &str, stock: i64) -> NewProduct {
+    NewProduct {
+        seller_id: seller,
+        sku: Sku::parse(sku).unwrap(),
+        details: ProductDetails {
+            name: text(&format!("Produto {sku}")),
+            description: Some(text("Uma descrição")),
+            category: Some(text("alimentos")),
+            price: Price::parse(Money::new(1990, Currency::BRL)).unwrap(),
+        },
+        initial_stock: stock,
+    }
+}
+
+async fn create(b: &Backend, seller: SellerId, sku: &str, stock: i64) -> Product {
+    b.store
+        .insert_product(
+            ProductId::new(),
+            &new_product(seller, sku, stock),
+            Some("t"),
+            now(),
+        )
+        .await
+        .unwrap()
+        .value
+}
+
+async fn fresh(b: &Backend, id: ProductId) -> Product {
+    b.store
+        .get_product(id, Freshness::Primary)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn items(pairs: &[(ProductId, i64)]) -> Vec<ReservationItem> {
+    pairs
+        .iter()
+        .map(|(product_id, quantity)| ReservationItem {
+            product_id: *product_id,
+            quantity: Quantity::parse(*quantity).unwrap(),
+        })
+        .collect()
+}
+
+fn reservation(pairs: &[(ProductId, i64)], ttl: chrono::Duration) -> NewReservation {
+    NewReservation::new(None, items(pairs), now().trunc_subsecs(0) + ttl).unwrap()
+}
+
+macro_rules! suite {
+    ($($backend:ident),*) => {
+        $(mod $backend {
+            #[tokio::test]
+            async fn products_are_created_read_and_unique_per_seller() {
+                super::products_are_created_read_and_unique_per_seller(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn lists_filter_search_and_page() {
+                super::lists_filter_search_and_page(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn updates_are_versioned_and_deletes_keep_history() {
+                super::updates_are_versioned_and_deletes_keep_history(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn the_ledger_moves_on_hand_but_never_below_reserved() {
+                super::the_ledger_moves_on_hand_but_never_below_reserved(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn reservations_hold_all_items_or_none() {
+                super::reservations_hold_all_items_or_none(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn reservations_commit_release_and_expire_once() {
+                super::reservations_commit_release_and_expire_once(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn suspended_sellers_lose_their_active_products() {
+                super::suspended_sellers_lose_their_active_products(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn concurrent_reservations_never_oversell() {
+                super::concurrent_reservations_never_oversell(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn writes_announce_themselves_in_the_outbox() {
+                super::writes_announce_themselves_in_the_outbox(super::$backend().await).await;
+            }
+        })*
+    };
+}
+
+suite!(sqlite, postgres, postgres_with_replica);
+
+async fn products_are_created_read_and_unique_per_seller(b: Backend) {
+    let seller = SellerId::new();
+    let written = b
+        .store
+        .insert_product(
+            ProductId::new(),
+            &new_product(seller, "CAFE-1", 12),
+            Some("ana"),
+            now(),
+        )
+        .await
+        .unwrap();
+    let product = written.value;
+    assert_eq!(product.status, ProductStatus::Active);
+    assert_eq!((product.stock.on_hand, product.stock.reserved), (12, 0));
+    assert_eq!(product.version, 1);
+    let read = b
+        .store
+        .get_product(product.id, Freshness::AtLeast(written.token))
+        .await
+        .unwrap();
+    assert_eq!(read.as_ref(), Some(&product), "a token read sees the write");
+    assert_eq!(fresh(&b, product.id).await, product);
+    assert!(
+        b.store
+            .get_product(ProductId::new(), Freshness::Primary)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let duplicate = b
+        .store
+        .insert_product(
+            ProductId::new(),
+            &new_product(seller, "CAFE-1", 0),
+            None,
+            now(),
+        )
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Duplicate("sku"))),
+        "{duplicate:?}"
+    );
+    // The SKU is unique per seller only.
+    create(&b, SellerId::new(), "CAFE-1", 0).await;
+    let movements = b
+        .store
+        .list_movements(product.id, PageLimit::DEFAULT, None, Freshness::Primary)
+        .await
+        .unwrap();
+    assert_eq!(movements.items.len(), 1);
+    assert_eq!(movements.items[0].reason, MovementReason::Initial);
+    assert_eq!(movements.items[0].actor.as_deref(), Some("ana"));
+    b.check_invariants().await;
+}
+
+async fn lists_filter_search_and_page(b: Backend) {
+    let (s1, s2) = (SellerId::new(), SellerId::new());
+    let a = create(&b, s1, "A", 0).await;
+    let c = create(&b, s1, "C", 0).await;
+    let mut odd = new_product(s2, "X", 0);
+    odd.details.name = text("Desconto 100%_off");
+    odd.details.category = Some(text("promoções"));
+    let x = b
+        .store
+        .insert_product(ProductId::new(), &odd, None, now())
+        .await
+        .unwrap()
+        .value;
+    b.store
+        .update_product(
+            c.id,
+            None,
+            &ProductChanges {
+                status: Some(ProductStatus::Inactive),
+                ..ProductChanges::default()
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let list = |filter: ProductFilter| {
+        let store = Arc::clone(&b.store);
+        async move {
+            store
+                .list_products(&filter, PageLimit::DEFAULT, None, Freshness::Primary)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|p| p.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(ProductFilter {
+            seller_id: Some(s1),
+            ..ProductFilter::default()
+        })
+        .await,
+        vec![a.id, c.id]
+    );
+    assert_eq!(
+        list(ProductFilter {
+            seller_id: Some(s1),
+            status: Some(ProductStatus::Active),
+            ..ProductFilter::default()
+        })
+        .await,
+        vec![a.id]
+    );
+    assert_eq!(
+        list(ProductFilter {
+            category: Some("promoções".to_owned()),
+            ..ProductFilter::default()
+        })
+        .await,
+        vec![x.id]
+    );
+    // Case-insensitive; LIKE metacharacters match only themselves.
+    assert_eq!(
+        list(ProductFilter {
+            name_contains: Some("DESCONTO 100%_".to_owned()),
+            ..ProductFilter::default()
+        })
+        .await,
+        vec![x.id]
+    );
+    assert!(
+        list(ProductFilter {
+            name_contains: Some("1000%".to_owned()),
+            ..ProductFilter::default()
+        })
+        .await
+        .is_empty()
+    );
+    let limit = PageLimit::parse(Some(2)).unwrap();
+    let first = b
+        .store
+        .list_products(&ProductFilter::default(), limit, None, Freshness::Primary)
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 2);
+    let second = b
+        .store
+        .list_products(
+            &ProductFilter::default(),
+            limit,
+            first.next_cursor.as_ref(),
+            Freshness::Primary,
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.items.len(), 1);
+    assert!(second.next_cursor.is_none());
+    assert_eq!(second.items[0].id, x.id);
+}
+
+async fn updates_are_versioned_and_deletes_keep_history(b: Backend) {
+    let seller = SellerId::new();
+    let p = create(&b, seller, "SKU-1", 3).await;
+    let changes = ProductChanges {
+        name: Some(text("Novo nome")),
+        description: Some(None),
+        price: Some(Price::parse(Money::new(2500, Currency::BRL)).unwrap()),
+        ..ProductChanges::default()
+    };
+    let updated = b
+        .store
+        .update_product(p.id, Some(p.version), &changes, now())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(updated.version, p.version + 1);
+    assert_eq!(updated.details.name.as_str(), "Novo nome");
+    assert_eq!(updated.details.description, None);
+    assert_eq!(updated.details.category, p.details.category);
+    assert_eq!(updated.details.price.money().amount(), 2500);
+    let stale = b
+        .store
+        .update_product(p.id, Some(p.version), &changes, now())
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionMismatch)),
+        "{stale:?}"
+    );
+    // Changing nothing writes nothing.
+    let same = b
+        .store
+        .update_product(p.id, None, &changes, now())
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(same.version, updated.version);
+
+    let held = b
+        .store
+        .reserve(
+            ReservationId::new(),
+            &reservation(&[(p.id, 1)], chrono::Duration::minutes(5)),
+            now(),
+        )
+        .await
+        .unwrap()
+        .value;
+    let refused = b.store.delete_product(p.id, None, now()).await;
+    assert!(
+        matches!(refused, Err(StoreError::StillReserved { reserved: 1 })),
+        "{refused:?}"
+    );
+    b.store
+        .finish_reservation(held.id, ReservationStatus::Released, None, now())
+        .await
+        .unwrap();
+    let current = fresh(&b, p.id).await;
+    let stale = b
+        .store
+        .delete_product(p.id, Some(current.version - 1), now())
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::VersionMismatch)),
+        "{stale:?}"
+    );
+    b.store
+        .delete_product(p.id, Some(current.version), now())
+        .await
+        .unwrap();
+    assert!(
+        b.store
+            .get_product(p.id, Freshness::Primary)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = b.store.delete_product(p.id, None, now()).await;
+    assert!(matches!(again, Err(StoreError::NotFound)), "{again:?}");
+    // The ledger of a deleted product stays, and its SKU can be listed again.
+    let ledger = b
+        .store
+        .list_movements(p.id, PageLimit::DEFAULT, None, Freshness::Primary)
+        .await
+        .unwrap();
+    assert_eq!(ledger.items.len(), 1);
+    create(&b, seller, "SKU-1", 0).await;
+    b.check_invariants().await;
+}
+
+async fn the_ledger_moves_on_hand_but_never_below_reserved(b: Backend) {
+    let p = create(&b, SellerId::new(), "LEDGER", 5).await;
+    let movement = |delta, reason| ManualMovement {
+        delta: Delta::parse(delta).unwrap(),
+        reason,
+    };
+    let (entry, product) = b
+        .store
+        .record_movement(
+            p.id,
+            movement(10, MovementReason::Restock),
+            Some("op"),
+            now(),
+        )
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(entry.on_hand_after, 15);
+    assert_eq!(product.stock.on_hand, 15);
+    assert_eq!(product.version, p.version + 1);
+    b.store
+        .reserve(
+            ReservationId::new(),
+            &reservation(&[(p.id, 12)], chrono::Duration::minutes(5)),
+            now(),
+        )
+        .await
+        .unwrap();
+    let too_much = b
+        .store
+        .record_movement(p.id, movement(-4, MovementReason::Loss), None, now())
+        .await;
+    assert!(
+        matches!(
+            too_much,
+            Err(StoreError::InsufficientStock { available: 3 })
+        ),
+        "{too_much:?}"
+    );
+    b.store
+        .record_movement(p.id, movement(-3, MovementReason::Adjustment), None, now())
+        .await
+        .unwrap();
+    let missing = b
+        .store
+        .record_movement(
+            ProductId::new(),
+            movement(1, MovementReason::Restock),
+            None,
+            now(),
+        )
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    let limit = PageLimit::parse(Some(2)).unwrap();
+    let first = b
+        .store
+        .list_movements(p.id, limit, None, Freshness::Primary)
+        .await
+        .unwrap();
+    let second = b
+        .store
+        .list_movements(p.id, limit, first.next_cursor.as_ref(), Freshness::Primary)
+        .await
+        .unwrap();
+    let deltas: Vec<i64> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .map(|m| m.delta)
+        .collect();
+    assert_eq!(
+        deltas,
+        vec![5, 10, -3],
+        "oldest first, nothing lost across pages"
+    );
+    assert_eq!(fresh(&b, p.id).await.stock.on_hand, 12);
+    b.check_invariants().await;
+}
+
+async fn reservations_hold_all_items_or_none(b: Backend) {
+    let seller = SellerId::new();
+    let plenty = create(&b, seller, "PLENTY", 10).await;
+    let scarce = create(&b, seller, "SCARCE", 2).await;
+    let inactive = create(&b, seller, "OFF", 5).await;
+    b.store
+        .update_product(
+            inactive.id,
+            None,
+            &ProductChanges {
+                status: Some(ProductStatus::Inactive),
+                ..ProductChanges::default()
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let unknown = ProductId::new();
+    let refused = b
+        .store
+        .reserve(
+            ReservationId::new(),
+            &reservation(
+                &[
+                    (plenty.id, 3),
+                    (scarce.id, 3),
+                    (inactive.id, 1),
+                    (unknown, 1),
+                ],
+                chrono::Duration::minutes(5),
+            ),
+            now(),
+        )
+        .await;
+    let Err(StoreError::Shortages(mut shortages)) = refused else {
+        panic!("expected shortages, got {refused:?}");
+    };
+    shortages.sort_by_key(|(id, _)| id.as_uuid());
+    let mut expected = vec![
+        (scarce.id, Shortage::Insufficient { available: 2 }),
+        (inactive.id, Shortage::Inactive),
+        (unknown, Shortage::Unknown),
+    ];
+    expected.sort_by_key(|(id, _)| id.as_uuid());
+    assert_eq!(
+        shortages, expected,
+        "every short item is named, the others are not"
+    );
+    assert_eq!(
+        fresh(&b, plenty.id).await.stock.reserved,
+        0,
+        "nothing was held"
+    );
+
+    let written = b
+        .store
+        .reserve(
+            ReservationId::new(),
+            &reservation(
+                &[(scarce.id, 2), (plenty.id, 3)],
+                chrono::Duration::minutes(5),
+            ),
+            now(),
+        )
+        .await
+        .unwrap();
+    let held = written.value;
+    assert_eq!(held.status, ReservationStatus::Pending);
+    assert_eq!(fresh(&b, plenty.id).await.stock.available(), 7);
+    assert_eq!(fresh(&b, scarce.id).await.stock.available(), 0);
+    let read = b
+        .store
+        .get_reservation(held.id, Freshness::AtLeast(written.token))
+        .await
+        .unwrap();
+    assert_eq!(read, Some(held));
+    b.check_invariants().await;
+}
+
+async fn reservations_commit_release_and_expire_once(b: Backend) {
+    let p = create(&b, SellerId::new(), "FLOW", 10).await;
+    let five_minutes = chrono::Duration::minutes(5);
+    let reserve = |qty: i64, ttl: chrono::Duration| {
+        let store = Arc::clone(&b.store);
+        let pid = p.id;
+        async move {
+            store
+                .reserve(
+                    ReservationId::new(),
+                    &reservation(&[(pid, qty)], ttl),
+                    now(),
+                )
+                .await
+                .unwrap()
+                .value
+        }
+    };
+    let finish = |id, target| {
+        let store = Arc::clone(&b.store);
+        async move {
+            store
+                .finish_reservation(id, target, Some("buyer"), now())
+                .await
+        }
+    };
+
+    let sold = reserve(4, five_minutes).await;
+    let committed = finish(sold.id, ReservationStatus::Committed)
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(committed.status, ReservationStatus::Committed);
+    let stock = fresh(&b, p.id).await.stock;
+    assert_eq!((stock.on_hand, stock.reserved), (6, 0));
+    // Repeating the same transition is a no-op answer; another one is refused.
+    let again = finish(sold.id, ReservationStatus::Committed)
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(again.status, ReservationStatus::Committed);
+    assert_eq!(fresh(&b, p.id).await.stock.on_hand, 6, "committed once");
+    let release = finish(sold.id, ReservationStatus::Released).await;
+    assert!(
+        matches!(
+            release,
+            Err(StoreError::Transition(ReservationStatus::Committed))
+        ),
+        "{release:?}"
+    );
+    let ledger = b
+        .store
+        .list_movements(p.id, PageLimit::DEFAULT, None, Freshness::Primary)
+        .await
+        .unwrap();
+    let sale = ledger.items.last().unwrap();
+    assert_eq!(
+        (sale.reason, sale.delta, sale.reservation_id),
+        (MovementReason::Sale, -4, Some(sold.id))
+    );
+
+    let returned = reserve(3, five_minutes).await;
+    finish(returned.id, ReservationStatus::Released)
+        .await
+        .unwrap();
+    finish(returned.id, ReservationStatus::Released)
+        .await
+        .unwrap();
+    let stock = fresh(&b, p.id).await.stock;
+    assert_eq!((stock.on_hand, stock.reserved), (6, 0));
+    let commit = finish(returned.id, ReservationStatus::Committed).await;
+    assert!(
+        matches!(
+            commit,
+            Err(StoreError::Transition(ReservationStatus::Released))
+        ),
+        "{commit:?}"
+    );
+
+    // Past its expiry a reservation cannot be committed: it expires instead.
+    let late = reserve(2, chrono::Duration::seconds(-1)).await;
+    let due = b.store.due_reservations(now(), 100).await.unwrap();
+    assert_eq!(due, vec![late.id]);
+    let commit = finish(late.id, ReservationStatus::Committed).await;
+    assert!(
+        matches!(
+            commit,
+            Err(StoreError::Transition(ReservationStatus::Expired))
+        ),
+        "{commit:?}"
+    );
+    let expired = b
+        .store
+        .get_reservation(late.id, Freshness::Primary)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(expired.status, ReservationStatus::Expired);
+    assert_eq!(
+        fresh(&b, p.id).await.stock.reserved,
+        0,
+        "its units returned"
+    );
+    assert!(
+        b.store
+            .due_reservations(now(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let missing = finish(ReservationId::new(), ReservationStatus::Released).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    b.check_invariants().await;
+}
+
+async fn suspended_sellers_lose_their_active_products(b: Backend) {
+    let seller = SellerId::new();
+    let first = create(&b, seller, "ONE", 1).await;
+    let second = create(&b, seller, "TWO", 1).await;
+    let other = create(&b, SellerId::new(), "OTHER", 1).await;
+    let apply = |message: uuid::Uuid, standing, version| {
+        let store = Arc::clone(&b.store);
+        async move {
+            store
+                .apply_seller_standing("test", message, seller, standing, version, now())
+                .await
+                .unwrap()
+        }
+    };
+    let message = uuid::Uuid::now_v7();
+    let SellerUpdate::Applied { mut deactivated } =
+        apply(message, SellerStanding::Suspended, 2).await
+    else {
+        panic!("a newer status applies");
+    };
+    deactivated.sort_by_key(|id| id.as_uuid());
+    let mut expected = vec![first.id, second.id];
+    expected.sort_by_key(|id| id.as_uuid());
+    assert_eq!(deactivated, expected);
+    assert_eq!(fresh(&b, first.id).await.status, ProductStatus::Inactive);
+    assert_eq!(fresh(&b, other.id).await.status, ProductStatus::Active);
+    assert_eq!(
+        apply(message, SellerStanding::Suspended, 2).await,
+        SellerUpdate::Duplicate,
+        "a redelivery changes nothing"
+    );
+    assert_eq!(
+        apply(uuid::Uuid::now_v7(), SellerStanding::Active, 1).await,
+        SellerUpdate::Stale,
+        "an older event arriving late changes nothing"
+    );
+    let create_again = b
+        .store
+        .insert_product(
+            ProductId::new(),
+            &new_product(seller, "THREE", 0),
+            None,
+            now(),
+        )
+        .await;
+    assert!(
+        matches!(
+            create_again,
+            Err(StoreError::SellerNotActive(SellerStanding::Suspended))
+        ),
+        "{create_again:?}"
+    );
+    let activate = ProductChanges {
+        status: Some(ProductStatus::Active),
+        ..ProductChanges::default()
+    };
+    let refused = b
+        .store
+        .update_product(first.id, None, &activate, now())
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::SellerNotActive(SellerStanding::Suspended))
+        ),
+        "{refused:?}"
+    );
+    // Reactivated, the seller may list and activate again; nothing is reactivated for it.
+    assert_eq!(
+        apply(uuid::Uuid::now_v7(), SellerStanding::Active, 3).await,
+        SellerUpdate::Applied {
+            deactivated: vec![]
+        }
+    );
+    assert_eq!(fresh(&b, second.id).await.status, ProductStatus::Inactive);
+    b.store
+        .update_product(first.id, None, &activate, now())
+        .await
+        .unwrap();
+    create(&b, seller, "THREE", 0).await;
+}
+
+async fn concurrent_reservations_never_oversell(b: Backend) {
+    let p = create(&b, SellerId::new(), "HOT", 10).await;
+    let tasks: Vec<_> = (0..60)
+        .map(|_| {
+            let store = Arc::clone(&b.store);
+            let pid = p.id;
+            tokio::spawn(async move {
+                store
+                    .reserve(
+                        ReservationId::new(),
+                        &reservation(&[(pid, 1)], chrono::Duration::minutes(5)),
+                        now(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut held = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => held += 1,
+            Err(StoreError::Shortages(_)) => {}
+            Err(other) => panic!("unexpected failure: {other:?}"),
+        }
+    }
+    assert_eq!(held, 10, "exactly the stock was reserved");
+    let stock = fresh(&b, p.id).await.stock;
+    assert_eq!((stock.on_hand, stock.reserved), (10, 10));
+    b.check_invariants().await;
+}
+
+async fn writes_announce_themselves_in_the_outbox(b: Backend) {
+    let outbox = b.store.outbox();
+    let before = outbox.unsent().await.unwrap();
+    let p = create(&b, SellerId::new(), "EVT", 2).await;
+    // created + stock.changed (initial)
+    assert_eq!(outbox.unsent().await.unwrap(), before + 2);
+    let held = b
+        .store
+        .reserve(
+            ReservationId::new(),
+            &reservation(&[(p.id, 1)], chrono::Duration::minutes(5)),
+            now(),
+        )
+        .await
+        .unwrap()
+        .value;
+    // reservation.created + stock.changed
+    assert_eq!(outbox.unsent().await.unwrap(), before + 4);
+    let refused = b
+        .store
+        .reserve(
+            ReservationId::new(),
+            &reservation(&[(p.id, 5)], chrono::Duration::minutes(5)),
+            now(),
+        )
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(
+        outbox.unsent().await.unwrap(),
+        before + 4,
+        "a refusal announces nothing"
+    );
+    b.store
+        .finish_reservation(held.id, ReservationStatus::Committed, None, now())
+        .await
+        .unwrap();
+    assert_eq!(outbox.unsent().await.unwrap(), before + 6);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
