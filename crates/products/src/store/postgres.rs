@@ -84,7 +84,9 @@ impl PostgresStore {
         Ok(self.primary.begin().await?)
     }
 
-    /// The primary's WAL position now: past the commit that just returned.
+    /// The primary's WAL insert position now: past the commit record that just returned. (Not
+    /// the write position: with `synchronous_commit = off` a commit returns before its record
+    /// is written, and a token short of it would let a replica serve the old row.)
     async fn committed(&self) -> Result<ConsistencyToken, StoreError> {
         current_position(&self.primary).await
     }
@@ -156,7 +158,7 @@ impl Backend for PostgresStore {
 impl_product_store!(PostgresStore, lock = " FOR UPDATE");
 
 async fn current_position(pool: &PgPool) -> Result<ConsistencyToken, StoreError> {
-    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
         .fetch_one(pool)
         .await?;
     ConsistencyToken::from_lsn(&lsn)
