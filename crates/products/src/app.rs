@@ -101,6 +101,7 @@ impl Products {
         let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(DatabaseCheck(Arc::clone(&store))),
             Arc::new(MessagingCheck(Arc::clone(&transport))),
+            Arc::new(CacheCheck(cache.clone())),
         ];
         Ok(Self {
             router,
@@ -312,6 +313,25 @@ impl ReadinessCheck for DatabaseCheck {
 
     async fn check(&self) -> Result<(), String> {
         self.0.ping().await.map_err(|_| "unreachable".to_owned())
+    }
+}
+
+/// Reported, but reads do not need it: without the cache they go to the database.
+#[derive(Debug)]
+struct CacheCheck(ProductCache);
+
+#[async_trait]
+impl ReadinessCheck for CacheCheck {
+    fn name(&self) -> &'static str {
+        "products-cache"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|_| "unreachable".to_owned())
+    }
+
+    fn required(&self) -> bool {
+        false
     }
 }
 

@@ -140,6 +140,11 @@ impl ProductCache {
         }
     }
 
+    /// Whether the cache answers (for readiness).
+    pub async fn ping(&self) -> Result<(), vitrine_platform::cache::CacheError> {
+        self.cache.get("products:ping").await.map(|_| ())
+    }
+
     /// Drops the cached entry of `id`. A failure is logged: the entry then lives until the
     /// product's event evicts it or its TTL ends.
     pub async fn invalidate(&self, id: ProductId) {

@@ -106,6 +106,15 @@ impl Server {
         if settings.transport == TransportKind::Local {
             transport.provision(&topology()).await?;
         }
+        Self::build_with(settings, authenticator, transport).await
+    }
+
+    /// Builds with a given token verifier and message transport (already provisioned).
+    pub async fn build_with(
+        settings: &Settings,
+        authenticator: Arc<Authenticator>,
+        transport: Arc<dyn Transport>,
+    ) -> anyhow::Result<Server> {
         let user_information =
             UserInformation::build(settings, Arc::clone(&authenticator), Arc::clone(&transport))
                 .await?;

@@ -645,7 +645,10 @@ mod checks {
             .unwrap();
         assert_eq!(
             ready,
-            json!({"status": "ready", "checks": {"database": "up", "secrets": "up", "messaging": "up"}})
+            json!({"status": "ready", "checks": {
+                "database": "up", "secrets": "up", "messaging": "up",
+                "products-database": "up", "products-messaging": "up", "products-cache": "up",
+            }})
         );
         app.get("/v1/customers", &app.admin()).await;
         let metrics = app

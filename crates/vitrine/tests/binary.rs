@@ -338,7 +338,12 @@ async fn provision_creates_the_sns_sqs_topology_idempotently() {
     let transport = SqsTransport::new(&config, &prefix);
     assert_eq!(
         transport.list_queues("").await.unwrap(),
-        vec!["user-information", "user-information-dlq"]
+        vec![
+            "products",
+            "products-dlq",
+            "user-information",
+            "user-information-dlq"
+        ]
     );
     assert!(
         !data_dir.path().join("messaging.sqlite3").exists(),
@@ -467,6 +472,24 @@ fn production_mode_fails_closed_naming_the_missing_setting() {
         ),
     ]);
     assert!(run(&with_vault).contains("VITRINE_DATABASE_URL"));
+    // Each service owns its database.
+    let (customers_db, products_db) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use secrecy::ExposeSecret;
+        (
+            vitrine_platform::testing::postgres_database()
+                .await
+                .expose_secret()
+                .to_owned(),
+            vitrine_platform::testing::postgres_database()
+                .await
+                .expose_secret()
+                .to_owned(),
+        )
+    });
+    with_vault.push(("VITRINE_DATABASE_URL", customers_db.as_str()));
+    assert!(run(&with_vault).contains("VITRINE_PRODUCTS_DATABASE_URL"));
+    with_vault.push(("VITRINE_PRODUCTS_DATABASE_URL", products_db.as_str()));
+    assert!(run(&with_vault).contains("VITRINE_REDIS_URL"));
     assert!(
         !data_dir.path().join("secrets.key").exists(),
         "no local secret key was created"

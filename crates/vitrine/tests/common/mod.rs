@@ -42,11 +42,34 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app(database: Database) -> TestApp {
+    spawn_app_with(database, |_| {}).await
+}
+
+/// Like [`spawn_app`], with settings adjusted by `tweak` before the server is built.
+pub async fn spawn_app_with(database: Database, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(database, None, tweak).await
+}
+
+/// An embedded server whose messages travel over SNS/SQS (the test moto server): its topology
+/// is provisioned under a fresh prefix first, as `vitrine provision` would.
+pub async fn spawn_app_over_sqs(database: Database) -> TestApp {
+    use vitrine_messaging::transport::Transport;
+    let transport = vitrine_messaging::transport::SqsTransport::for_tests().await;
+    transport.provision(&vitrine::topology()).await.unwrap();
+    spawn(database, Some(std::sync::Arc::new(transport)), |_| {}).await
+}
+
+async fn spawn(
+    database: Database,
+    transport: Option<std::sync::Arc<dyn vitrine_messaging::transport::Transport>>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::embedded_at(data_dir.path());
     settings.max_body_bytes = 1024 * 1024;
     if matches!(database, Database::Postgres | Database::PostgresAndVault) {
         settings.database_url = Some(vitrine_platform::testing::postgres_database().await);
+        settings.products_database_url = Some(vitrine_platform::testing::postgres_database().await);
     }
     if let Database::PostgresAndVault = database {
         let addr = std::env::var("VITRINE_TEST_VAULT_ADDR")
@@ -60,9 +83,15 @@ pub async fn spawn_app(database: Database) -> TestApp {
                 .into(),
         );
     }
-    let server = Server::build(&settings)
-        .await
-        .expect("the embedded server builds");
+    tweak(&mut settings);
+    let server = match transport {
+        Some(transport) => {
+            let authenticator = std::sync::Arc::new(vitrine::authenticator(&settings).unwrap());
+            Server::build_with(&settings, authenticator, transport).await
+        }
+        None => Server::build(&settings).await,
+    }
+    .expect("the embedded server builds");
     let base = format!("http://{}", server.local_addr());
     let user_information = server.user_information().customers.clone();
     let transport = server.transport();

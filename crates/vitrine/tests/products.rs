@@ -1,0 +1,687 @@
+//! The products API (API.md) through the embedded server, on SQLite and on PostgreSQL: the
+//! catalog, the stock ledger, reservations, the seller check over request/reply, sellers'
+//! suspension reaching their products (also over SNS/SQS), and the product cache.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use vitrine_platform::http::auth::Role;
+
+fn product_body(seller: &str, sku: &str, stock: i64) -> Value {
+    json!({
+        "seller_id": seller,
+        "sku": sku,
+        "name": "Café torrado 500 g",
+        "description": "Torra média",
+        "category": "alimentos",
+        "price": {"amount": 1990, "currency": "BRL"},
+        "initial_stock": stock,
+    })
+}
+
+async fn seller(app: &TestApp) -> String {
+    app.create_customer(&customer_body(&unique_cnpj())).await
+}
+
+/// Lists a product as admin; returns its id.
+async fn create_product(app: &TestApp, seller: &str, sku: &str, stock: i64) -> String {
+    let response = app
+        .post(
+            "/v1/products",
+            &app.admin(),
+            &product_body(seller, sku, stock),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(actual, status, "{body}");
+    body
+}
+
+async fn patch(app: &TestApp, path: &str, token: &str, body: &Value) -> reqwest::Response {
+    app.request(Method::PATCH, path, Some(token))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Polls `check` for up to `seconds`.
+async fn eventually(seconds: u64, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {seconds} s: {what}");
+}
+
+mod checks {
+    use super::*;
+
+    pub async fn products_are_listed_read_and_changed(app: TestApp) {
+        let seller = seller(&app).await;
+        let response = app
+            .post(
+                "/v1/products",
+                &app.admin(),
+                &product_body(&seller, "CAFE-500", 12),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let headers = response.headers().clone();
+        let created: Value = response.json().await.unwrap();
+        let id = created["id"].as_str().unwrap();
+        assert_eq!(headers["location"], format!("/v1/products/{id}"));
+        assert_eq!(headers["etag"], "\"1\"");
+        let token = headers["consistency-token"].to_str().unwrap().to_owned();
+        assert!(token.starts_with("v1."), "{token}");
+        assert_eq!(created["seller_id"], seller);
+        assert_eq!(created["status"], "active");
+        assert_eq!(
+            created["stock"],
+            json!({"on_hand": 12, "reserved": 0, "available": 12})
+        );
+        assert_eq!(created["price"], json!({"amount": 1990, "currency": "BRL"}));
+
+        // Any authenticated caller may read, with or without the write's token.
+        let buyer = app.token(Role::Customer, Some(&uuid::Uuid::now_v7().to_string()));
+        let read = app
+            .request(Method::GET, &format!("/v1/products/{id}"), Some(&buyer))
+            .header("Consistency-Token", &token)
+            .send()
+            .await
+            .unwrap();
+        let read = json_of(read, StatusCode::OK).await;
+        assert_eq!(read, created);
+        let bad_token = app
+            .request(Method::GET, &format!("/v1/products/{id}"), Some(&buyer))
+            .header("Consistency-Token", "yesterday")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            problem_fields(bad_token, StatusCode::UNPROCESSABLE_ENTITY).await,
+            ["Consistency-Token"]
+        );
+
+        let duplicate = app
+            .post(
+                "/v1/products",
+                &app.admin(),
+                &product_body(&seller, "CAFE-500", 0),
+            )
+            .await;
+        assert_eq!(
+            problem_fields(duplicate, StatusCode::CONFLICT).await,
+            ["sku"]
+        );
+
+        let path = format!("/v1/products/{id}");
+        let stale = app
+            .request(Method::PATCH, &path, Some(&app.admin()))
+            .header("If-Match", "\"7\"")
+            .json(&json!({"name": "Outro"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+        let changed = app
+            .request(Method::PATCH, &path, Some(&app.admin()))
+            .header("If-Match", "\"1\"")
+            .json(&json!({"name": "Café especial", "description": null, "price": {"amount": 2490, "currency": "BRL"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(changed.headers()["etag"], "\"2\"");
+        assert!(changed.headers().contains_key("consistency-token"));
+        let changed = json_of(changed, StatusCode::OK).await;
+        assert_eq!(changed["name"], "Café especial");
+        assert_eq!(changed["description"], Value::Null);
+        assert_eq!(changed["category"], "alimentos");
+        // The cache was dropped after the write: a read without a token sees it too.
+        let read = json_of(app.get(&path, &buyer).await, StatusCode::OK).await;
+        assert_eq!(read["name"], "Café especial");
+
+        let deleted = app
+            .request(Method::DELETE, &path, Some(&app.admin()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+        assert!(deleted.headers().contains_key("consistency-token"));
+        assert_eq!(app.get(&path, &buyer).await.status(), StatusCode::NOT_FOUND);
+    }
+
+    pub async fn bad_products_name_every_field(app: TestApp) {
+        let body = json!({
+            "seller_id": "nope",
+            "sku": "has space",
+            "name": " ",
+            "price": {"amount": -1, "currency": "BRL"},
+            "initial_stock": -3,
+        });
+        let mut fields = problem_fields(
+            app.post("/v1/products", &app.admin(), &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        fields.sort();
+        assert_eq!(
+            fields,
+            ["initial_stock", "name", "price.amount", "seller_id", "sku"]
+        );
+        let mut unknown = product_body(&uuid::Uuid::now_v7().to_string(), "A", 0);
+        unknown["colour"] = json!("blue");
+        let response = app.post("/v1/products", &app.admin(), &unknown).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let usd = json!({"seller_id": uuid::Uuid::now_v7(), "sku": "A", "name": "A", "price": {"amount": 1, "currency": "USD"}});
+        assert_eq!(
+            problem_fields(
+                app.post("/v1/products", &app.admin(), &usd).await,
+                StatusCode::UNPROCESSABLE_ENTITY
+            )
+            .await,
+            ["price.currency"]
+        );
+    }
+
+    pub async fn sellers_are_checked_with_user_information(app: TestApp) {
+        let unknown = uuid::Uuid::now_v7().to_string();
+        let response = app
+            .post(
+                "/v1/products",
+                &app.admin(),
+                &product_body(&unknown, "X", 0),
+            )
+            .await;
+        assert_eq!(
+            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            ["seller_id"]
+        );
+        let seller = seller(&app).await;
+        let suspended = patch(
+            &app,
+            &format!("/v1/customers/{seller}"),
+            &app.admin(),
+            &json!({"status": "suspended"}),
+        )
+        .await;
+        assert_eq!(suspended.status(), StatusCode::OK);
+        let response = app
+            .post("/v1/products", &app.admin(), &product_body(&seller, "X", 0))
+            .await;
+        let body = json_of(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(body["errors"][0]["field"], "seller_id");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("suspended")
+        );
+    }
+
+    pub async fn sellers_manage_only_their_products(app: TestApp) {
+        let (mine, theirs) = (seller(&app).await, seller(&app).await);
+        let me = app.token(Role::Customer, Some(&mine));
+        let response = app
+            .post("/v1/products", &me, &product_body(&theirs, "NOT-MINE", 0))
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let own = app
+            .post("/v1/products", &me, &product_body(&mine, "MINE", 3))
+            .await;
+        let own = json_of(own, StatusCode::CREATED).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let other = create_product(&app, &theirs, "THEIRS", 3).await;
+        let change = json!({"name": "Renomeado"});
+        assert_eq!(
+            patch(&app, &format!("/v1/products/{own}"), &me, &change)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            patch(&app, &format!("/v1/products/{other}"), &me, &change)
+                .await
+                .status(),
+            StatusCode::NOT_FOUND,
+            "another tenant's product is not even confirmed to exist"
+        );
+        let payments = app.token(Role::Payments, None);
+        assert_eq!(
+            patch(&app, &format!("/v1/products/{own}"), &payments, &change)
+                .await
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+        let movement = json!({"delta": 5, "reason": "restock"});
+        assert_eq!(
+            app.post(
+                &format!("/v1/products/{other}/stock-movements"),
+                &me,
+                &movement
+            )
+            .await
+            .status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            app.get(&format!("/v1/products/{other}/stock-movements"), &me)
+                .await
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+        // Reading the catalog is open to every authenticated caller, never to anonymous ones.
+        assert_eq!(
+            app.get(&format!("/v1/products/{other}"), &me)
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        let anonymous = app
+            .request(Method::GET, &format!("/v1/products/{other}"), None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    pub async fn the_ledger_records_every_movement(app: TestApp) {
+        let seller = seller(&app).await;
+        let id = create_product(&app, &seller, "LEDGER", 5).await;
+        let path = format!("/v1/products/{id}/stock-movements");
+        let added = app
+            .post(
+                &path,
+                &app.admin(),
+                &json!({"delta": 10, "reason": "restock"}),
+            )
+            .await;
+        assert!(added.headers().contains_key("consistency-token"));
+        let added = json_of(added, StatusCode::CREATED).await;
+        assert_eq!(added["on_hand_after"], 15);
+        let reserved = app
+            .post(
+                "/v1/reservations",
+                &app.admin(),
+                &json!({"items": [{"product_id": id, "quantity": 12}]}),
+            )
+            .await;
+        assert_eq!(reserved.status(), StatusCode::CREATED);
+        let below_reserved = app
+            .post(&path, &app.admin(), &json!({"delta": -4, "reason": "loss"}))
+            .await;
+        assert_eq!(
+            problem_fields(below_reserved, StatusCode::CONFLICT).await,
+            ["delta"]
+        );
+        for (body, field) in [
+            (json!({"delta": 0, "reason": "loss"}), "delta"),
+            (json!({"delta": 1, "reason": "sale"}), "reason"),
+            (json!({"delta": 1, "reason": "gift"}), "reason"),
+        ] {
+            assert_eq!(
+                problem_fields(
+                    app.post(&path, &app.admin(), &body).await,
+                    StatusCode::UNPROCESSABLE_ENTITY
+                )
+                .await,
+                [field]
+            );
+        }
+        let ledger = json_of(app.get(&path, &app.admin()).await, StatusCode::OK).await;
+        let reasons: Vec<&str> = ledger["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, ["initial", "restock"]);
+    }
+
+    pub async fn reservations_hold_commit_release_and_expire(app: TestApp) {
+        let seller = seller(&app).await;
+        let a = create_product(&app, &seller, "A", 5).await;
+        let b = create_product(&app, &seller, "B", 1).await;
+        let buyer_id = uuid::Uuid::now_v7().to_string();
+        let buyer = app.token(Role::Customer, Some(&buyer_id));
+
+        let short = app
+            .post(
+                "/v1/reservations",
+                &buyer,
+                &json!({"items": [{"product_id": a, "quantity": 2}, {"product_id": b, "quantity": 2}]}),
+            )
+            .await;
+        let body = json_of(short, StatusCode::CONFLICT).await;
+        assert_eq!(body["errors"].as_array().unwrap().len(), 1, "{body}");
+        assert_eq!(body["errors"][0]["field"], "items[1].product_id");
+        assert_eq!(body["errors"][0]["message"], "2 requested, 1 available");
+        let stock = json_of(
+            app.get(&format!("/v1/products/{a}"), &buyer).await,
+            StatusCode::OK,
+        )
+        .await["stock"]
+            .clone();
+        assert_eq!(stock["reserved"], 0, "all or nothing");
+
+        let invalid = app
+            .post(
+                "/v1/reservations",
+                &buyer,
+                &json!({"items": [{"product_id": a, "quantity": 1}, {"product_id": a, "quantity": 1}], "ttl_seconds": 0}),
+            )
+            .await;
+        let mut fields = problem_fields(invalid, StatusCode::UNPROCESSABLE_ENTITY).await;
+        fields.sort();
+        assert_eq!(fields, ["ttl_seconds"]);
+        let repeated = app
+            .post(
+                "/v1/reservations",
+                &buyer,
+                &json!({"items": [{"product_id": a, "quantity": 1}, {"product_id": a, "quantity": 1}]}),
+            )
+            .await;
+        assert_eq!(
+            problem_fields(repeated, StatusCode::UNPROCESSABLE_ENTITY).await,
+            ["items[1].product_id"]
+        );
+
+        let held = app
+            .post(
+                "/v1/reservations",
+                &buyer,
+                &json!({"items": [{"product_id": a, "quantity": 2}, {"product_id": b, "quantity": 1}]}),
+            )
+            .await;
+        assert!(held.headers().contains_key("location"));
+        let held = json_of(held, StatusCode::CREATED).await;
+        assert_eq!(held["status"], "pending");
+        assert_eq!(held["customer_id"], buyer_id);
+        let id = held["id"].as_str().unwrap();
+        let path = format!("/v1/reservations/{id}");
+        let stranger = app.token(Role::Customer, Some(&uuid::Uuid::now_v7().to_string()));
+        assert_eq!(
+            app.get(&path, &stranger).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            app.post(&format!("{path}/commit"), &stranger, &json!({}))
+                .await
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+        let committed = json_of(
+            app.post(&format!("{path}/commit"), &buyer, &json!({}))
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(committed["status"], "committed");
+        let again = json_of(
+            app.post(&format!("{path}/commit"), &buyer, &json!({}))
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(again["status"], "committed", "commit is idempotent");
+        assert_eq!(
+            app.post(&format!("{path}/release"), &buyer, &json!({}))
+                .await
+                .status(),
+            StatusCode::CONFLICT
+        );
+        let after = json_of(
+            app.get(&format!("/v1/products/{a}"), &buyer).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(
+            after["stock"],
+            json!({"on_hand": 3, "reserved": 0, "available": 3})
+        );
+
+        // Expiry returns the units by itself.
+        let brief = json_of(
+            app.post(
+                "/v1/reservations",
+                &buyer,
+                &json!({"items": [{"product_id": a, "quantity": 3}], "ttl_seconds": 1}),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let brief_path = format!("/v1/reservations/{}", brief["id"].as_str().unwrap());
+        eventually(15, "the brief reservation expires", async || {
+            let body: Value = app.get(&brief_path, &buyer).await.json().await.unwrap();
+            body["status"] == "expired"
+        })
+        .await;
+        let restored = app
+            .request(Method::GET, &format!("/v1/products/{a}"), Some(&buyer))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            json_of(restored, StatusCode::OK).await["stock"]["available"],
+            3
+        );
+        assert_eq!(
+            app.post(&format!("{brief_path}/commit"), &buyer, &json!({}))
+                .await
+                .status(),
+            StatusCode::CONFLICT
+        );
+    }
+
+    pub async fn reservation_posts_are_idempotent(app: TestApp) {
+        let seller = seller(&app).await;
+        let a = create_product(&app, &seller, "IDEM", 5).await;
+        let body = json!({"items": [{"product_id": a, "quantity": 2}]});
+        let send = || {
+            app.request(Method::POST, "/v1/reservations", Some(&app.admin()))
+                .header("Idempotency-Key", "order-77")
+                .json(&body)
+                .send()
+        };
+        let first = send().await.unwrap();
+        assert_eq!(first.status(), StatusCode::CREATED);
+        let first: Value = first.json().await.unwrap();
+        let second = send().await.unwrap();
+        assert_eq!(second.status(), StatusCode::CREATED);
+        assert_eq!(second.headers()["idempotent-replayed"], "true");
+        assert_eq!(second.json::<Value>().await.unwrap(), first);
+        let product = json_of(
+            app.get(&format!("/v1/products/{a}"), &app.admin()).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(product["stock"]["reserved"], 2, "reserved once");
+    }
+
+    pub async fn suspending_a_seller_deactivates_its_products(app: TestApp) {
+        let seller = seller(&app).await;
+        let first = create_product(&app, &seller, "ONE", 1).await;
+        let second = create_product(&app, &seller, "TWO", 1).await;
+        // Cached while active: the event must evict it.
+        let before = json_of(
+            app.get(&format!("/v1/products/{first}"), &app.admin())
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(before["status"], "active");
+        let suspended = patch(
+            &app,
+            &format!("/v1/customers/{seller}"),
+            &app.admin(),
+            &json!({"status": "suspended"}),
+        )
+        .await;
+        assert_eq!(suspended.status(), StatusCode::OK);
+        for id in [&first, &second] {
+            let path = format!("/v1/products/{id}");
+            eventually(10, "the seller's product becomes inactive", async || {
+                let body: Value = app.get(&path, &app.admin()).await.json().await.unwrap();
+                body["status"] == "inactive"
+            })
+            .await;
+        }
+        let activate = patch(
+            &app,
+            &format!("/v1/products/{first}"),
+            &app.admin(),
+            &json!({"status": "active"}),
+        )
+        .await;
+        assert_eq!(activate.status(), StatusCode::CONFLICT);
+        let listed = json_of(
+            app.get(
+                &format!("/v1/products?seller_id={seller}&status=active"),
+                &app.admin(),
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(listed["items"], json!([]));
+    }
+
+    pub async fn the_cache_counts_hits_and_misses(app: TestApp) {
+        let seller = seller(&app).await;
+        let id = create_product(&app, &seller, "CACHED", 1).await;
+        let path = format!("/v1/products/{id}");
+        let missing = format!("/v1/products/{}", uuid::Uuid::now_v7());
+        let metrics = async || -> (f64, f64) {
+            let text = app
+                .request(Method::GET, "/metrics", None)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let count = |result: &str| -> f64 {
+                text.lines()
+                    .find(|l| {
+                        l.starts_with("vitrine_cache_requests_total")
+                            && l.contains(&format!("result=\"{result}\""))
+                    })
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            (count("hit"), count("miss"))
+        };
+        // The product's creation events evict its entry when they arrive: let them pass.
+        assert_eq!(app.get(&path, &app.admin()).await.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(app.get(&path, &app.admin()).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.get(&missing, &app.admin()).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        let (hits, misses) = metrics().await;
+        assert!(misses >= 2.0, "the first reads missed");
+        for _ in 0..3 {
+            assert_eq!(app.get(&path, &app.admin()).await.status(), StatusCode::OK);
+            assert_eq!(
+                app.get(&missing, &app.admin()).await.status(),
+                StatusCode::NOT_FOUND
+            );
+        }
+        let (later_hits, _) = metrics().await;
+        assert!(
+            later_hits - hits >= 4.0,
+            "found and missing products are both served from the cache: {} hits of 6",
+            later_hits - hits
+        );
+    }
+}
+
+macro_rules! products_suite {
+    ($($check:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::checks::$check(super::spawn_app(super::Database::Sqlite).await).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::checks::$check(super::spawn_app(super::Database::Postgres).await).await;
+                }
+            )+
+        }
+    };
+}
+
+products_suite!(
+    products_are_listed_read_and_changed,
+    bad_products_name_every_field,
+    sellers_are_checked_with_user_information,
+    sellers_manage_only_their_products,
+    the_ledger_records_every_movement,
+    reservations_hold_commit_release_and_expire,
+    reservation_posts_are_idempotent,
+    suspending_a_seller_deactivates_its_products,
+    the_cache_counts_hits_and_misses,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspension_reaches_products_over_sns_sqs() {
+    checks::suspending_a_seller_deactivates_its_products(
+        spawn_app_over_sqs(Database::Postgres).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seller_checks_over_sns_sqs() {
+    checks::sellers_are_checked_with_user_information(spawn_app_over_sqs(Database::Sqlite).await)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_seller_check_is_503_with_retry_after() {
+    // The HTTP directory, pointed at a port nobody listens on.
+    let app = spawn_app_with(Database::Sqlite, |settings| {
+        settings.customer_directory = vitrine_platform::DirectoryKind::Http;
+        settings.user_information_url = Some("http://127.0.0.1:9".to_owned());
+        settings.service_token = Some("unused".to_owned().into());
+        settings.seller_lookup_timeout_ms = 500;
+    })
+    .await;
+    let seller = seller(&app).await;
+    let response = app
+        .post("/v1/products", &app.admin(), &product_body(&seller, "X", 0))
+        .await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}
