@@ -264,3 +264,27 @@ fn decode(bytes: &[u8]) -> Option<Option<Product>> {
         updated_at,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        let ttl = Duration::from_secs(100);
+        let samples: Vec<Duration> = (0..1000).map(|_| jitter(ttl)).collect();
+        assert!(samples.iter().all(|d| *d >= Duration::from_secs(90)));
+        assert!(samples.iter().all(|d| *d <= Duration::from_secs(110)));
+        assert!(
+            samples.iter().any(|d| *d != samples[0]),
+            "jitter varies between entries"
+        );
+    }
+
+    #[test]
+    fn foreign_bytes_are_a_miss_not_an_error() {
+        assert!(decode(b"not json").is_none());
+        assert!(decode(br#"{"v":"9"}"#).is_none());
+        assert_eq!(decode(&encode(None)), Some(None));
+    }
+}
