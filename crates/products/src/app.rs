@@ -352,3 +352,21 @@ impl ReadinessCheck for MessagingCheck {
         }
     }
 }
+
+impl vitrine_host::Service for Products {
+    fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    fn openapi(&self) -> OpenApi {
+        self.openapi.clone()
+    }
+
+    fn readiness(&self) -> Vec<Arc<dyn ReadinessCheck>> {
+        self.readiness.clone()
+    }
+
+    fn spawn_background(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        Products::spawn_background(self, shutdown)
+    }
+}

@@ -69,12 +69,13 @@ async fn concurrent_misses_load_once(cache: Arc<dyn Cache>) {
     for read in reads {
         assert_eq!(read.await.unwrap().as_ref(), Some(&expected));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "fifty concurrent misses, one load");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "fifty concurrent misses, one load"
+    );
     // And the next read is a hit.
-    let again = cache
-        .get_or_load(id, counting(&calls, None))
-        .await
-        .unwrap();
+    let again = cache.get_or_load(id, counting(&calls, None)).await.unwrap();
     assert_eq!(again, Some(expected));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     cache.invalidate(id).await;
@@ -82,7 +83,11 @@ async fn concurrent_misses_load_once(cache: Arc<dyn Cache>) {
         .get_or_load(id, counting(&calls, Some(product(id))))
         .await
         .unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "invalidation forces a load");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "invalidation forces a load"
+    );
 }
 
 async fn not_found_is_cached_briefly(cache: Arc<dyn Cache>) {
@@ -90,7 +95,10 @@ async fn not_found_is_cached_briefly(cache: Arc<dyn Cache>) {
     let id = ProductId::new();
     let calls = Arc::new(AtomicUsize::new(0));
     for _ in 0..3 {
-        assert_eq!(cache.get_or_load(id, counting(&calls, None)).await.unwrap(), None);
+        assert_eq!(
+            cache.get_or_load(id, counting(&calls, None)).await.unwrap(),
+            None
+        );
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -98,15 +106,21 @@ async fn not_found_is_cached_briefly(cache: Arc<dyn Cache>) {
         .get_or_load(id, counting(&calls, Some(product(id))))
         .await
         .unwrap();
-    assert!(found.is_some(), "the tombstone expired, the product is found");
+    assert!(
+        found.is_some(),
+        "the tombstone expired, the product is found"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 async fn redis() -> Arc<dyn Cache> {
     Arc::new(
-        RedisCache::connect(&vitrine_platform::testing::redis_url(), "products-cache-test")
-            .await
-            .unwrap(),
+        RedisCache::connect(
+            &vitrine_platform::testing::redis_url(),
+            "products-cache-test",
+        )
+        .await
+        .unwrap(),
     )
 }
 
@@ -146,7 +160,14 @@ impl OwnRedis {
             .port();
         let dir = tempfile::tempdir().unwrap();
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "no", "--dir"])
             .arg(dir.path())
             .stdout(std::process::Stdio::null())
@@ -154,7 +175,10 @@ impl OwnRedis {
             .expect("redis-server is installed by scripts/test.sh");
         let url = format!("redis://127.0.0.1:{port}");
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return OwnRedis {
                     child,
                     _dir: dir,
@@ -193,7 +217,11 @@ async fn a_dead_redis_degrades_reads_to_the_database() {
         .get_or_load(id, counting(&calls, Some(product(id))))
         .await
         .unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "served from Redis while it lives");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "served from Redis while it lives"
+    );
 
     redis.child.kill().unwrap();
     redis.child.wait().unwrap();
@@ -212,6 +240,13 @@ async fn a_dead_redis_degrades_reads_to_the_database() {
         );
         cache.invalidate(id).await;
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 6, "every read went to the database");
-    assert!(cache.ping().await.is_err(), "readiness reports the cache down");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        6,
+        "every read went to the database"
+    );
+    assert!(
+        cache.ping().await.is_err(),
+        "readiness reports the cache down"
+    );
 }

@@ -3,41 +3,40 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
-use axum::Router;
 use products::app::Products;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use user_information::app::UserInformation;
 use utoipa::openapi::OpenApi;
-use utoipa_swagger_ui::SwaggerUi;
-use vitrine_messaging::transport::{LocalTransport, SqsTransport, Topology, Transport};
-use vitrine_platform::http::auth::{Authenticator, load_or_create_hs256_key};
-use vitrine_platform::http::{self, Health, metrics};
-use vitrine_platform::{Mode, Settings, TransportKind, server};
+use vitrine_host::{Host, Service};
+use vitrine_messaging::transport::{Topology, Transport};
+use vitrine_platform::http::auth::Authenticator;
+use vitrine_platform::{Settings, TransportKind};
 
-/// File name of the embedded message transport inside the data directory.
-pub const MESSAGING_FILE: &str = "messaging.sqlite3";
+pub use vitrine_host::{MESSAGING_FILE, authenticator, transport};
 
 /// The public OpenAPI document of everything this process serves.
 pub fn openapi() -> OpenApi {
-    merged_openapi(user_information::api::openapi(), products::api::openapi())
+    describe(merge([
+        user_information::api::openapi(),
+        products::api::openapi(),
+    ]))
 }
 
-/// One document for both services: the paths, schemas and tags of each (shared schemas such as
-/// `Problem` are identical in both).
-fn merged_openapi(mut base: OpenApi, other: OpenApi) -> OpenApi {
-    if let Some(info) = base.info.description.as_mut() {
-        *info = "B2B commerce backend: business customers (CNPJ) with payment methods kept in a \
-                 secret store; products, stock and reservations that never oversell. Errors are \
-                 RFC 9457 problem+json. Product writes return `Consistency-Token`; send it back \
-                 on reads to see your own writes."
-            .to_owned();
-    }
-    base.merge(other);
-    base
+fn merge(documents: [OpenApi; 2]) -> OpenApi {
+    vitrine_host::merge_openapi(documents).expect("two documents merge into one")
+}
+
+/// The merged document's description covers both services.
+fn describe(mut openapi: OpenApi) -> OpenApi {
+    openapi.info.description = Some(
+        "B2B commerce backend: business customers (CNPJ) with payment methods kept in a secret \
+         store; products, stock and reservations that never oversell. Errors are RFC 9457 \
+         problem+json. Product writes return `Consistency-Token`; send it back on reads to see \
+         your own writes."
+            .to_owned(),
+    );
+    openapi
 }
 
 /// Every topic and queue of the deployment, across services.
@@ -49,51 +48,13 @@ pub fn topology() -> Topology {
     topology
 }
 
-/// The message transport the configuration asks for.
-pub async fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
-    match (settings.mode, settings.transport) {
-        (_, TransportKind::Sqs) => Ok(Arc::new(
-            SqsTransport::from_env(&settings.messaging_prefix).await,
-        )),
-        (Mode::Embedded, TransportKind::Local) => Ok(Arc::new(
-            LocalTransport::open(&settings.data_dir.join(MESSAGING_FILE)).await?,
-        )),
-        (Mode::Production, TransportKind::Local) => {
-            anyhow::bail!(
-                "mode = production requires VITRINE_TRANSPORT=sqs (SNS topics and SQS queues)"
-            )
-        }
-    }
-}
-
-/// Builds the token verifier the configuration asks for.
-pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
-    match (settings.mode, &settings.jwks_url) {
-        (_, Some(url)) => Ok(Authenticator::jwks(
-            url.clone(),
-            settings.jwt_issuer.as_deref(),
-            settings.jwt_audience.as_deref(),
-        )),
-        (Mode::Embedded, None) => {
-            Authenticator::hs256(&load_or_create_hs256_key(&settings.data_dir)?)
-        }
-        (Mode::Production, None) => {
-            anyhow::bail!(
-                "mode = production requires VITRINE_JWKS_URL (the identity provider's key set)"
-            )
-        }
-    }
-}
-
 /// A bound, ready-to-run embedded server.
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
-    router: Router,
-    user_information: UserInformation,
-    products: Products,
+    host: Host,
+    user_information: Arc<UserInformation>,
+    products: Arc<Products>,
     transport: Arc<dyn Transport>,
-    grace: Duration,
 }
 
 impl Server {
@@ -115,39 +76,26 @@ impl Server {
         authenticator: Arc<Authenticator>,
         transport: Arc<dyn Transport>,
     ) -> anyhow::Result<Server> {
-        let user_information =
+        let user_information = Arc::new(
             UserInformation::build(settings, Arc::clone(&authenticator), Arc::clone(&transport))
-                .await?;
-        let products = Products::build(settings, authenticator, Arc::clone(&transport)).await?;
-        let health = user_information
-            .readiness
-            .iter()
-            .chain(&products.readiness)
-            .cloned()
-            .fold(Health::default(), Health::with);
-        let docs = SwaggerUi::new("/docs").url(
-            "/openapi.json",
-            merged_openapi(user_information.openapi.clone(), products.openapi.clone()),
+                .await?,
         );
-        let router = http::with_common_layers(
-            Router::new()
-                .merge(user_information.router.clone())
-                .merge(products.router.clone())
-                .merge(health.router())
-                .merge(metrics::router())
-                .merge(docs),
-            settings.max_body_bytes,
-        );
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.listen))?;
+        let products =
+            Arc::new(Products::build(settings, authenticator, Arc::clone(&transport)).await?);
+        let openapi = describe(merge([
+            user_information.openapi.clone(),
+            products.openapi.clone(),
+        ]));
+        let services: Vec<Arc<dyn Service>> = vec![
+            Arc::clone(&user_information) as Arc<dyn Service>,
+            Arc::clone(&products) as Arc<dyn Service>,
+        ];
+        let host = Host::build(settings, services, openapi).await?;
         Ok(Server {
-            listener,
-            router,
+            host,
             user_information,
             products,
             transport,
-            grace: Duration::from_secs(settings.shutdown_grace_secs),
         })
     }
 
@@ -168,19 +116,11 @@ impl Server {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.host.local_addr()
     }
 
     /// Serves until `shutdown` is cancelled, then drains requests and stops background work.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut tasks = self.user_information.spawn_background(shutdown.clone());
-        tasks.extend(self.products.spawn_background(shutdown.clone()));
-        server::serve(self.listener, self.router, shutdown, self.grace).await?;
-        for task in tasks {
-            let _ = task.await;
-        }
-        Ok(())
+        self.host.run(shutdown).await
     }
 }
