@@ -37,13 +37,12 @@ fn product(id: ProductId) -> Product {
     }
 }
 
-/// A loader that counts its calls and takes a while, like a database round trip.
-fn counting(
-    calls: &Arc<AtomicUsize>,
-    result: Option<Product>,
-) -> impl FnOnce() -> std::pin::Pin<
+type Loaded = std::pin::Pin<
     Box<dyn Future<Output = Result<Option<Product>, products::store::StoreError>> + Send>,
-> + use<> {
+>;
+
+/// A loader that counts its calls and takes a while, like a database round trip.
+fn counting(calls: &Arc<AtomicUsize>, result: Option<Product>) -> impl FnOnce() -> Loaded + use<> {
     let calls = Arc::clone(calls);
     move || {
         Box::pin(async move {
@@ -187,6 +186,9 @@ impl OwnRedis {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("redis-server did not start");
     }
 }
