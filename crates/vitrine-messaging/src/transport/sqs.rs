@@ -78,6 +78,11 @@ impl SqsTransport {
         }
     }
 
+    /// The environment prefix of every name this transport uses.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn full_name(&self, name: &str) -> String {
         format!("{}-{name}", self.prefix)
     }

@@ -1,0 +1,313 @@
+//! The production topology, end to end: `user-information` and `products` as separate
+//! processes in production mode, on PostgreSQL (products: primary + streaming replica), Redis,
+//! Vault (OpenBao) and SNS/SQS (moto), all started by `scripts/test.sh`. Tokens come from a key
+//! set this test serves, standing in for the identity provider (a third party).
+//!
+//! Create a customer, add a card, list a product for that seller (checked over SQS
+//! request/reply), reserve it, suspend the seller, and watch the product go inactive.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use vitrine_messaging::transport::{SqsTransport, Transport};
+use vitrine_platform::testing;
+
+const PRIVATE_KEY: &[u8] =
+    include_bytes!("../../vitrine-platform/tests/fixtures/jwks-test-ed25519.pem");
+/// The public half of the key above, base64url (RFC 8037 `x`).
+const PUBLIC_X: &str = "JPDTfiyEuBW2LmjLC1nY-xDLEdvOFohY60DSHRb4_4k";
+
+/// Serves the identity provider's key set; returns its URL.
+async fn identity_provider() -> String {
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(|| async {
+            axum::Json(json!({"keys": [
+                {"kty": "OKP", "crv": "Ed25519", "x": PUBLIC_X, "kid": "e2e", "alg": "EdDSA", "use": "sig"}
+            ]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn token(roles: &[&str], customer_id: Option<&str>) -> String {
+    use base64::Engine;
+    let pem = std::str::from_utf8(PRIVATE_KEY).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("e2e".to_owned());
+    let mut claims = json!({
+        "sub": "e2e",
+        "roles": roles,
+        "exp": chrono::Utc::now().timestamp() + 600,
+    });
+    if let Some(id) = customer_id {
+        claims["customer_id"] = json!(id);
+    }
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&der)).unwrap()
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_products")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is not built: build the workspace (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A service process, stopped when dropped.
+struct Process {
+    name: &'static str,
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    fn start(name: &'static str, dir: &std::path::Path, env: &[(&str, String)]) -> Process {
+        let port = free_port();
+        let log = dir.join(format!("{name}.log"));
+        let mut command = Command::new(binary(name));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("VITRINE_DATA_DIR", dir.join(name))
+            .env("VITRINE_LOG_FORMAT", "json")
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+            ));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Process {
+            name,
+            child: command.spawn().unwrap(),
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    async fn wait_ready(&mut self, client: &reqwest::Client) {
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "{} exited with {status}:\n{}",
+                    self.name,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if let Ok(response) = client
+                .get(format!("{}/health/ready", self.base))
+                .send()
+                .await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{} never became ready:\n{}",
+            self.name,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_and_products_work_across_processes() {
+    let jwks = identity_provider().await;
+    let sqs = SqsTransport::for_tests().await;
+    let mut topology = user_information::app::topology();
+    let products_topology = products::app::topology();
+    topology.topics.extend(products_topology.topics);
+    topology.queues.extend(products_topology.queues);
+    sqs.provision(&topology).await.unwrap();
+    let endpoint = std::env::var("VITRINE_TEST_SQS_ENDPOINT").unwrap();
+    let vault = std::env::var("VITRINE_TEST_VAULT_ADDR").expect("run scripts/test.sh");
+    let customers_db = testing::postgres_database().await;
+    let (products_db, products_replica) = testing::postgres_pair().await;
+    let common: Vec<(&str, String)> = vec![
+        ("VITRINE_MODE", "production".to_owned()),
+        ("VITRINE_JWKS_URL", jwks),
+        ("VITRINE_TRANSPORT", "sqs".to_owned()),
+        ("VITRINE_MESSAGING_PREFIX", sqs.prefix().to_owned()),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        (
+            "VITRINE_FINGERPRINT_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+        ),
+    ];
+    let mut customers_env = common.clone();
+    customers_env.extend([
+        (
+            "VITRINE_DATABASE_URL",
+            customers_db.expose_secret().to_owned(),
+        ),
+        ("VITRINE_VAULT_ADDR", vault),
+        ("VITRINE_VAULT_TOKEN", "root".to_owned()),
+    ]);
+    let mut products_env = common;
+    products_env.extend([
+        (
+            "VITRINE_PRODUCTS_DATABASE_URL",
+            products_db.expose_secret().to_owned(),
+        ),
+        (
+            "VITRINE_PRODUCTS_REPLICA_URL",
+            products_replica.expose_secret().to_owned(),
+        ),
+        (
+            "VITRINE_REDIS_URL",
+            testing::redis_url().expose_secret().to_owned(),
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut customers = Process::start("user-information", dir.path(), &customers_env);
+    let mut products = Process::start("products", dir.path(), &products_env);
+    customers.wait_ready(&client).await;
+    products.wait_ready(&client).await;
+
+    let admin = token(&["admin"], None);
+    let created: Value = client
+        .post(format!("{}/v1/customers", customers.base))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "cnpj": "12.ABC.345/01DE-35",
+            "legal_name": "Distribuidora Ponta a Ponta Ltda",
+            "email": "compras@pontaaponta.com.br",
+            "address": {"street": "Rua Augusta", "number": "500", "district": "Consolação",
+                        "city": "São Paulo", "state": "SP", "postal_code": "01305-000"}
+        }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seller = created["id"].as_str().unwrap().to_owned();
+    let card = client
+        .post(format!(
+            "{}/v1/customers/{seller}/payment-methods",
+            customers.base
+        ))
+        .bearer_auth(&admin)
+        .json(
+            &json!({"type": "card", "card": {"number": "4111111111111111",
+                      "holder_name": "MARIA SOUZA", "exp_month": 12, "exp_year": 2031}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(card.status(), 201);
+
+    // The seller check travels over SQS to the other process and back.
+    let seller_token = token(&["customer"], Some(&seller));
+    let listed = client
+        .post(format!("{}/v1/products", products.base))
+        .bearer_auth(&seller_token)
+        .json(
+            &json!({"seller_id": seller, "sku": "E2E-1", "name": "Produto ponta a ponta",
+                      "price": {"amount": 4990, "currency": "BRL"}, "initial_stock": 5}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 201, "{}", listed.text().await.unwrap());
+    let product: Value = listed.json().await.unwrap();
+    let product_url = format!(
+        "{}/v1/products/{}",
+        products.base,
+        product["id"].as_str().unwrap()
+    );
+
+    let buyer = token(&["customer"], Some(&uuid::Uuid::now_v7().to_string()));
+    let reserved = client
+        .post(format!("{}/v1/reservations", products.base))
+        .bearer_auth(&buyer)
+        .json(&json!({"items": [{"product_id": product["id"], "quantity": 2}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reserved.status(), 201);
+    let token_header = reserved.headers()["consistency-token"].clone();
+    let after: Value = client
+        .get(&product_url)
+        .bearer_auth(&buyer)
+        .header("consistency-token", token_header)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["stock"]["available"], 3);
+
+    let suspended = client
+        .patch(format!("{}/v1/customers/{seller}", customers.base))
+        .bearer_auth(&admin)
+        .json(&json!({"status": "suspended"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suspended.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let body: Value = client
+            .get(&product_url)
+            .bearer_auth(&buyer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["status"] == "inactive" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the product stayed {} 20 s after its seller was suspended",
+            body["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
