@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# HTTP benchmark of products (issue: GET warm and cold, POST /v1/products, POST /v1/reservations)
+# against bare baselines measured in the same run, with wrk on loopback.
+#
+#   scripts/bench-products.sh            3 rounds of 10 s per side and scenario
+#   BENCH_ROUNDS=5 BENCH_SECONDS=15 scripts/bench-products.sh
+#
+# It starts the throwaway servers (PostgreSQL, Redis, ...), builds and starts the bench servers
+# (crates/vitrine/benches/products_http.rs: the embedded Vitrine, and a bare axum app doing the
+# same Redis GET, SELECT or transaction), then alternates baseline and candidate rounds and
+# prints the median ratio (min-max) of throughput and of p99 latency. Never fails on a number.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=${BENCH_ROUNDS:-3}
+seconds=${BENCH_SECONDS:-10}
+connections=${BENCH_CONNECTIONS:-64}
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "[bench] installing wrk" >&2
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; fi
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/vitrine-bench.XXXXXX")
+# Its own directory: the database servers run as another user and must reach it.
+servers=$(mktemp -d "${TMPDIR:-/tmp}/vitrine-bench-servers.XXXXXX")
+cleanup() {
+  exec 3>&- 2>/dev/null || true
+  [ -n "${bench_pid:-}" ] && wait "$bench_pid" 2>/dev/null || true
+  scripts/test-servers.sh stop "$servers"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+scripts/test-servers.sh start "$servers"
+# shellcheck disable=SC1091
+source "$servers/env"
+
+cargo build --release -p vitrine --bench products_http
+bench_bin=$(find "${CARGO_TARGET_DIR:-target}/release/deps" -maxdepth 1 -type f -executable \
+  -name 'products_http-*' -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2)
+
+# The bench servers run until their stdin (fd 3 here) closes.
+mkfifo "$work/stdin"
+BENCH_DIR="$work" "$bench_bin" <"$work/stdin" &
+bench_pid=$!
+exec 3>"$work/stdin"
+for _ in $(seq 1 600); do
+  [ -f "$work/scenarios.json" ] && break
+  sleep 0.1
+done
+[ -f "$work/scenarios.json" ] || { echo "[bench] the bench servers did not start" >&2; exit 1; }
+
+python3 - "$work/scenarios.json" "$rounds" "$seconds" "$connections" <<'PY'
+import json, re, statistics, subprocess, sys
+
+scenarios = json.load(open(sys.argv[1]))
+rounds, seconds, connections = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def unit(value, suffix, table):
+    return float(value) * table[suffix]
+
+def wrk(side, duration):
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", side["script"], side["url"]],
+        capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    p99_ms = unit(m.group(1), m.group(2), {"us": 0.001, "ms": 1.0, "s": 1000.0})
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = int(m.group(1)) if m else 0
+    return rps, p99_ms, errors
+
+rows = []
+for scenario in scenarios:
+    # Warm both sides (connections, JIT-less caches, pool) before measuring.
+    wrk(scenario["baseline"], 2)
+    wrk(scenario["candidate"], 2)
+    base, cand = [], []
+    for _ in range(rounds):
+        base.append(wrk(scenario["baseline"], seconds))
+        cand.append(wrk(scenario["candidate"], seconds))
+    tput = [c[0] / b[0] for b, c in zip(base, cand)]
+    lat = [c[1] / b[1] for b, c in zip(base, cand)]
+    rows.append((scenario["name"], scenario["baseline_name"],
+                 statistics.median(tput), min(tput), max(tput),
+                 statistics.median(lat), min(lat), max(lat),
+                 statistics.median(c[0] for c in cand), statistics.median(b[0] for b in base),
+                 statistics.median(c[1] for c in cand), statistics.median(b[1] for b in base),
+                 sum(c[2] for c in cand), sum(b[2] for b in base)))
+
+print()
+print(f"wrk -t2 -c{connections} -d{seconds}s --latency, {rounds} alternating rounds per side; "
+      "ratio = candidate / baseline of the same round, median (min-max)")
+print()
+print("| scenario | baseline | throughput ratio | p99 ratio | candidate req/s, p99 | baseline req/s, p99 | non-2xx (cand/base) |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r[0]} | {r[1]} | {r[2]:.2f} ({r[3]:.2f}-{r[4]:.2f}) | {r[5]:.2f} ({r[6]:.2f}-{r[7]:.2f}) "
+          f"| {r[8]:.0f}, {r[10]:.2f} ms | {r[9]:.0f}, {r[11]:.2f} ms | {r[12]}/{r[13]} |")
+PY
