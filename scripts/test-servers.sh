@@ -189,6 +189,8 @@ start_openbao() {
   wait_http "http://127.0.0.1:$port/v1/sys/health"
   log "OpenBao (Vault API) on 127.0.0.1:$port"
   echo "export VITRINE_TEST_VAULT_ADDR=http://127.0.0.1:$port" >>"$dir/env"
+  # Tests that stop a Vault mid-run start their own from this binary.
+  echo "export VITRINE_TEST_BAO_BIN=$bao" >>"$dir/env"
 }
 
 stop_openbao() {

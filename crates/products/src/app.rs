@@ -12,6 +12,7 @@ use user_information_client::{CustomerDirectory, HttpDirectory, MessagingDirecto
 use utoipa::openapi::OpenApi;
 use vitrine_contracts::products as contract;
 use vitrine_contracts::user_information as customers;
+use vitrine_host::QueueCheck;
 use vitrine_messaging::consumer::{Consumer, ConsumerOptions};
 use vitrine_messaging::relay::Relay;
 use vitrine_messaging::request_reply::{Requester, RequesterOptions};
@@ -100,7 +101,11 @@ impl Products {
         ));
         let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(DatabaseCheck(Arc::clone(&store))),
-            Arc::new(MessagingCheck(Arc::clone(&transport))),
+            Arc::new(QueueCheck {
+                name: "products-messaging",
+                transport: Arc::clone(&transport),
+                queue: contract::QUEUE,
+            }),
             Arc::new(CacheCheck(cache.clone())),
         ];
         Ok(Self {
@@ -332,24 +337,6 @@ impl ReadinessCheck for CacheCheck {
 
     fn required(&self) -> bool {
         false
-    }
-}
-
-#[derive(Debug)]
-struct MessagingCheck(Arc<dyn Transport>);
-
-#[async_trait]
-impl ReadinessCheck for MessagingCheck {
-    fn name(&self) -> &'static str {
-        "products-messaging"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        match self.0.list_queues(contract::QUEUE).await {
-            Ok(queues) if queues.iter().any(|q| q == contract::QUEUE) => Ok(()),
-            Ok(_) => Err("queue not provisioned".to_owned()),
-            Err(_) => Err("unreachable".to_owned()),
-        }
     }
 }
 

@@ -236,7 +236,7 @@ fn decode(bytes: &[u8]) -> Option<Option<Product>> {
         Cached::Missing => return Some(None),
         Cached::Found(product) => *product,
     };
-    let text = |raw: &str| Text::parse(raw, usize::MAX).ok();
+    let text = |raw: &str| Text::parse_multiline(raw, usize::MAX).ok();
     Some(Some(Product {
         id: ProductId::from_uuid(id),
         seller_id: SellerId::from_uuid(seller_id),

@@ -31,32 +31,7 @@ vitrine_kernel::define_id!(
     MovementId
 );
 
-/// Free text with bounds: trimmed, non-empty, at most `max` characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Text(String);
-
-impl Text {
-    pub fn parse(raw: &str, max: usize) -> Result<Text, String> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            return Err("must not be blank".to_owned());
-        }
-        if trimmed.chars().count() > max {
-            return Err(format!("must be at most {max} characters"));
-        }
-        if trimmed
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err("must not contain control characters".to_owned());
-        }
-        Ok(Text(trimmed.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use vitrine_kernel::Text;
 
 /// A seller's stock-keeping unit: 1-64 characters of letters, digits, `-`, `_`, `.` and `/`,
 /// kept as given (SKUs are often case-sensitive codes printed on labels).

@@ -8,6 +8,7 @@ use axum::Router;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 use utoipa::openapi::OpenApi;
+use vitrine_host::QueueCheck;
 use vitrine_platform::http::ReadinessCheck;
 use vitrine_platform::http::auth::Authenticator;
 use vitrine_platform::http::idempotency::{
@@ -81,7 +82,11 @@ impl UserInformation {
         let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(DatabaseCheck(Arc::clone(&store))),
             Arc::new(SecretsCheck(secrets)),
-            Arc::new(MessagingCheck(Arc::clone(&transport))),
+            Arc::new(QueueCheck {
+                name: "messaging",
+                transport: Arc::clone(&transport),
+                queue: contract::QUEUE,
+            }),
         ];
         Ok(Self {
             router,
@@ -262,25 +267,6 @@ impl ReadinessCheck for SecretsCheck {
 
     async fn check(&self) -> Result<(), String> {
         self.0.check().await.map_err(|_| "unreachable".to_owned())
-    }
-}
-
-#[derive(Debug)]
-struct MessagingCheck(Arc<dyn Transport>);
-
-#[async_trait]
-impl ReadinessCheck for MessagingCheck {
-    fn name(&self) -> &'static str {
-        "messaging"
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        // The request queue must exist: without it lookups cannot be answered.
-        match self.0.list_queues(contract::QUEUE).await {
-            Ok(queues) if queues.iter().any(|q| q == contract::QUEUE) => Ok(()),
-            Ok(_) => Err("queue not provisioned".to_owned()),
-            Err(_) => Err("unreachable".to_owned()),
-        }
     }
 }
 

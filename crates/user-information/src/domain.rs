@@ -17,29 +17,7 @@ vitrine_kernel::define_id!(
     PaymentMethodId
 );
 
-/// Free text with bounds: trimmed, non-empty, at most `max` characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Text(String);
-
-impl Text {
-    pub fn parse(raw: &str, max: usize) -> Result<Text, String> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            return Err("must not be blank".to_owned());
-        }
-        if trimmed.chars().count() > max {
-            return Err(format!("must be at most {max} characters"));
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err("must not contain control characters".to_owned());
-        }
-        Ok(Text(trimmed.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use vitrine_kernel::Text;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CustomerStatus {
@@ -198,18 +176,6 @@ pub fn payment_method_secret(customer: CustomerId, method: PaymentMethodId) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_is_trimmed_and_bounded() {
-        assert_eq!(Text::parse("  Acme  ", 10).unwrap().as_str(), "Acme");
-        assert!(Text::parse("   ", 10).is_err());
-        assert!(Text::parse("abcdefghijk", 10).is_err());
-        assert!(Text::parse("a\u{0}b", 10).is_err());
-        assert!(
-            Text::parse("ção", 3).is_ok(),
-            "length counts characters, not bytes"
-        );
-    }
 
     #[test]
     fn secret_paths_nest_under_the_customer() {

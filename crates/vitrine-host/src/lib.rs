@@ -141,3 +141,27 @@ impl Host {
         Ok(())
     }
 }
+
+/// Ready while the service's queue exists on the transport: without it the service can neither
+/// receive its events nor answer its requests.
+#[derive(Debug)]
+pub struct QueueCheck {
+    pub name: &'static str,
+    pub transport: Arc<dyn Transport>,
+    pub queue: &'static str,
+}
+
+#[async_trait::async_trait]
+impl ReadinessCheck for QueueCheck {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        match self.transport.list_queues(self.queue).await {
+            Ok(queues) if queues.iter().any(|q| q == self.queue) => Ok(()),
+            Ok(_) => Err("queue not provisioned".to_owned()),
+            Err(_) => Err("unreachable".to_owned()),
+        }
+    }
+}

@@ -21,6 +21,7 @@ pub mod money;
 pub mod page;
 pub mod phone;
 pub mod pix;
+pub mod text;
 pub mod uf;
 
 pub use card::{CardBrand, CardExpiry, CardExpiryError, CardNumber, CardNumberError};
@@ -33,6 +34,7 @@ pub use money::{Currency, Money, MoneyError};
 pub use page::{Cursor, Page, PageError, PageLimit};
 pub use phone::{Phone, PhoneError};
 pub use pix::{EvpKey, PixKey, PixKeyError, PixKeyType};
+pub use text::{Text, TextError};
 pub use uf::{Uf, UfError};
 
 /// Re-exported so that [`define_id!`] works in crates that do not depend on `uuid` directly.

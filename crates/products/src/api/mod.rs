@@ -14,12 +14,12 @@ use axum::Router;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
+use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vitrine_kernel::{Cursor, PageLimit};
+use vitrine_platform::http::auth::BearerAuth;
 use vitrine_platform::http::{ApiError, Authenticator, FieldError, Fields, Problem};
 
 use crate::domain::{ReservationStatus, Shortage};
@@ -61,23 +61,6 @@ impl FromRef<AppState> for Arc<Authenticator> {
     )
 )]
 struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut OpenApiDoc) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// The service's routes and their OpenAPI description.
 pub fn router(state: AppState) -> (Router, OpenApiDoc) {

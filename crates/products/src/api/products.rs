@@ -210,16 +210,15 @@ fn text(fields: &mut Fields, field: &str, raw: &str, max: usize) -> Option<Text>
     fields.check(field, Text::parse(raw, max))
 }
 
-fn optional_text(
-    fields: &mut Fields,
-    field: &str,
-    raw: Option<&str>,
-    max: usize,
-) -> Option<Option<Text>> {
-    match raw.map(str::trim) {
-        None | Some("") => Some(None),
-        Some(raw) => text(fields, field, raw, max).map(Some),
-    }
+fn optional_category(fields: &mut Fields, raw: Option<&str>) -> Option<Option<Text>> {
+    fields.optional("category", raw, |raw| Text::parse(raw, CATEGORY_MAX))
+}
+
+/// Descriptions may span lines.
+fn optional_description(fields: &mut Fields, raw: Option<&str>) -> Option<Option<Text>> {
+    fields.optional("description", raw, |raw| {
+        Text::parse_multiline(raw, DESCRIPTION_MAX)
+    })
 }
 
 fn price(fields: &mut Fields, input: &MoneyDto) -> Option<Price> {
@@ -236,18 +235,8 @@ impl ProductIn {
         let seller_id = fields.check("seller_id", SellerId::parse(&self.seller_id));
         let sku = fields.check("sku", Sku::parse(&self.sku));
         let name = text(&mut fields, "name", &self.name, NAME_MAX);
-        let description = optional_text(
-            &mut fields,
-            "description",
-            self.description.as_deref(),
-            DESCRIPTION_MAX,
-        );
-        let category = optional_text(
-            &mut fields,
-            "category",
-            self.category.as_deref(),
-            CATEGORY_MAX,
-        );
+        let description = optional_description(&mut fields, self.description.as_deref());
+        let category = optional_category(&mut fields, self.category.as_deref());
         let price = price(&mut fields, &self.price);
         let initial_stock = self.initial_stock.unwrap_or(0);
         if !(0..=crate::domain::Quantity::MAX).contains(&initial_stock) {
@@ -291,11 +280,10 @@ impl ProductPatch {
             changes.name = text(&mut fields, "name", raw, NAME_MAX);
         }
         if let Some(raw) = &self.description {
-            changes.description =
-                optional_text(&mut fields, "description", raw.as_deref(), DESCRIPTION_MAX);
+            changes.description = optional_description(&mut fields, raw.as_deref());
         }
         if let Some(raw) = &self.category {
-            changes.category = optional_text(&mut fields, "category", raw.as_deref(), CATEGORY_MAX);
+            changes.category = optional_category(&mut fields, raw.as_deref());
         }
         if let Some(input) = &self.price {
             changes.price = price(&mut fields, input);

@@ -60,7 +60,7 @@ fn corrupt(what: &str, why: impl std::fmt::Display) -> StoreError {
 
 fn text(what: &str, raw: String) -> Result<Text, StoreError> {
     // Stored text was bounded on the way in; the bound here only guards against corruption.
-    Text::parse(&raw, usize::MAX).map_err(|e| corrupt(what, e))
+    Text::parse_multiline(&raw, usize::MAX).map_err(|e| corrupt(what, e))
 }
 
 impl TryFrom<ProductRow> for Product {

@@ -196,17 +196,11 @@ fn optional_text(
     raw: Option<&str>,
     max: usize,
 ) -> Option<Option<Text>> {
-    match raw.map(str::trim) {
-        None | Some("") => Some(None),
-        Some(raw) => text(fields, field, raw, max).map(Some),
-    }
+    fields.optional(field, raw, |raw| Text::parse(raw, max))
 }
 
 fn optional_phone(fields: &mut Fields, raw: Option<&str>) -> Option<Option<Phone>> {
-    match raw.map(str::trim) {
-        None | Some("") => Some(None),
-        Some(raw) => fields.check("phone", Phone::parse(raw)).map(Some),
-    }
+    fields.optional("phone", raw, Phone::parse)
 }
 
 fn parse_address(fields: &mut Fields, input: &AddressIn) -> Option<Address> {

@@ -59,7 +59,7 @@ fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
 
 fn text(what: &str, raw: &str) -> Result<Text, StoreError> {
     // Stored text was validated on the way in; the bound here only guards parsing.
-    Text::parse(raw, usize::MAX).map_err(|e| corrupt(what, e))
+    Text::parse_multiline(raw, usize::MAX).map_err(|e| corrupt(what, e))
 }
 
 impl TryFrom<CustomerRow> for Customer {

@@ -53,6 +53,20 @@ impl Fields {
             .ok()
     }
 
+    /// For an optional field: absent or blank is `Some(None)` (nothing, or "clear it"), else
+    /// the parsed value as `Some(Some(v))`, or `None` with the error recorded.
+    pub fn optional<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        raw: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<Option<T>> {
+        match raw.map(str::trim) {
+            None | Some("") => Some(None),
+            Some(raw) => self.check(field, parse(raw)).map(Some),
+        }
+    }
+
     pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError::new(field, message));
     }

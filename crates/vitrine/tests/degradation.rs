@@ -1,0 +1,135 @@
+//! Dependencies that go away while the service runs: Vault (a dev OpenBao of this test's own,
+//! killed mid-test) makes payment-method writes fail with 503 and leave nothing half-written.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// An OpenBao dev server of this test's own, killed when dropped.
+struct OwnVault {
+    child: Child,
+    addr: String,
+}
+
+impl OwnVault {
+    async fn start() -> OwnVault {
+        let bin = std::env::var("VITRINE_TEST_BAO_BIN")
+            .expect("VITRINE_TEST_BAO_BIN is not set: run scripts/test.sh");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("http://127.0.0.1:{port}");
+        let mut child = Command::new(bin)
+            .args(["server", "-dev", "-dev-root-token-id=root"])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client
+                .get(format!("{addr}/v1/sys/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return OwnVault { child, addr };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("OpenBao did not start");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnVault {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_writes_without_vault_are_503_and_leave_nothing_behind() {
+    let mut vault = OwnVault::start().await;
+    let addr = vault.addr.clone();
+    let app = spawn_app_with(Database::PostgresAndVault, move |settings| {
+        settings.vault_addr = Some(addr);
+    })
+    .await;
+    let customer = app.create_customer(&customer_body(&unique_cnpj())).await;
+    let methods = format!("/v1/customers/{customer}/payment-methods");
+    let kept: Value = app
+        .post(&methods, &app.admin(), &card_body(CARD))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kept_id = kept["id"].as_str().unwrap().to_owned();
+    let rows_before = app.database_text().await;
+
+    vault.kill();
+    let refused = app
+        .post(&methods, &app.admin(), &card_body("5555555555554444"))
+        .await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    let removal = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("{methods}/{kept_id}"),
+            Some(&app.admin()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removal.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // No row without its secret: the refused card left no row, the method whose secret could
+    // not be destroyed keeps its row (a retry finishes the removal).
+    let listed: Value = app.get(&methods, &app.admin()).await.json().await.unwrap();
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [kept_id.as_str()]);
+    let rows_after = app.database_text().await;
+    assert!(
+        !rows_after.contains("4444"),
+        "the refused card's last4 reached the database"
+    );
+    assert_eq!(
+        rows_after.matches("payment-method.added").count(),
+        rows_before.matches("payment-method.added").count(),
+        "a refused write announced nothing"
+    );
+    let ready = app
+        .request(reqwest::Method::GET, "/health/ready", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert!(
+        body["checks"]["secrets"]
+            .as_str()
+            .unwrap()
+            .starts_with("down"),
+        "{body}"
+    );
+}
