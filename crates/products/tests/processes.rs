@@ -81,6 +81,9 @@ struct Process {
     child: Child,
     base: String,
     log: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Drop for Process {
@@ -91,9 +94,17 @@ impl Drop for Process {
 }
 
 impl Process {
-    fn start(name: &'static str, dir: &std::path::Path, env: &[(&str, String)]) -> Process {
-        let port = free_port();
-        let log = dir.join(format!("{name}.log"));
+    fn start(name: &'static str, dir: &std::path::Path, env: &[(&'static str, String)]) -> Process {
+        Self::spawn(name, dir, env, free_port())
+    }
+
+    fn spawn(
+        name: &'static str,
+        dir: &std::path::Path,
+        env: &[(&'static str, String)],
+        port: u16,
+    ) -> Process {
+        let log = dir.join(format!("{name}-{}.log", uuid::Uuid::now_v7().simple()));
         let mut command = Command::new(binary(name));
         command
             .env_clear()
@@ -113,7 +124,26 @@ impl Process {
             child: command.spawn().unwrap(),
             base: format!("http://127.0.0.1:{port}"),
             log,
+            port,
+            dir: dir.to_owned(),
+            env: env.to_vec(),
         }
+    }
+
+    /// Stops the process (SIGKILL: a crash; else SIGTERM: a rolling restart) and starts it
+    /// again on the same port with the same configuration.
+    async fn restart(&mut self, crash: bool, client: &reqwest::Client) {
+        let signal = if crash { "-KILL" } else { "-TERM" };
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap();
+        let mut next = Self::spawn(self.name, &self.dir, &self.env, self.port);
+        std::mem::swap(self, &mut next);
+        drop(next);
+        self.wait_ready(client).await;
     }
 
     async fn wait_ready(&mut self, client: &reqwest::Client) {
@@ -143,20 +173,48 @@ impl Process {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn customers_and_products_work_across_processes() {
+/// Both services as production processes, with an `audit` queue subscribed to their creation
+/// events.
+struct Stack {
+    customers: Process,
+    products: Process,
+    client: reqwest::Client,
+    sqs: SqsTransport,
+    _dir: tempfile::TempDir,
+}
+
+const AUDIT: &str = "audit";
+
+async fn start_stack() -> Stack {
+    use vitrine_contracts::{products as product_events, user_information as customer_events};
+    use vitrine_messaging::transport::{QueueSpec, Subscription};
+
     let jwks = identity_provider().await;
     let sqs = SqsTransport::for_tests().await;
     let mut topology = user_information::app::topology();
     let products_topology = products::app::topology();
     topology.topics.extend(products_topology.topics);
     topology.queues.extend(products_topology.queues);
+    topology.queues.push(QueueSpec {
+        name: AUDIT.to_owned(),
+        subscriptions: vec![
+            Subscription {
+                topic: customer_events::TOPIC.to_owned(),
+                event_types: vec![customer_events::CUSTOMER_REGISTERED.to_owned()],
+            },
+            Subscription {
+                topic: product_events::TOPIC.to_owned(),
+                event_types: vec![product_events::PRODUCT_CREATED.to_owned()],
+            },
+        ],
+        max_receives: 5,
+    });
     sqs.provision(&topology).await.unwrap();
     let endpoint = std::env::var("VITRINE_TEST_SQS_ENDPOINT").unwrap();
     let vault = std::env::var("VITRINE_TEST_VAULT_ADDR").expect("run scripts/test.sh");
     let customers_db = testing::postgres_database().await;
     let (products_db, products_replica) = testing::postgres_pair().await;
-    let common: Vec<(&str, String)> = vec![
+    let common: Vec<(&'static str, String)> = vec![
         ("VITRINE_MODE", "production".to_owned()),
         ("VITRINE_JWKS_URL", jwks),
         ("VITRINE_TRANSPORT", "sqs".to_owned()),
@@ -169,6 +227,7 @@ async fn customers_and_products_work_across_processes() {
             "VITRINE_FINGERPRINT_KEY",
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
         ),
+        ("VITRINE_SHUTDOWN_GRACE_SECS", "5".to_owned()),
     ];
     let mut customers_env = common.clone();
     customers_env.extend([
@@ -203,18 +262,34 @@ async fn customers_and_products_work_across_processes() {
     let mut products = Process::start("products", dir.path(), &products_env);
     customers.wait_ready(&client).await;
     products.wait_ready(&client).await;
+    Stack {
+        customers,
+        products,
+        client,
+        sqs,
+        _dir: dir,
+    }
+}
 
+fn customer_body(cnpj: &str) -> Value {
+    json!({
+        "cnpj": cnpj,
+        "legal_name": "Distribuidora Ponta a Ponta Ltda",
+        "email": "compras@pontaaponta.com.br",
+        "address": {"street": "Rua Augusta", "number": "500", "district": "Consolação",
+                    "city": "São Paulo", "state": "SP", "postal_code": "01305-000"}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_and_products_work_across_processes() {
+    let stack = start_stack().await;
+    let (customers, products, client) = (&stack.customers, &stack.products, &stack.client);
     let admin = token(&["admin"], None);
     let created: Value = client
         .post(format!("{}/v1/customers", customers.base))
         .bearer_auth(&admin)
-        .json(&json!({
-            "cnpj": "12.ABC.345/01DE-35",
-            "legal_name": "Distribuidora Ponta a Ponta Ltda",
-            "email": "compras@pontaaponta.com.br",
-            "address": {"street": "Rua Augusta", "number": "500", "district": "Consolação",
-                        "city": "São Paulo", "state": "SP", "postal_code": "01305-000"}
-        }))
+        .json(&customer_body("12.ABC.345/01DE-35"))
         .send()
         .await
         .unwrap()
@@ -310,4 +385,138 @@ async fn customers_and_products_work_across_processes() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Writes as fast as one client can while `restart` runs; returns the ids the service
+/// acknowledged (201). Requests that fail during the restart are not acknowledged: their
+/// outcome is unknown to the client, and they may or may not have committed.
+async fn write_through(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: impl Fn(usize) -> Value,
+    restart: impl Future<Output = ()>,
+) -> Vec<String> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = {
+        let (client, url, token, stop) = (
+            client.clone(),
+            url.to_owned(),
+            token.to_owned(),
+            stop.clone(),
+        );
+        let bodies: Vec<Value> = (0..100_000).map(&body).take(2000).collect();
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for body in bodies {
+                if stop.is_cancelled() {
+                    break;
+                }
+                if let Ok(response) = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    && response.status() == 201
+                    && let Ok(created) = response.json::<Value>().await
+                {
+                    acknowledged.push(created["id"].as_str().unwrap().to_owned());
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    restart.await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.cancel();
+    writer.await.unwrap()
+}
+
+/// Reads the audit queue until every id in `expected` was announced (or the deadline passes);
+/// returns the ids never seen.
+async fn unannounced(sqs: &SqsTransport, expected: &[String], within: Duration) -> Vec<String> {
+    let mut missing: std::collections::HashSet<String> = expected.iter().cloned().collect();
+    let deadline = tokio::time::Instant::now() + within;
+    while !missing.is_empty() && tokio::time::Instant::now() < deadline {
+        for delivery in sqs
+            .receive(AUDIT, 10, Duration::from_secs(1), Duration::from_secs(30))
+            .await
+            .unwrap()
+        {
+            if let Some(subject) = &delivery.envelope.subject {
+                missing.remove(subject);
+            }
+            sqs.ack(AUDIT, &delivery).await.unwrap();
+        }
+    }
+    missing.into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_under_load_lose_no_committed_message() {
+    let mut stack = start_stack().await;
+    let admin = token(&["admin"], None);
+    let client = stack.client.clone();
+
+    // user-information: a rolling restart (SIGTERM) while customers are being registered.
+    let customers_url = format!("{}/v1/customers", stack.customers.base);
+    let customers = &mut stack.customers;
+    let registered = write_through(
+        &client,
+        &customers_url,
+        &admin,
+        |n| {
+            let base = format!("{:012}", n + 10_000);
+            customer_body(vitrine_kernel::Cnpj::from_base(&base).unwrap().as_str())
+        },
+        customers.restart(false, &client),
+    )
+    .await;
+    assert!(
+        registered.len() > 5,
+        "too few writes to mean anything: {}",
+        registered.len()
+    );
+
+    // products: a crash (SIGKILL) while products are being listed for one seller.
+    let seller = registered[0].clone();
+    let products_url = format!("{}/v1/products", stack.products.base);
+    let products = &mut stack.products;
+    let listed = write_through(
+        &client,
+        &products_url,
+        &admin,
+        |n| {
+            json!({"seller_id": seller, "sku": format!("R-{n}"), "name": "Produto",
+                   "price": {"amount": 100, "currency": "BRL"}})
+        },
+        products.restart(true, &client),
+    )
+    .await;
+    assert!(
+        listed.len() > 5,
+        "too few writes to mean anything: {}",
+        listed.len()
+    );
+
+    // A crashed relay's claimed messages wait for their lease (30 s) before another relay
+    // publishes them: allow for it.
+    let mut expected = registered.clone();
+    expected.extend(listed.iter().cloned());
+    eprintln!(
+        "acknowledged across the restarts: {} customers, {} products",
+        registered.len(),
+        listed.len()
+    );
+    let missing = unannounced(&stack.sqs, &expected, Duration::from_secs(90)).await;
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes were never announced: {missing:?}",
+        missing.len(),
+        expected.len()
+    );
 }
