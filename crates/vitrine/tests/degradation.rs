@@ -1,5 +1,7 @@
-//! Dependencies that go away while the service runs: Vault (a dev OpenBao of this test's own,
-//! killed mid-test) makes payment-method writes fail with 503 and leave nothing half-written.
+//! Dependencies that go away while the service runs, each a server of the test's own so that
+//! killing it disturbs no other test: Vault (a dev OpenBao) makes payment-method writes fail
+//! with 503 and leave nothing half-written; Redis makes product reads go to the database, with
+//! no errors and no stale values.
 
 mod common;
 
@@ -130,6 +132,125 @@ async fn payment_writes_without_vault_are_503_and_leave_nothing_behind() {
             .as_str()
             .unwrap()
             .starts_with("down"),
+        "{body}"
+    );
+}
+
+/// A Redis of this test's own, killed when dropped.
+struct OwnRedis {
+    child: Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl OwnRedis {
+    async fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed by scripts/test.sh");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return OwnRedis {
+                    child,
+                    _dir: dir,
+                    url: format!("redis://127.0.0.1:{port}"),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("redis-server did not start");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn product_reads_survive_redis_going_away() {
+    let mut redis = OwnRedis::start().await;
+    let url = redis.url.clone();
+    let app = spawn_app_with(Database::Postgres, move |settings| {
+        settings.redis_url = Some(url.into());
+    })
+    .await;
+    let seller = app.create_customer(&customer_body(&unique_cnpj())).await;
+    let created: Value = app
+        .post(
+            "/v1/products",
+            &app.admin(),
+            &serde_json::json!({"seller_id": seller, "sku": "R-1", "name": "Antes",
+                "price": {"amount": 100, "currency": "BRL"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/v1/products/{}", created["id"].as_str().unwrap());
+    for _ in 0..2 {
+        assert_eq!(app.get(&path, &app.admin()).await.status(), StatusCode::OK);
+    }
+
+    redis.kill();
+    for _ in 0..5 {
+        let read = app.get(&path, &app.admin()).await;
+        assert_eq!(read.status(), StatusCode::OK);
+    }
+    let renamed = app
+        .request(reqwest::Method::PATCH, &path, Some(&app.admin()))
+        .json(&serde_json::json!({"name": "Depois"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), StatusCode::OK);
+    let read: Value = app.get(&path, &app.admin()).await.json().await.unwrap();
+    assert_eq!(read["name"], "Depois", "no cache, no stale read");
+    let ready = app
+        .request(reqwest::Method::GET, "/health/ready", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        StatusCode::OK,
+        "a cache outage keeps the service in rotation"
+    );
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "degraded");
+    assert!(
+        body["checks"]["products-cache"]
+            .as_str()
+            .unwrap()
+            .starts_with("degraded"),
         "{body}"
     );
 }
