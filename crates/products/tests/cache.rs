@@ -143,67 +143,10 @@ async fn redis_not_found_is_cached_briefly() {
     not_found_is_cached_briefly(redis().await).await;
 }
 
-/// A Redis of this test's own, so stopping it disturbs nobody else.
-struct OwnRedis {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-    url: String,
-}
-
-impl OwnRedis {
-    async fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed by scripts/test.sh");
-        let url = format!("redis://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return OwnRedis {
-                    child,
-                    _dir: dir,
-                    url,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut child = child;
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not start");
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_dead_redis_degrades_reads_to_the_database() {
-    let mut redis = OwnRedis::start().await;
-    let url = secrecy::SecretString::from(redis.url.clone());
+    let mut redis = vitrine_platform::testing::OwnRedis::start().await;
+    let url = redis.url();
     let cache = ProductCache::new(
         Arc::new(RedisCache::connect(&url, "degrade").await.unwrap()),
         Duration::from_secs(60),
@@ -225,8 +168,7 @@ async fn a_dead_redis_degrades_reads_to_the_database() {
         "served from Redis while it lives"
     );
 
-    redis.child.kill().unwrap();
-    redis.child.wait().unwrap();
+    redis.kill();
     for round in 0..5 {
         let started = std::time::Instant::now();
         let read = cache

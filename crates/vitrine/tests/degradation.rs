@@ -136,71 +136,12 @@ async fn payment_writes_without_vault_are_503_and_leave_nothing_behind() {
     );
 }
 
-/// A Redis of this test's own, killed when dropped.
-struct OwnRedis {
-    child: Child,
-    _dir: tempfile::TempDir,
-    url: String,
-}
-
-impl OwnRedis {
-    async fn start() -> OwnRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed by scripts/test.sh");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return OwnRedis {
-                    child,
-                    _dir: dir,
-                    url: format!("redis://127.0.0.1:{port}"),
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not start");
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn product_reads_survive_redis_going_away() {
-    let mut redis = OwnRedis::start().await;
-    let url = redis.url.clone();
+    let mut redis = vitrine_platform::testing::OwnRedis::start().await;
+    let url = redis.url();
     let app = spawn_app_with(Database::Postgres, move |settings| {
-        settings.redis_url = Some(url.into());
+        settings.redis_url = Some(url);
     })
     .await;
     let seller = app.create_customer(&customer_body(&unique_cnpj())).await;
