@@ -133,10 +133,13 @@ impl Catalog {
                 self.store.get_product(id, freshness).await?
             }
             Freshness::Any => {
+                // A fill must not be older than the write whose invalidation caused the miss:
+                // a lagging replica would otherwise put the old value back for a whole TTL.
                 let store = Arc::clone(&self.store);
                 self.cache
                     .get_or_load(id, move || async move {
-                        store.get_product(id, Freshness::Any).await
+                        let now = store.current_position().await?;
+                        store.get_product(id, Freshness::AtLeast(now)).await
                     })
                     .await?
             }

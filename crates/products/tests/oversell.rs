@@ -476,6 +476,10 @@ impl ProductStore for ReadThenWrite {
             .await
     }
 
+    async fn current_position(&self) -> Result<products::store::ConsistencyToken, StoreError> {
+        self.inner.current_position().await
+    }
+
     fn outbox(&self) -> Arc<dyn vitrine_messaging::outbox::OutboxStore> {
         self.inner.outbox()
     }

@@ -364,7 +364,8 @@ async fn customers_and_products_work_across_processes() {
         .await
         .unwrap();
     assert_eq!(suspended.status(), 200);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // Seconds normally; the deadline allows for a moto saturated by the rest of the suite.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let body: Value = client
             .get(&product_url)
@@ -380,7 +381,7 @@ async fn customers_and_products_work_across_processes() {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the product stayed {} 20 s after its seller was suspended",
+            "the product stayed {} 60 s after its seller was suspended",
             body["status"]
         );
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -9,13 +9,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
+use products::cache::ProductCache;
 use products::domain::{
     NewProduct, Price, ProductChanges, ProductDetails, ProductId, SellerId, Sku, Text,
 };
+use products::service::Catalog;
 use products::store::{Freshness, PostgresStore, ProductStore, ReplicaOptions};
 use sqlx::Connection;
+use user_information_client::{CustomerDirectory, Lookup};
 use vitrine_kernel::{Currency, Money};
+use vitrine_platform::cache::MemoryCache;
 use vitrine_platform::testing::{self, ReplicaControl};
+
+/// Product creation is not exercised here: no seller is ever looked up.
+#[derive(Debug)]
+struct NoDirectory;
+
+#[async_trait::async_trait]
+impl CustomerDirectory for NoDirectory {
+    async fn lookup(&self, _id: uuid::Uuid, _timeout: Duration) -> Lookup {
+        Lookup::Unavailable("not used in this test".to_owned())
+    }
+}
 
 fn name(raw: &str) -> Text {
     Text::parse(raw, 200).unwrap()
@@ -49,6 +64,17 @@ async fn tokens_read_their_writes_and_reads_survive_the_replica() {
     ));
     store.migrate().await.unwrap();
     until("the replica serves reads", async || store.replica_in_use()).await;
+    // The cached read path, over the same store.
+    let catalog = Catalog::new(
+        Arc::clone(&store) as Arc<dyn ProductStore>,
+        Arc::new(NoDirectory),
+        ProductCache::new(
+            Arc::new(MemoryCache::new(100)),
+            Duration::from_secs(300),
+            Duration::from_secs(5),
+        ),
+        Duration::from_secs(1),
+    );
 
     let now = || Utc::now().trunc_subsecs(6);
     let id = ProductId::new();
@@ -97,19 +123,22 @@ async fn tokens_read_their_writes_and_reads_survive_the_replica() {
     // Run the paused phase as a task, so replay is resumed even if an assertion fails.
     let paused = tokio::spawn({
         let store = Arc::clone(&store);
+        let catalog = catalog.clone();
         async move {
             let mut stale_reads = 0;
             for round in 1..=20 {
                 let label = format!("v{round}");
-                let written = store
-                    .update_product(
+                // Cache the current value, then change it through the service (which evicts
+                // it): the refill must not come from the paused replica.
+                catalog.get(id, Freshness::Any).await.unwrap();
+                let written = catalog
+                    .update(
                         id,
                         None,
                         &ProductChanges {
                             name: Some(name(&label)),
                             ..ProductChanges::default()
                         },
-                        now(),
                     )
                     .await
                     .unwrap();
@@ -122,6 +151,12 @@ async fn tokens_read_their_writes_and_reads_survive_the_replica() {
                     seen.details.name.as_str(),
                     label,
                     "a read with the write's token saw older data"
+                );
+                let cached = catalog.get(id, Freshness::Any).await.unwrap();
+                assert_eq!(
+                    cached.details.name.as_str(),
+                    label,
+                    "the cache was refilled with the old value from the paused replica"
                 );
                 let untokened = store
                     .get_product(id, Freshness::Any)

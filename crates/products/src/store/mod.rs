@@ -201,6 +201,10 @@ pub trait ProductStore: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<SellerUpdate, StoreError>;
 
+    /// A token at least as new as every write committed so far, for reads that must not see
+    /// anything older than "now" (filling the cache). Zero when every read is fresh anyway.
+    async fn current_position(&self) -> Result<ConsistencyToken, StoreError>;
+
     /// The outbox of this database, for the relay.
     fn outbox(&self) -> std::sync::Arc<dyn vitrine_messaging::outbox::OutboxStore>;
 

@@ -91,6 +91,14 @@ impl PostgresStore {
         current_position(&self.primary).await
     }
 
+    /// Without a replica every read is on the primary, fresh anyway: no round trip needed.
+    async fn position_now(&self) -> Result<ConsistencyToken, StoreError> {
+        match self.replica {
+            Some(_) => current_position(&self.primary).await,
+            None => Ok(ConsistencyToken::ZERO),
+        }
+    }
+
     async fn reader(&self, freshness: Freshness) -> (&PgPool, bool) {
         let Some(replica) = &self.replica else {
             return (&self.primary, false);

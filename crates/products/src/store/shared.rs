@@ -763,6 +763,12 @@ macro_rules! impl_product_store {
                 Ok(SellerUpdate::Applied { deactivated })
             }
 
+            async fn current_position(
+                &self,
+            ) -> Result<$crate::store::ConsistencyToken, $crate::store::StoreError> {
+                self.position_now().await
+            }
+
             fn outbox(&self) -> std::sync::Arc<dyn vitrine_messaging::outbox::OutboxStore> {
                 self.outbox_store()
             }

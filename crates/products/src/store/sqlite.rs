@@ -47,6 +47,11 @@ impl SqliteStore {
         Ok(ConsistencyToken::ZERO)
     }
 
+    /// One database: every read is as fresh as the last commit.
+    async fn position_now(&self) -> Result<ConsistencyToken, StoreError> {
+        Ok(ConsistencyToken::ZERO)
+    }
+
     async fn reader(&self, _freshness: Freshness) -> (&SqlitePool, bool) {
         (&self.pool, false)
     }
