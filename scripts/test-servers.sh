@@ -11,6 +11,10 @@ set -euo pipefail
 
 log() { printf '[test-servers] %s\n' "$*" >&2; }
 
+scripts_dir=$(cd "$(dirname "$0")" && pwd)
+# The moto version the launcher (scripts/moto-server.py) was written against.
+moto_version=5.2.5
+
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -158,20 +162,23 @@ PY
 start_moto() {
   local dir=$1 venv port
   venv=$(venv_dir)
-  if [ ! -x "$venv/bin/moto_server" ]; then
-    log "installing moto (the SNS/SQS emulator) into $venv"
+  if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$moto_version')" 2>/dev/null; then
+    log "installing moto $moto_version (the SNS/SQS emulator) into $venv"
     if ! python3 -m venv "$venv" >/dev/null 2>&1; then
       apt_install python3-venv
       python3 -m venv "$venv"
     fi
-    "$venv/bin/pip" install -q 'moto[sns,sqs]>=5,<6' flask flask-cors
+    "$venv/bin/pip" install -q "moto[sns,sqs]==$moto_version" flask flask-cors
   fi
   port=$(free_port)
-  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
+  "$venv/bin/python" "$scripts_dir/moto-server.py" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
   echo $! >"$dir/moto.pid"
   wait_http "http://127.0.0.1:$port/moto-api/"
   log "moto (SNS+SQS) on 127.0.0.1:$port"
   echo "export VITRINE_TEST_SQS_ENDPOINT=http://127.0.0.1:$port" >>"$dir/env"
+  # Tests that freeze or kill SNS/SQS start a moto of their own, the same way.
+  echo "export VITRINE_TEST_MOTO_PYTHON=$venv/bin/python" >>"$dir/env"
+  echo "export VITRINE_TEST_MOTO_LAUNCHER=$scripts_dir/moto-server.py" >>"$dir/env"
 }
 
 start_openbao() {

@@ -194,6 +194,26 @@ impl Publisher for DyingPublisher {
     async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError> {
         self.inner.send(queue, envelope).await
     }
+
+    /// The transport's own batch call (as the relay uses it), then the same chance of dying.
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        envelopes: &[&Envelope],
+    ) -> Vec<Result<(), TransportError>> {
+        let results = self.inner.publish_batch(topic, envelopes).await;
+        for (envelope, result) in envelopes.iter().zip(&results) {
+            if result.is_ok() {
+                let fact: String = envelope.decode().expect("facts are strings");
+                self.published.lock().expect("publications lock").push(fact);
+            }
+        }
+        if crash_now() {
+            self.crashes.fetch_add(1, Ordering::SeqCst);
+            panic!("injected crash: relay dies between publish and mark-as-sent");
+        }
+        results
+    }
 }
 
 /// Applies the effect, then sometimes dies before the runtime can ack.
@@ -361,7 +381,7 @@ async fn run(postgres: bool, sqs: bool, use_inbox: bool) -> Run {
                     published: Arc::clone(&published),
                 });
                 Relay::new(Arc::clone(&outbox), dying)
-                    .with_lease(Duration::from_millis(300))
+                    .with_lease(Duration::from_secs(2))
                     .with_idle_wait(Duration::from_millis(20))
                     .run(stop)
             })

@@ -2,16 +2,31 @@
 //! aggregate. It is safe to run several (each claims different rows) and to kill at any point: a
 //! message published but not yet marked sent is published again after its lease, and consumers'
 //! inboxes drop the duplicate.
+//!
+//! Throughput comes from three things. A claim costs O(batch) (see [`crate::outbox`]). A claimed
+//! batch goes out in waves: each wave holds the next message of every aggregate in the batch,
+//! published with the transport's batch calls (ten per SNS `PublishBatch` / SQS
+//! `SendMessageBatch`), the calls running concurrently; the next message of an aggregate waits
+//! for the previous one's wave, which keeps the aggregate's order. And [`Relay::run`] runs several
+//! workers, so one batch is being claimed while others are in flight.
+//!
+//! Publishing a batch ends within half its lease: past the lease another relay could claim the
+//! same messages and publish them a second time. What a hung transport did not take by then
+//! counts as a failed attempt and is retried with backoff.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
-use crate::outbox::{Destination, LEASE, OutboxStore, Pending};
-use crate::transport::Publisher;
+use crate::envelope::Envelope;
+use crate::outbox::{Destination, Failure, LEASE, OutboxStore, Pending};
+use crate::transport::{Publisher, TransportError};
 
 /// How long sent messages stay in the outbox (for inspection) before pruning.
 pub const SENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -21,8 +36,20 @@ pub struct Relay {
     outbox: Arc<dyn OutboxStore>,
     transport: Arc<dyn Publisher>,
     batch: usize,
+    workers: usize,
     idle_wait: Duration,
     lease: Duration,
+}
+
+/// What became of one claimed batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub claimed: usize,
+    pub sent: usize,
+    pub failed: usize,
+    /// Not attempted: the rest of a run whose earlier message failed, or what the lease left no
+    /// time for.
+    pub released: usize,
 }
 
 impl Relay {
@@ -30,7 +57,8 @@ impl Relay {
         Self {
             outbox,
             transport,
-            batch: 100,
+            batch: 200,
+            workers: 4,
             idle_wait: Duration::from_secs(1),
             lease: LEASE,
         }
@@ -49,31 +77,84 @@ impl Relay {
         self
     }
 
-    /// Relays until `shutdown`, then returns after finishing the batch in hand.
+    /// Messages per claim (default 200).
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Claim-and-publish loops run by [`Relay::run`] (default 4; one on an outbox whose claims
+    /// cannot run in parallel).
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// Relays until `shutdown`, then returns once every worker finished the batch in hand. A
+    /// worker that panics takes the whole relay down with it (the others are aborted), so
+    /// whoever supervises the relay sees it die and restarts it.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut last_prune = tokio::time::Instant::now();
+        let mut workers = tokio::task::JoinSet::new();
+        let count = if self.outbox.parallel_claims() {
+            self.workers
+        } else {
+            1
+        };
+        for worker in 0..count {
+            workers.spawn(self.clone().work(worker == 0, shutdown.clone()));
+        }
+        while let Some(finished) = workers.join_next().await {
+            if let Err(error) = finished
+                && error.is_panic()
+            {
+                std::panic::resume_unwind(error.into_panic());
+            }
+        }
+    }
+
+    async fn work(self, prunes: bool, shutdown: CancellationToken) {
+        let mut last_prune = Instant::now();
+        // Batches in a row of which nothing went out: the transport is down, so wait before
+        // claiming the next instead of cycling the whole backlog through failed attempts.
+        let mut fruitless = 0u32;
         while !shutdown.is_cancelled() {
-            match self.relay_once().await {
-                Ok(0) => {
+            let pause = match self.relay_once().await {
+                Ok(outcome) if outcome.claimed == 0 => {
+                    fruitless = 0;
                     tokio::select! {
                         () = shutdown.cancelled() => {}
                         () = self.outbox.wait_for_work(self.idle_wait) => {}
                     }
+                    None
                 }
-                Ok(_) => {}
+                Ok(outcome) if outcome.sent == 0 && outcome.failed > 0 => {
+                    fruitless += 1;
+                    Some(backoff::delay(
+                        fruitless,
+                        Duration::from_millis(200),
+                        Duration::from_secs(10),
+                    ))
+                }
+                Ok(_) => {
+                    fruitless = 0;
+                    None
+                }
                 Err(error) => {
                     tracing::warn!(
                         error = format!("{error:#}"),
                         "outbox relay failed; retrying"
                     );
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(self.idle_wait) => {}
-                    }
+                    Some(self.idle_wait)
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(pause) => {}
                 }
             }
-            if last_prune.elapsed() > Duration::from_secs(600) {
-                last_prune = tokio::time::Instant::now();
+            if prunes && last_prune.elapsed() > Duration::from_secs(600) {
+                last_prune = Instant::now();
                 let cutoff = Utc::now() - chrono::Duration::from_std(SENT_RETENTION).expect("fits");
                 if let Err(error) = self.outbox.prune(cutoff).await {
                     tracing::warn!(error = format!("{error:#}"), "outbox pruning failed");
@@ -82,48 +163,163 @@ impl Relay {
         }
     }
 
-    /// Claims one batch and publishes it; returns how many messages were claimed.
-    pub async fn relay_once(&self) -> anyhow::Result<usize> {
-        let batch = self
+    /// Claims one batch and publishes it, wave by wave.
+    pub async fn relay_once(&self) -> anyhow::Result<Outcome> {
+        let started = Instant::now();
+        let claimed = self
             .outbox
             .claim(self.batch, Utc::now(), self.lease)
             .await?;
-        let mut sent = Vec::with_capacity(batch.len());
-        for pending in &batch {
-            match self.publish(pending).await {
-                Ok(()) => sent.push(pending.seq),
-                Err(error) => {
-                    let attempt = u32::try_from(pending.attempts + 1).unwrap_or(u32::MAX);
-                    let delay = backoff::delay(
-                        attempt,
-                        Duration::from_millis(200),
-                        Duration::from_secs(60),
-                    );
+        metrics::histogram!("vitrine_outbox_claim_seconds").record(started.elapsed().as_secs_f64());
+        let mut outcome = Outcome {
+            claimed: claimed.len(),
+            ..Outcome::default()
+        };
+        if claimed.is_empty() {
+            return Ok(outcome);
+        }
+        let deadline = started + self.lease / 2;
+        let mut runs = runs_by_aggregate(claimed);
+        let (mut sent, mut failures) = (Vec::new(), Vec::new());
+        let mut released: Vec<(Vec<i64>, DateTime<Utc>)> = Vec::new();
+        while !runs.is_empty() {
+            if Instant::now() >= deadline {
+                let rest = runs.iter().flatten().map(|p| p.seq).collect();
+                released.push((rest, Utc::now()));
+                break;
+            }
+            let wave: Vec<Pending> = runs.iter_mut().filter_map(VecDeque::pop_front).collect();
+            let results = self.publish_wave(&wave, deadline).await;
+            let mut next = Vec::with_capacity(runs.len());
+            for ((pending, result), run) in wave.into_iter().zip(results).zip(runs) {
+                match result {
+                    Ok(()) => {
+                        sent.push(pending.seq);
+                        if !run.is_empty() {
+                            next.push(run);
+                        }
+                    }
+                    Err(error) => {
+                        let failure = failure(&pending, &error);
+                        if !run.is_empty() {
+                            released.push((run.iter().map(|p| p.seq).collect(), failure.retry_at));
+                        }
+                        failures.push(failure);
+                    }
+                }
+            }
+            runs = next;
+        }
+        outcome.sent = sent.len();
+        outcome.failed = failures.len();
+        outcome.released = released.iter().map(|(seqs, _)| seqs.len()).sum();
+        if !sent.is_empty() {
+            self.outbox.mark_sent(&sent, Utc::now()).await?;
+            metrics::counter!("vitrine_outbox_sent_total").increment(sent.len() as u64);
+        }
+        if let Some(first) = failures.first() {
+            tracing::warn!(
+                failed = failures.len(),
+                sent = sent.len(),
+                error = first.error,
+                "publishing failed; will retry"
+            );
+            self.outbox.mark_failed(&failures).await?;
+            metrics::counter!("vitrine_outbox_failed_attempts_total")
+                .increment(failures.len() as u64);
+        }
+        for (seqs, due) in released {
+            self.outbox.release(&seqs, due).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Publishes one message per aggregate, grouped by destination into batch calls that run
+    /// concurrently; one result per message, in order. Nothing outlives `deadline`.
+    async fn publish_wave(
+        &self,
+        wave: &[Pending],
+        deadline: Instant,
+    ) -> Vec<Result<(), TransportError>> {
+        let started = Instant::now();
+        let mut groups: HashMap<&Destination, Vec<usize>> = HashMap::new();
+        for (i, pending) in wave.iter().enumerate() {
+            groups
+                .entry(&pending.message.destination)
+                .or_default()
+                .push(i);
+        }
+        let mut calls: futures::stream::FuturesUnordered<_> = groups
+            .into_iter()
+            .map(|(destination, indices)| async move {
+                let envelopes: Vec<&Envelope> =
+                    indices.iter().map(|&i| &wave[i].message.envelope).collect();
+                let results = match destination {
+                    Destination::Topic(topic) => {
+                        self.transport.publish_batch(topic, &envelopes).await
+                    }
+                    Destination::Queue(queue) => self.transport.send_batch(queue, &envelopes).await,
+                };
+                indices.into_iter().zip(results).collect::<Vec<_>>()
+            })
+            .collect();
+        let mut results: Vec<Option<Result<(), TransportError>>> =
+            wave.iter().map(|_| None).collect();
+        // Destinations that answered in time keep their results; the rest count as failed.
+        loop {
+            match tokio::time::timeout_at(deadline, calls.next()).await {
+                Ok(Some(answered)) => {
+                    for (i, result) in answered {
+                        results[i] = Some(result);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
                     tracing::warn!(
-                        message_id = %pending.message.envelope.id,
-                        attempt,
-                        error = format!("{error:#}"),
-                        "publishing failed; will retry"
+                        unanswered = results.iter().filter(|r| r.is_none()).count(),
+                        "the transport did not answer within half the lease; retrying later"
                     );
-                    let retry_at = Utc::now() + chrono::Duration::from_std(delay).expect("fits");
-                    self.outbox
-                        .mark_failed(pending.seq, &format!("{error:#}"), retry_at)
-                        .await?;
+                    break;
                 }
             }
         }
-        if !sent.is_empty() {
-            self.outbox.mark_sent(&sent, Utc::now()).await?;
-        }
-        Ok(batch.len())
+        metrics::histogram!("vitrine_outbox_publish_seconds")
+            .record(started.elapsed().as_secs_f64());
+        results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(TransportError::Unavailable(anyhow::anyhow!(
+                        "no answer from the transport within half the lease"
+                    )))
+                })
+            })
+            .collect()
     }
+}
 
-    async fn publish(&self, pending: &Pending) -> anyhow::Result<()> {
-        let envelope = &pending.message.envelope;
-        match &pending.message.destination {
-            Destination::Topic(topic) => self.transport.publish(topic, envelope).await?,
-            Destination::Queue(queue) => self.transport.send(queue, envelope).await?,
-        }
-        Ok(())
+/// The claimed messages as one run per aggregate, each in `seq` order, runs ordered by their
+/// first message.
+fn runs_by_aggregate(claimed: Vec<Pending>) -> Vec<VecDeque<Pending>> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut runs: Vec<VecDeque<Pending>> = Vec::new();
+    for pending in claimed {
+        let aggregate = pending.message.aggregate().to_owned();
+        let run = *index.entry(aggregate).or_insert_with(|| {
+            runs.push(VecDeque::new());
+            runs.len() - 1
+        });
+        runs[run].push_back(pending);
+    }
+    runs
+}
+
+fn failure(pending: &Pending, error: &TransportError) -> Failure {
+    let attempt = u32::try_from(pending.attempts + 1).unwrap_or(u32::MAX);
+    let delay = backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(60));
+    Failure {
+        seq: pending.seq,
+        error: format!("{error:#}"),
+        retry_at: Utc::now() + chrono::Duration::from_std(delay).expect("fits"),
     }
 }

@@ -1,11 +1,16 @@
 //! One behaviour suite for every `OutboxStore`, given a way to commit messages with it.
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 
-use chrono::{Duration, Utc};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use rand::Rng;
+use rand::seq::SliceRandom;
 
-use super::{LEASE, OutboxMessage, OutboxStore};
+use super::{Failure, LEASE, OutboxMessage, OutboxStore, Pending};
 use crate::envelope::Envelope;
 
 /// Commits `messages` the way a service does (in a transaction of its own).
@@ -23,77 +28,386 @@ fn message(aggregate: &str, n: u32) -> OutboxMessage {
     OutboxMessage::event("test-topic", envelope)
 }
 
+fn messages(claimed: &[Pending]) -> Vec<OutboxMessage> {
+    claimed.iter().map(|p| p.message.clone()).collect()
+}
+
+/// Records one failed publication of `seq`, to be retried at `retry_at`.
+async fn fail(store: &dyn OutboxStore, seq: i64, retry_at: DateTime<Utc>) {
+    let failure = Failure {
+        seq,
+        error: "broker down".into(),
+        retry_at,
+    };
+    store.mark_failed(&[failure]).await.unwrap();
+}
+
+fn seqs(claimed: &[Pending]) -> Vec<i64> {
+    claimed.iter().map(|p| p.seq).collect()
+}
+
+/// Every behaviour below, each on an outbox emptied by the one before.
 pub async fn run_all(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
+    runs_of_an_aggregate_go_out_in_order(store, enqueue).await;
+    a_failure_holds_back_the_rest_of_its_aggregate(store, enqueue).await;
+    a_gap_in_a_run_stops_the_run(store, enqueue).await;
+    messages_stuck_behind_a_failure_leave_the_window(store, enqueue).await;
+    a_first_message_due_after_its_successors_is_reached(store, enqueue).await;
+    pruning_keeps_recent_sends(store).await;
+}
+
+async fn runs_of_an_aggregate_go_out_in_order(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
     let lease = Duration::from_std(LEASE).unwrap();
-    let a = [message("a", 1), message("a", 2), message("a", 3)];
-    let b = [message("b", 1)];
+    // Created in commit order: a claim's window follows due times, which start at creation.
+    let (a1, b1) = (message("a", 1), message("b", 1));
+    let a = [a1, message("a", 2), message("a", 3)];
+    let b = [b1];
     enqueue(vec![a[0].clone(), b[0].clone()]).await;
     enqueue(vec![a[1].clone(), a[2].clone()]).await;
     let now = Utc::now();
     assert_eq!(store.unsent().await.unwrap(), 4);
 
-    // Only the oldest unsent message of each aggregate is claimable.
-    let claimed = store.claim(10, now, LEASE).await.unwrap();
-    let got: Vec<_> = claimed.iter().map(|p| p.message.clone()).collect();
-    assert_eq!(
-        got,
-        vec![a[0].clone(), b[0].clone()],
-        "heads of aggregates, in commit order"
-    );
+    // A window too small for everything: the oldest messages, whole runs or prefixes of them.
+    let first = store.claim(2, now, LEASE).await.unwrap();
+    assert_eq!(messages(&first), vec![a[0].clone(), b[0].clone()]);
     assert!(
         store.claim(10, now, LEASE).await.unwrap().is_empty(),
-        "claimed rows are leased"
+        "a later message of an aggregate waits while an earlier one is claimed elsewhere"
     );
-    assert_eq!(
-        store
-            .claim(10, now + lease + Duration::seconds(1), LEASE)
-            .await
-            .unwrap()
-            .len(),
-        2,
-        "leases expire"
-    );
-
-    // Sent heads unblock their successors.
-    store
-        .mark_sent(&[claimed[0].seq, claimed[1].seq], now)
+    let again = store
+        .claim(10, now + lease + Duration::seconds(1), LEASE)
         .await
         .unwrap();
-    let next = store.claim(10, now + lease * 3, LEASE).await.unwrap();
     assert_eq!(
-        next.iter().map(|p| p.message.clone()).collect::<Vec<_>>(),
-        vec![a[1].clone()]
+        messages(&again),
+        vec![a[0].clone(), b[0].clone(), a[1].clone(), a[2].clone()],
+        "leases expire; then the whole run of each aggregate is claimed, in commit order"
     );
-
-    // A failure keeps the message (and blocks its aggregate) until the retry time.
-    let retry_at = now + Duration::seconds(60);
-    store
-        .mark_failed(next[0].seq, "broker down", retry_at)
-        .await
-        .unwrap();
+    store.mark_sent(&seqs(&again), now).await.unwrap();
+    assert_eq!(store.unsent().await.unwrap(), 0);
     assert!(
         store
-            .claim(10, now + Duration::seconds(10), LEASE)
+            .claim(10, now + lease * 3, LEASE)
             .await
             .unwrap()
             .is_empty()
     );
-    let retried = store.claim(10, retry_at, LEASE).await.unwrap();
-    assert_eq!((retried.len(), retried[0].attempts), (1, 1));
-    assert_eq!(retried[0].message, a[1]);
-    store.mark_sent(&[retried[0].seq], now).await.unwrap();
-    let last = store.claim(10, retry_at + lease * 2, LEASE).await.unwrap();
-    assert_eq!(
-        last.iter().map(|p| p.message.clone()).collect::<Vec<_>>(),
-        vec![a[2].clone()]
-    );
-    store.mark_sent(&[last[0].seq], now).await.unwrap();
-    assert_eq!(store.unsent().await.unwrap(), 0);
+}
 
+async fn a_failure_holds_back_the_rest_of_its_aggregate(
+    store: &dyn OutboxStore,
+    enqueue: Enqueue<'_>,
+) {
+    let c = [message("c", 1), message("c", 2), message("c", 3)];
+    let d = message("d", 1);
+    enqueue(c.to_vec()).await;
+    let now = Utc::now();
+    let run = store.claim(10, now, LEASE).await.unwrap();
+    assert_eq!(messages(&run), c.to_vec());
+
+    // c1 failed: it is retried at `retry_at`, and the rest of its run is given back due then.
+    let retry_at = now + Duration::seconds(60);
+    fail(store, run[0].seq, retry_at).await;
+    store.release(&seqs(&run[1..]), retry_at).await.unwrap();
+    enqueue(vec![d.clone()]).await;
+    let meanwhile = store
+        .claim(10, now + Duration::seconds(10), LEASE)
+        .await
+        .unwrap();
     assert_eq!(
-        store.prune(now - Duration::seconds(1)).await.unwrap(),
+        messages(&meanwhile),
+        vec![d.clone()],
+        "other aggregates go on"
+    );
+    store.mark_sent(&seqs(&meanwhile), now).await.unwrap();
+
+    let retried = store.claim(10, retry_at, LEASE).await.unwrap();
+    assert_eq!(messages(&retried), c.to_vec(), "the run resumes in order");
+    assert_eq!(
+        retried.iter().map(|p| p.attempts).collect::<Vec<_>>(),
+        vec![1, 0, 0],
+        "only the failed message counts an attempt"
+    );
+    store.mark_sent(&seqs(&retried), now).await.unwrap();
+    assert_eq!(store.unsent().await.unwrap(), 0);
+}
+
+/// An unsent message in the middle of a run that is not due (here: given back for later) stops
+/// the run there, even when the messages after it are due.
+async fn a_gap_in_a_run_stops_the_run(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
+    let e = [message("e", 1), message("e", 2), message("e", 3)];
+    enqueue(e.to_vec()).await;
+    let now = Utc::now();
+    let run = store.claim(10, now, LEASE).await.unwrap();
+    assert_eq!(run.len(), 3);
+    let later = now + Duration::seconds(60);
+    store.release(&[run[0].seq, run[2].seq], now).await.unwrap();
+    store.release(&[run[1].seq], later).await.unwrap();
+    let claimed = store.claim(10, now, LEASE).await.unwrap();
+    assert_eq!(
+        messages(&claimed),
+        vec![e[0].clone()],
+        "e3 must not overtake e2"
+    );
+    store.mark_sent(&seqs(&claimed), now).await.unwrap();
+    let rest = store.claim(10, later, LEASE).await.unwrap();
+    assert_eq!(messages(&rest), e[1..].to_vec());
+    store.mark_sent(&seqs(&rest), now).await.unwrap();
+}
+
+/// Messages of an aggregate whose first message waits for a retry cannot go out before it: a
+/// claim defers them to that retry instead of finding them in every window, so a long backlog
+/// behind one failure does not stall the other aggregates.
+async fn messages_stuck_behind_a_failure_leave_the_window(
+    store: &dyn OutboxStore,
+    enqueue: Enqueue<'_>,
+) {
+    enqueue(vec![message("f", 0)]).await;
+    let now = Utc::now();
+    let head = store.claim(1, now, LEASE).await.unwrap();
+    let retry_at = now + Duration::seconds(60);
+    fail(store, head[0].seq, retry_at).await;
+    let stuck: Vec<OutboxMessage> = (1..=12).map(|n| message("f", n)).collect();
+    enqueue(stuck.clone()).await;
+    let g = message("g", 1);
+    enqueue(vec![g.clone()]).await;
+
+    let claimed = store.claim(4, Utc::now(), LEASE).await.unwrap();
+    assert_eq!(
+        messages(&claimed),
+        vec![g.clone()],
+        "windows of 4 behind 12 stuck messages still reach g"
+    );
+    store.mark_sent(&seqs(&claimed), now).await.unwrap();
+    let resumed = store.claim(20, retry_at, LEASE).await.unwrap();
+    assert_eq!(resumed.len(), 13, "f resumes whole once its retry is due");
+    assert_eq!(
+        resumed[1..]
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>(),
+        stuck
+    );
+    store.mark_sent(&seqs(&resumed), now).await.unwrap();
+    assert_eq!(store.unsent().await.unwrap(), 0);
+}
+
+/// The rest of a run can be due before its first message (given back sooner than the failed
+/// message's retry). A window full of such successors must still reach the first message.
+async fn a_first_message_due_after_its_successors_is_reached(
+    store: &dyn OutboxStore,
+    enqueue: Enqueue<'_>,
+) {
+    let h = [message("h", 1), message("h", 2), message("h", 3)];
+    enqueue(h.to_vec()).await;
+    let now = Utc::now();
+    let run = store.claim(10, now, LEASE).await.unwrap();
+    let retry_at = now + Duration::seconds(10);
+    fail(store, run[0].seq, retry_at).await;
+    store.release(&seqs(&run[1..]), now).await.unwrap();
+    let after = retry_at + Duration::seconds(1);
+    let claimed = store.claim(2, after, LEASE).await.unwrap();
+    assert_eq!(
+        messages(&claimed),
+        h[..2].to_vec(),
+        "a window of h2 and h3 alone must not hide h1 for good"
+    );
+    store.mark_sent(&seqs(&claimed), now).await.unwrap();
+    let last = store.claim(2, after, LEASE).await.unwrap();
+    store.mark_sent(&seqs(&last), now).await.unwrap();
+    assert_eq!(messages(&last), h[2..].to_vec());
+}
+
+async fn pruning_keeps_recent_sends(store: &dyn OutboxStore) {
+    let now = Utc::now();
+    assert_eq!(
+        store.prune(now - Duration::seconds(120)).await.unwrap(),
         0,
         "recent sends are kept"
     );
-    assert_eq!(store.prune(now + Duration::seconds(1)).await.unwrap(), 4);
+    assert!(store.prune(now + Duration::seconds(120)).await.unwrap() > 0);
+    assert_eq!(store.prune(now + Duration::seconds(120)).await.unwrap(), 0);
+}
+
+/// A deliberately broken store for [`concurrent_relays_keep_order`]: it claims like `inner`,
+/// then gives back the first message of every run of two or more and hands out the rest, so a
+/// message goes out while an earlier one of its aggregate is unsent. The checker must catch it.
+#[derive(Debug)]
+pub struct SkipsRunHeads<'a>(pub &'a dyn OutboxStore);
+
+#[async_trait]
+impl OutboxStore for SkipsRunHeads<'_> {
+    async fn claim(
+        &self,
+        max: usize,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> anyhow::Result<Vec<Pending>> {
+        let claimed = self.0.claim(max, now, lease).await?;
+        let mut firsts: HashMap<String, i64> = HashMap::new();
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for p in &claimed {
+            firsts
+                .entry(p.message.aggregate().to_owned())
+                .or_insert(p.seq);
+            *counts.entry(p.message.aggregate().to_owned()).or_default() += 1;
+        }
+        let heads: Vec<i64> = firsts
+            .iter()
+            .filter(|(aggregate, _)| counts[*aggregate] > 1)
+            .map(|(_, seq)| *seq)
+            .collect();
+        self.0.release(&heads, now).await?;
+        Ok(claimed
+            .into_iter()
+            .filter(|p| !heads.contains(&p.seq))
+            .collect())
+    }
+
+    async fn mark_sent(&self, seqs: &[i64], now: DateTime<Utc>) -> anyhow::Result<()> {
+        self.0.mark_sent(seqs, now).await
+    }
+
+    async fn mark_failed(&self, failures: &[Failure]) -> anyhow::Result<()> {
+        self.0.mark_failed(failures).await
+    }
+
+    async fn release(&self, seqs: &[i64], due: DateTime<Utc>) -> anyhow::Result<()> {
+        self.0.release(seqs, due).await
+    }
+
+    async fn prune(&self, cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
+        self.0.prune(cutoff).await
+    }
+
+    async fn unsent(&self) -> anyhow::Result<i64> {
+        self.0.unsent().await
+    }
+
+    async fn wait_for_work(&self, max_wait: std::time::Duration) {
+        self.0.wait_for_work(max_wait).await;
+    }
+
+    fn parallel_claims(&self) -> bool {
+        self.0.parallel_claims()
+    }
+}
+
+/// Several relays claim from one outbox at once while writers keep committing and a quarter of
+/// publications fail; each relay publishes its claim run by run, as the real relay does. The
+/// whole history is then checked: every message published, and within each aggregate no message
+/// published before every earlier one was. Returns the violations found (none for a correct
+/// store; [`SkipsRunHeads`] must produce some).
+pub async fn concurrent_relays_keep_order(
+    store: &dyn OutboxStore,
+    enqueue: Enqueue<'_>,
+) -> Vec<String> {
+    const AGGREGATES: u32 = 12;
+    const PER_AGGREGATE: u32 = 25;
+    const RELAYS: usize = 4;
+    // The message numbers published, in publication order, per aggregate.
+    let published: Mutex<BTreeMap<String, Vec<u32>>> = Mutex::default();
+    let writers_done = std::sync::atomic::AtomicBool::new(false);
+    // Claims that held two or more messages of one aggregate: without them the run proves
+    // nothing about order within a claim.
+    let multi_message_runs = std::sync::atomic::AtomicUsize::new(0);
+    let writers = async {
+        for n in 0..PER_AGGREGATE {
+            // Each round commits message n of every aggregate, in a shuffled order, in two
+            // transactions.
+            let mut round: Vec<OutboxMessage> = (0..AGGREGATES)
+                .map(|a| message(&format!("agg-{a}"), n))
+                .collect();
+            round.shuffle(&mut rand::rng());
+            let second = round.split_off(round.len() / 2);
+            enqueue(round).await;
+            enqueue(second).await;
+            tokio::task::yield_now().await;
+        }
+        writers_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let relay = |_: usize| async {
+        let mut idle = 0;
+        loop {
+            let claimed = store.claim(7, Utc::now(), LEASE).await.unwrap();
+            if claimed.is_empty() {
+                if writers_done.load(std::sync::atomic::Ordering::SeqCst) {
+                    idle += 1;
+                    if idle > 40 {
+                        return;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                continue;
+            }
+            idle = 0;
+            let mut runs: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
+            for p in claimed {
+                runs.entry(p.message.aggregate().to_owned())
+                    .or_default()
+                    .push(p);
+            }
+            let longer = runs.values().filter(|run| run.len() > 1).count();
+            multi_message_runs.fetch_add(longer, std::sync::atomic::Ordering::Relaxed);
+            let (mut sent, mut failures, mut released) = (Vec::new(), Vec::new(), Vec::new());
+            for (aggregate, run) in runs {
+                let mut run = run.into_iter();
+                for p in run.by_ref() {
+                    if rand::rng().random_bool(0.25) {
+                        failures.push(Failure {
+                            seq: p.seq,
+                            error: "injected".into(),
+                            retry_at: Utc::now() + Duration::milliseconds(20),
+                        });
+                        break;
+                    }
+                    let n = p.message.envelope.data["n"].as_u64().unwrap() as u32;
+                    published
+                        .lock()
+                        .unwrap()
+                        .entry(aggregate.clone())
+                        .or_default()
+                        .push(n);
+                    sent.push(p.seq);
+                    tokio::task::yield_now().await;
+                }
+                released.extend(run.map(|p| p.seq));
+            }
+            store.mark_sent(&sent, Utc::now()).await.unwrap();
+            store.mark_failed(&failures).await.unwrap();
+            store
+                .release(&released, Utc::now() + Duration::milliseconds(20))
+                .await
+                .unwrap();
+        }
+    };
+    let relays = futures::future::join_all((0..RELAYS).map(relay));
+    tokio::join!(writers, relays);
+
+    let published = published.into_inner().unwrap();
+    let mut violations = Vec::new();
+    if multi_message_runs.into_inner() == 0 {
+        violations.push("no claim held two messages of one aggregate: nothing was tested".into());
+    }
+    let unsent = store.unsent().await.unwrap();
+    if unsent != 0 {
+        let later = Utc::now() + Duration::hours(1);
+        let claimable = store.claim(1000, later, LEASE).await.unwrap();
+        violations.push(format!(
+            "{unsent} messages never published; an hour later {} of them are claimable",
+            claimable.len()
+        ));
+    }
+    for (aggregate, numbers) in published.iter() {
+        // Each message once (leases do not expire here), each after all earlier ones.
+        for (position, n) in numbers.iter().enumerate() {
+            if *n as usize != position {
+                violations.push(format!(
+                    "{aggregate}: message {n} published as number {position}: {numbers:?}"
+                ));
+                break;
+            }
+        }
+    }
+    violations
 }

@@ -4,8 +4,16 @@
 //!
 //! Each service keeps an `outbox` table in its own database (created by its migrations; see
 //! `migrations/` of user-information for the shape). Order is kept per aggregate (the envelope's
-//! `subject`): only the oldest unsent message of an aggregate can be claimed, so a later message
-//! never overtakes an earlier one, even with several relays.
+//! `subject`): a claim takes, for each aggregate, a run of its oldest unsent messages and nothing
+//! past a message it could not take, so a later message never overtakes an earlier one, even with
+//! several relays.
+//!
+//! A claim costs O(batch), not O(backlog): it reads a window of due messages through an index on
+//! `(next_attempt_at, seq)` (messages waiting for a retry are skipped by the index, not scanned),
+//! then, for each aggregate in the window, compares the window's messages with the aggregate's
+//! first unsent ones, which an index on `(aggregate, seq)` reads in as many steps as the window
+//! holds for it. Messages stuck behind an aggregate's failed message are deferred to its retry
+//! time, so they leave the window instead of filling it.
 
 mod postgres;
 mod sqlite;
@@ -25,7 +33,7 @@ use crate::envelope::Envelope;
 
 /// Where a message goes: a topic (events, fanned out to subscribers) or a queue (commands,
 /// requests, replies: one consumer).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Destination {
     Topic(String),
     Queue(String),
@@ -71,7 +79,7 @@ impl OutboxMessage {
     }
 
     /// The ordering key: messages with the same key are published in commit order.
-    fn aggregate(&self) -> &str {
+    pub fn aggregate(&self) -> &str {
         self.envelope.subject.as_deref().unwrap_or("")
     }
 }
@@ -89,11 +97,21 @@ pub struct Pending {
 /// much (and one that is merely slow may see them published twice, which inboxes absorb).
 pub const LEASE: Duration = Duration::from_secs(30);
 
+/// A publication that failed: the message is retried at `retry_at`, never dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub seq: i64,
+    pub error: String,
+    pub retry_at: DateTime<Utc>,
+}
+
 /// What the relay needs from a service's outbox table.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + std::fmt::Debug {
-    /// Claims up to `max` due messages, at most one per aggregate (its oldest unsent one), for
-    /// `lease`. Claimed messages are invisible to other relays until marked or the lease ends.
+    /// Claims up to `max` due messages for `lease`, in `seq` order. For each aggregate the claim
+    /// holds a run of its oldest unsent messages, in order: never a message while an earlier one
+    /// of its aggregate is unsent and not in the claim. Claimed messages are invisible to other
+    /// relays until marked, released, or the lease ends.
     async fn claim(
         &self,
         max: usize,
@@ -103,13 +121,13 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
 
     async fn mark_sent(&self, seqs: &[i64], now: DateTime<Utc>) -> anyhow::Result<()>;
 
-    /// Records a failed publication; the message is retried at `retry_at`. Never dropped.
-    async fn mark_failed(
-        &self,
-        seq: i64,
-        error: &str,
-        retry_at: DateTime<Utc>,
-    ) -> anyhow::Result<()>;
+    /// Records failed publications (each counts as an attempt) and ends their leases.
+    async fn mark_failed(&self, failures: &[Failure]) -> anyhow::Result<()>;
+
+    /// Gives back claimed messages that were not attempted, due again at `due` (not an attempt):
+    /// the rest of a run whose earlier message failed, or what a relay could not publish before
+    /// its lease ran short.
+    async fn release(&self, seqs: &[i64], due: DateTime<Utc>) -> anyhow::Result<()>;
 
     /// Deletes messages sent before `cutoff`.
     async fn prune(&self, cutoff: DateTime<Utc>) -> anyhow::Result<u64>;
@@ -119,6 +137,34 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
 
     /// Resolves when new messages may be waiting, or after `max_wait` (the polling fallback).
     async fn wait_for_work(&self, max_wait: Duration);
+
+    /// Whether claims from several workers of one relay run in parallel. SQLite has one writer
+    /// at a time: extra workers there only queue up for its lock, with the service's writes.
+    fn parallel_claims(&self) -> bool {
+        true
+    }
+}
+
+/// At most this many claim rounds per claim.
+const MAX_ROUNDS: usize = 64;
+
+/// Runs claim rounds (each over one window; returning what it claimed and how many window
+/// messages it deferred) until one claims something or defers nothing: a round that only
+/// deferred moved those messages behind their aggregate's first one, so the next round sees a
+/// new window.
+async fn in_rounds<F, Fut>(mut round: F) -> anyhow::Result<Vec<Pending>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<Pending>, usize)>>,
+{
+    for _ in 0..MAX_ROUNDS {
+        let (mut pending, deferred) = round().await?;
+        if !pending.is_empty() || deferred == 0 {
+            pending.sort_by_key(|p| p.seq);
+            return Ok(pending);
+        }
+    }
+    Ok(Vec::new())
 }
 
 fn until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {

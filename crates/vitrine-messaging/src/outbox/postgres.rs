@@ -1,5 +1,6 @@
-//! Outbox on PostgreSQL: claims with `FOR UPDATE SKIP LOCKED` so any number of relays can run,
-//! woken by `LISTEN vitrine_outbox` (a trigger notifies on insert, delivered at commit).
+//! Outbox on PostgreSQL: claims in one statement with `FOR UPDATE SKIP LOCKED`, so any number of
+//! relays can run, woken by `LISTEN vitrine_outbox` (a trigger notifies on insert, delivered at
+//! commit).
 
 use std::time::Duration;
 
@@ -9,10 +10,76 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Mutex;
 
-use super::{OutboxMessage, OutboxStore, Pending, Row, until};
+use super::{Failure, OutboxMessage, OutboxStore, Pending, Row, in_rounds, until};
 
 /// The channel the outbox trigger notifies.
 pub const CHANNEL: &str = "vitrine_outbox";
+
+/// One statement, so several relays can claim at once. `due` is a window of due, unleased
+/// messages in `(next_attempt_at, seq)` order, locked with `SKIP LOCKED` (what another relay is
+/// claiming right now is not ours to look at). A window message is `claimable` when it is the
+/// r-th window message of its aggregate and also the r-th unsent message of that aggregate
+/// overall: then every earlier unsent message of the aggregate is in the window too, so the run
+/// goes out in order. `firsts` reads, per aggregate, only as many unsent messages as the window
+/// holds for it. A window message that is not claimable and is due before its aggregate's first
+/// unsent message is `deferred` to that message's due time: it cannot go out before it, and
+/// would otherwise keep it out of a full window. (Messages behind one another relay holds stay:
+/// it is sent or released within its lease.)
+const CLAIM: &str = "
+WITH due AS (
+    SELECT seq, aggregate, next_attempt_at FROM outbox
+    WHERE sent_at IS NULL AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+    ORDER BY next_attempt_at, seq
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+),
+ranked AS (
+    SELECT seq, aggregate, next_attempt_at,
+           row_number() OVER (PARTITION BY aggregate ORDER BY seq) AS r
+    FROM due
+),
+firsts AS (
+    SELECT c.aggregate, f.seq, f.r, f.next_attempt_at, f.lease_until
+    FROM (SELECT aggregate, count(*) AS n FROM due GROUP BY aggregate) c
+    CROSS JOIN LATERAL (
+        SELECT u.seq, u.next_attempt_at, u.lease_until, row_number() OVER (ORDER BY u.seq) AS r
+        FROM (SELECT seq, next_attempt_at, lease_until FROM outbox
+              WHERE aggregate = c.aggregate AND sent_at IS NULL
+              ORDER BY seq LIMIT c.n) u
+    ) f
+),
+claimable AS (
+    SELECT k.seq FROM ranked k
+    JOIN firsts f ON f.aggregate = k.aggregate AND f.r = k.r AND f.seq = k.seq
+),
+deferred AS (
+    UPDATE outbox SET next_attempt_at = head.next_attempt_at
+    FROM ranked k
+    JOIN firsts head ON head.aggregate = k.aggregate AND head.r = 1
+    WHERE outbox.seq = k.seq
+      AND k.seq NOT IN (SELECT seq FROM claimable)
+      AND head.next_attempt_at > k.next_attempt_at
+      AND (head.lease_until IS NULL OR head.lease_until <= $1)
+    RETURNING outbox.seq
+),
+claimed AS (
+    UPDATE outbox SET lease_until = $2
+    FROM claimable c
+    WHERE outbox.seq = c.seq
+    RETURNING outbox.seq, outbox.destination, outbox.envelope::text AS envelope, outbox.attempts
+)
+SELECT c.seq, c.destination, c.envelope, c.attempts, d.n AS deferred
+FROM (SELECT count(*) AS n FROM deferred) d LEFT JOIN claimed c ON true";
+
+/// A claimed row, or (all `None`) the row saying nothing was claimed; `deferred` either way.
+#[derive(Debug, sqlx::FromRow)]
+struct ClaimRow {
+    seq: Option<i64>,
+    destination: Option<String>,
+    envelope: Option<String>,
+    attempts: Option<i32>,
+    deferred: i64,
+}
 
 /// Writes `messages` in the caller's transaction.
 pub async fn enqueue(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx::Result<()> {
@@ -55,29 +122,29 @@ impl OutboxStore for PgOutbox {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> anyhow::Result<Vec<Pending>> {
-        let rows: Vec<Row> = sqlx::query_as(
-            "UPDATE outbox SET lease_until = $2 \
-             WHERE seq IN ( \
-               SELECT o.seq FROM outbox o \
-               WHERE o.sent_at IS NULL AND o.next_attempt_at <= $1 \
-                 AND (o.lease_until IS NULL OR o.lease_until <= $1) \
-                 AND NOT EXISTS (SELECT 1 FROM outbox p \
-                                 WHERE p.aggregate = o.aggregate AND p.sent_at IS NULL AND p.seq < o.seq) \
-               ORDER BY o.seq LIMIT $3 \
-               FOR UPDATE SKIP LOCKED) \
-             RETURNING seq, destination, envelope::text AS envelope, attempts",
-        )
-        .bind(now)
-        .bind(until(now, lease))
-        .bind(i64::try_from(max)?)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut pending = rows
-            .into_iter()
-            .map(Pending::try_from)
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        pending.sort_by_key(|p| p.seq);
-        Ok(pending)
+        in_rounds(|| async {
+            let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
+                .bind(now)
+                .bind(until(now, lease))
+                .bind(i64::try_from(max)?)
+                .fetch_all(&self.pool)
+                .await?;
+            let deferred = rows.first().map_or(0, |row| row.deferred);
+            let pending = rows
+                .into_iter()
+                .filter_map(|row| {
+                    Some(Row {
+                        seq: row.seq?,
+                        destination: row.destination?,
+                        envelope: row.envelope?,
+                        attempts: row.attempts?,
+                    })
+                })
+                .map(Pending::try_from)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((pending, usize::try_from(deferred)?))
+        })
+        .await
     }
 
     async fn mark_sent(&self, seqs: &[i64], now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -89,19 +156,31 @@ impl OutboxStore for PgOutbox {
         Ok(())
     }
 
-    async fn mark_failed(
-        &self,
-        seq: i64,
-        error: &str,
-        retry_at: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
+    async fn mark_failed(&self, failures: &[Failure]) -> anyhow::Result<()> {
+        let seqs: Vec<i64> = failures.iter().map(|f| f.seq).collect();
+        let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
+        let retry_ats: Vec<DateTime<Utc>> = failures.iter().map(|f| f.retry_at).collect();
         sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, \
-               lease_until = NULL WHERE seq = $1",
+            "UPDATE outbox SET attempts = attempts + 1, last_error = f.error, \
+               next_attempt_at = f.retry_at, lease_until = NULL \
+             FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) AS f(seq, error, retry_at) \
+             WHERE outbox.seq = f.seq",
         )
-        .bind(seq)
-        .bind(error)
-        .bind(retry_at)
+        .bind(&seqs)
+        .bind(&errors)
+        .bind(&retry_ats)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release(&self, seqs: &[i64], due: DateTime<Utc>) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $2, lease_until = NULL \
+             WHERE seq = ANY($1) AND sent_at IS NULL",
+        )
+        .bind(seqs)
+        .bind(due)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -1,7 +1,8 @@
 //! Outbox on SQLite (embedded): one writer at a time, so a claim is a plain `BEGIN IMMEDIATE`
-//! transaction. The writer and the relay share a process, so writers [`SqliteOutbox::wake`] the
+//! transaction doing, statement by statement, what the PostgreSQL claim does in one. The writer and the relay share a process, so writers [`SqliteOutbox::wake`] the
 //! relay after committing; a slow poll covers writes from other processes (admin commands).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,37 @@ use chrono::{DateTime, Utc};
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
 
-use super::{OutboxMessage, OutboxStore, Pending, Row, until};
+use super::{Failure, OutboxMessage, OutboxStore, Pending, Row, in_rounds, until};
+
+/// A due message read into the claim window.
+#[derive(Debug, sqlx::FromRow)]
+struct Windowed {
+    seq: i64,
+    aggregate: String,
+    next_attempt_at: DateTime<Utc>,
+    destination: String,
+    envelope: String,
+    attempts: i32,
+}
+
+impl From<Windowed> for Row {
+    fn from(row: Windowed) -> Row {
+        Row {
+            seq: row.seq,
+            destination: row.destination,
+            envelope: row.envelope,
+            attempts: row.attempts,
+        }
+    }
+}
+
+/// One of an aggregate's first unsent messages.
+#[derive(Debug, sqlx::FromRow)]
+struct Head {
+    seq: i64,
+    next_attempt_at: DateTime<Utc>,
+    lease_until: Option<DateTime<Utc>>,
+}
 
 /// How often the relay looks for messages nobody woke it for.
 const POLL: Duration = Duration::from_millis(250);
@@ -54,6 +85,87 @@ impl SqliteOutbox {
         // `notify_one` stores a permit when the relay is busy, so the wake-up is not lost.
         self.committed.notify_one();
     }
+
+    /// One claim over one window; also returns how many window messages it deferred.
+    async fn claim_round(
+        &self,
+        max: usize,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<(Vec<Pending>, usize)> {
+        // One writer at a time: nothing changes between these statements.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let window: Vec<Windowed> = sqlx::query_as(
+            "SELECT seq, aggregate, next_attempt_at, destination, envelope, attempts FROM outbox \
+             WHERE sent_at IS NULL AND next_attempt_at <= ?1 \
+               AND (lease_until IS NULL OR lease_until <= ?1) \
+             ORDER BY next_attempt_at, seq LIMIT ?2",
+        )
+        .bind(now)
+        .bind(i64::try_from(max)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut by_aggregate: BTreeMap<&str, Vec<&Windowed>> = BTreeMap::new();
+        for row in &window {
+            by_aggregate.entry(&row.aggregate).or_default().push(row);
+        }
+        let mut claimed = BTreeSet::new();
+        let mut deferred: Vec<(i64, DateTime<Utc>)> = Vec::new();
+        for (aggregate, mut rows) in by_aggregate {
+            rows.sort_by_key(|r| r.seq);
+            // The aggregate's first unsent messages, as many as the window holds for it: the
+            // window's run goes out only as far as the two agree.
+            let firsts: Vec<Head> = sqlx::query_as(
+                "SELECT seq, next_attempt_at, lease_until FROM outbox \
+                 WHERE aggregate = ? AND sent_at IS NULL ORDER BY seq LIMIT ?",
+            )
+            .bind(aggregate)
+            .bind(i64::try_from(rows.len())?)
+            .fetch_all(&mut *tx)
+            .await?;
+            let run = rows
+                .iter()
+                .zip(&firsts)
+                .take_while(|(row, first)| row.seq == first.seq)
+                .count();
+            claimed.extend(rows[..run].iter().map(|r| r.seq));
+            // The rest cannot go out before the aggregate's first unsent message: those due
+            // before it would keep it out of a full window, so they move behind it.
+            if let Some(head) = firsts.first()
+                && head.lease_until.is_none_or(|lease| lease <= now)
+            {
+                deferred.extend(
+                    rows[run..]
+                        .iter()
+                        .filter(|r| r.next_attempt_at < head.next_attempt_at)
+                        .map(|r| (r.seq, head.next_attempt_at)),
+                );
+            }
+        }
+        let deferred_count = deferred.len();
+        for (seq, due) in deferred {
+            sqlx::query("UPDATE outbox SET next_attempt_at = ? WHERE seq = ?")
+                .bind(due)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let lease_until = until(now, lease);
+        for seq in &claimed {
+            sqlx::query("UPDATE outbox SET lease_until = ? WHERE seq = ?")
+                .bind(lease_until)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let pending = window
+            .into_iter()
+            .filter(|row| claimed.contains(&row.seq))
+            .map(|row| Pending::try_from(Row::from(row)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((pending, deferred_count))
+    }
 }
 
 #[async_trait]
@@ -64,28 +176,7 @@ impl OutboxStore for SqliteOutbox {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> anyhow::Result<Vec<Pending>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT o.seq, o.destination, o.envelope, o.attempts FROM outbox o \
-             WHERE o.sent_at IS NULL AND o.next_attempt_at <= ?1 \
-               AND (o.lease_until IS NULL OR o.lease_until <= ?1) \
-               AND NOT EXISTS (SELECT 1 FROM outbox p \
-                               WHERE p.aggregate = o.aggregate AND p.sent_at IS NULL AND p.seq < o.seq) \
-             ORDER BY o.seq LIMIT ?2",
-        )
-        .bind(now)
-        .bind(i64::try_from(max)?)
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in &rows {
-            sqlx::query("UPDATE outbox SET lease_until = ? WHERE seq = ?")
-                .bind(until(now, lease))
-                .bind(row.seq)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        rows.into_iter().map(Pending::try_from).collect()
+        in_rounds(|| self.claim_round(max, now, lease)).await
     }
 
     async fn mark_sent(&self, seqs: &[i64], now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -101,21 +192,36 @@ impl OutboxStore for SqliteOutbox {
         Ok(())
     }
 
-    async fn mark_failed(
-        &self,
-        seq: i64,
-        error: &str,
-        retry_at: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, \
-               lease_until = NULL WHERE seq = ?",
-        )
-        .bind(error)
-        .bind(retry_at)
-        .bind(seq)
-        .execute(&self.pool)
-        .await?;
+    async fn mark_failed(&self, failures: &[Failure]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for failure in failures {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, \
+                   lease_until = NULL WHERE seq = ?",
+            )
+            .bind(&failure.error)
+            .bind(failure.retry_at)
+            .bind(failure.seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release(&self, seqs: &[i64], due: DateTime<Utc>) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for seq in seqs {
+            sqlx::query(
+                "UPDATE outbox SET next_attempt_at = ?, lease_until = NULL \
+                 WHERE seq = ? AND sent_at IS NULL",
+            )
+            .bind(due)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -134,6 +240,10 @@ impl OutboxStore for SqliteOutbox {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    fn parallel_claims(&self) -> bool {
+        false
     }
 
     async fn wait_for_work(&self, max_wait: Duration) {

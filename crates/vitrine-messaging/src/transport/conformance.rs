@@ -75,6 +75,7 @@ async fn drain(transport: &dyn Transport, queue: &str) -> Vec<Envelope> {
 /// Runs every check against `transport`.
 pub async fn run_all(transport: &dyn Transport) {
     fan_out_respects_filters(transport).await;
+    batches_deliver_each_message_once(transport).await;
     unacked_messages_come_back(transport).await;
     retry_later_delays_redelivery(transport).await;
     exhausted_messages_go_to_the_dead_letter_queue_and_back(transport).await;
@@ -100,6 +101,65 @@ pub async fn fan_out_respects_filters(transport: &dyn Transport) {
     let delivered = drain(transport, &some).await;
     assert_eq!(ids(delivered.clone()), BTreeSet::from([kept.id, direct.id]));
     assert!(delivered.contains(&kept), "the envelope arrives unchanged");
+}
+
+/// 25 events in one `publish_batch` (three calls of at most ten on SNS) and 25 commands in one
+/// `send_batch`: every one arrives once, filters apply per message, and a batch to a missing
+/// destination fails for each of its messages.
+pub async fn batches_deliver_each_message_once(transport: &dyn Transport) {
+    let (topic, all, some) = topology(transport, 5).await;
+    let events: Vec<Envelope> = (0..25)
+        .map(|n| {
+            let kind = if n % 2 == 0 {
+                "vitrine.test.kept.v1"
+            } else {
+                "vitrine.test.other.v1"
+            };
+            event(kind, n)
+        })
+        .collect();
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = transport.publish_batch(&topic, &refs).await;
+    assert_eq!(results.len(), 25);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let commands: Vec<Envelope> = (0..25)
+        .map(|n| event("vitrine.test.command.v1", n))
+        .collect();
+    let refs: Vec<&Envelope> = commands.iter().collect();
+    let results = transport.send_batch(&all, &refs).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    let ids = |envelopes: &[Envelope]| envelopes.iter().map(|e| e.id).collect::<Vec<_>>();
+    let mut delivered = ids(&drain(transport, &all).await);
+    delivered.sort();
+    let mut expected = ids(&events);
+    expected.extend(ids(&commands));
+    expected.sort();
+    assert_eq!(delivered, expected, "each message once");
+    let mut filtered = ids(&drain(transport, &some).await);
+    filtered.sort();
+    let mut kept: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "vitrine.test.kept.v1")
+        .map(|e| e.id)
+        .collect();
+    kept.sort();
+    assert_eq!(filtered, kept, "filters apply to each message of a batch");
+
+    let missing = format!("missing-{}", uuid::Uuid::now_v7().simple());
+    let refs: Vec<&Envelope> = events.iter().take(3).collect();
+    for results in [
+        transport.publish_batch(&missing, &refs).await,
+        transport.send_batch(&missing, &refs).await,
+    ] {
+        assert_eq!(results.len(), 3);
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(TransportError::Unknown(_)))),
+            "{results:?}"
+        );
+    }
 }
 
 pub async fn unacked_messages_come_back(transport: &dyn Transport) {

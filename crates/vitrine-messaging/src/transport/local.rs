@@ -55,22 +55,46 @@ impl LocalTransport {
         })
     }
 
-    async fn enqueue(&self, queues: &[String], envelope: &Envelope) -> Result<(), TransportError> {
-        let body = envelope.to_json();
+    /// Enqueues each envelope into its queues, all in one transaction.
+    async fn enqueue(&self, deliveries: &[(&[String], &Envelope)]) -> Result<(), TransportError> {
         let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for queue in queues {
-            sqlx::query("INSERT INTO messages (queue, envelope, visible_at, enqueued_at) VALUES (?, ?, ?, ?)")
-                .bind(queue)
-                .bind(&body)
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+        for (queues, envelope) in deliveries {
+            let body = envelope.to_json();
+            for queue in *queues {
+                sqlx::query("INSERT INTO messages (queue, envelope, visible_at, enqueued_at) VALUES (?, ?, ?, ?)")
+                    .bind(queue)
+                    .bind(&body)
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         self.arrivals.notify_waiters();
         Ok(())
+    }
+
+    /// The queues subscribed to `topic`, with the event types each accepts (empty: all).
+    async fn subscribers(&self, topic: &str) -> Result<Vec<(String, Vec<String>)>, TransportError> {
+        let known: Option<String> = sqlx::query_scalar("SELECT name FROM topics WHERE name = ?")
+            .bind(topic)
+            .fetch_optional(&self.pool)
+            .await?;
+        if known.is_none() {
+            return Err(TransportError::Unknown(topic.to_owned()));
+        }
+        let subscriptions: Vec<(String, String)> = sqlx::query_as(
+            "SELECT queue, event_types FROM subscriptions WHERE topic = ? ORDER BY queue",
+        )
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(subscriptions
+            .into_iter()
+            .map(|(queue, filter)| (queue, serde_json::from_str(&filter).unwrap_or_default()))
+            .collect())
     }
 
     async fn require_queue(&self, queue: &str) -> Result<(), TransportError> {
@@ -139,33 +163,63 @@ impl LocalTransport {
 #[async_trait]
 impl Publisher for LocalTransport {
     async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError> {
-        let known: Option<String> = sqlx::query_scalar("SELECT name FROM topics WHERE name = ?")
-            .bind(topic)
-            .fetch_optional(&self.pool)
-            .await?;
-        if known.is_none() {
-            return Err(TransportError::Unknown(topic.to_owned()));
-        }
-        let subscriptions: Vec<(String, String)> = sqlx::query_as(
-            "SELECT queue, event_types FROM subscriptions WHERE topic = ? ORDER BY queue",
-        )
-        .bind(topic)
-        .fetch_all(&self.pool)
-        .await?;
-        let queues: Vec<String> = subscriptions
-            .into_iter()
-            .filter(|(_, filter)| {
-                let types: Vec<String> = serde_json::from_str(filter).unwrap_or_default();
-                types.is_empty() || types.contains(&envelope.kind)
-            })
-            .map(|(queue, _)| queue)
-            .collect();
-        self.enqueue(&queues, envelope).await
+        let mut results = self.publish_batch(topic, &[envelope]).await;
+        results.pop().unwrap_or(Ok(()))
     }
 
     async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError> {
         self.require_queue(queue).await?;
-        self.enqueue(&[queue.to_owned()], envelope).await
+        self.enqueue(&[(&[queue.to_owned()], envelope)]).await
+    }
+
+    /// One transaction for the whole batch: it all lands or none of it does.
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        envelopes: &[&Envelope],
+    ) -> Vec<Result<(), TransportError>> {
+        let subscribers = match self.subscribers(topic).await {
+            Ok(subscribers) => subscribers,
+            Err(error) => return error.for_each(envelopes.len()),
+        };
+        let targets: Vec<Vec<String>> = envelopes
+            .iter()
+            .map(|envelope| {
+                subscribers
+                    .iter()
+                    .filter(|(_, types)| types.is_empty() || types.contains(&envelope.kind))
+                    .map(|(queue, _)| queue.clone())
+                    .collect()
+            })
+            .collect();
+        let deliveries: Vec<(&[String], &Envelope)> = targets
+            .iter()
+            .map(Vec::as_slice)
+            .zip(envelopes.iter().copied())
+            .collect();
+        match self.enqueue(&deliveries).await {
+            Ok(()) => envelopes.iter().map(|_| Ok(())).collect(),
+            Err(error) => error.for_each(envelopes.len()),
+        }
+    }
+
+    async fn send_batch(
+        &self,
+        queue: &str,
+        envelopes: &[&Envelope],
+    ) -> Vec<Result<(), TransportError>> {
+        if let Err(error) = self.require_queue(queue).await {
+            return error.for_each(envelopes.len());
+        }
+        let target = [queue.to_owned()];
+        let deliveries: Vec<(&[String], &Envelope)> = envelopes
+            .iter()
+            .map(|envelope| (&target[..], *envelope))
+            .collect();
+        match self.enqueue(&deliveries).await {
+            Ok(()) => envelopes.iter().map(|_| Ok(())).collect(),
+            Err(error) => error.for_each(envelopes.len()),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ mod local;
 mod sqs;
 
 #[cfg(any(test, feature = "testing"))]
-pub use sqs::TEST_ENDPOINT_VAR as SQS_TEST_ENDPOINT_VAR;
+pub use sqs::{OwnMoto, TEST_ENDPOINT_VAR as SQS_TEST_ENDPOINT_VAR};
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -81,6 +81,49 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
 
     /// Sends a command, request or reply to one queue.
     async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError>;
+
+    /// Publishes each envelope as [`Publisher::publish`] would, in as few calls as the transport
+    /// allows; one result per envelope, in order. Order among the envelopes is not kept: callers
+    /// pass at most one message per aggregate. The default publishes one at a time.
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        envelopes: &[&Envelope],
+    ) -> Vec<Result<(), TransportError>> {
+        let mut results = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            results.push(self.publish(topic, envelope).await);
+        }
+        results
+    }
+
+    /// Sends each envelope as [`Publisher::send`] would, in as few calls as the transport allows;
+    /// one result per envelope, in order (the same caveat as [`Publisher::publish_batch`]).
+    async fn send_batch(
+        &self,
+        queue: &str,
+        envelopes: &[&Envelope],
+    ) -> Vec<Result<(), TransportError>> {
+        let mut results = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            results.push(self.send(queue, envelope).await);
+        }
+        results
+    }
+}
+
+impl TransportError {
+    /// The same error for each of `count` messages of a call that failed as a whole.
+    pub(crate) fn for_each(&self, count: usize) -> Vec<Result<(), TransportError>> {
+        (0..count)
+            .map(|_| {
+                Err(match self {
+                    Self::Unknown(name) => Self::Unknown(name.clone()),
+                    Self::Unavailable(error) => Self::Unavailable(anyhow::anyhow!("{error:#}")),
+                })
+            })
+            .collect()
+    }
 }
 
 #[async_trait]

@@ -18,7 +18,16 @@ use super::{Delivery, Publisher, Topology, Transport, TransportError, dead_lette
 use crate::envelope::Envelope;
 
 /// SQS's limits: at most 10 messages and 20 s of long polling per receive, 12 h of visibility.
+/// SNS `PublishBatch` and SQS `SendMessageBatch` take at most 10 entries as well.
 const MAX_BATCH: usize = 10;
+/// The payload limit of one `PublishBatch` (SNS: 256 KiB for all entries together; SQS allows
+/// more, the lower bound serves both).
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Batch calls in flight at once for one `publish_batch`/`send_batch`.
+const BATCH_CONCURRENCY: usize = 16;
+/// Batch calls in flight at once from this process, whoever makes them: a slow broker gets a
+/// bounded queue of requests from us instead of one that grows with every retry.
+const MAX_IN_FLIGHT: usize = 32;
 const MAX_WAIT: Duration = Duration::from_secs(20);
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 /// The message attribute SNS filter policies match on.
@@ -33,6 +42,7 @@ pub struct SqsTransport {
     prefix: String,
     queue_urls: RwLock<HashMap<String, String>>,
     topic_arns: RwLock<HashMap<String, String>>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> TransportError {
@@ -75,12 +85,58 @@ impl SqsTransport {
             prefix: prefix.to_owned(),
             queue_urls: RwLock::default(),
             topic_arns: RwLock::default(),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         }
     }
 
     /// The environment prefix of every name this transport uses.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Sends `envelopes` in batch calls made by `call` (given each entry's id, envelope and
+    /// body), at most [`BATCH_CONCURRENCY`] at once and [`MAX_IN_FLIGHT`] from this process;
+    /// one result per envelope, in order.
+    async fn in_batches<'a, F, Fut>(
+        &self,
+        envelopes: &'a [&'a Envelope],
+        call: F,
+    ) -> Vec<Result<(), TransportError>>
+    where
+        F: Fn(Vec<(String, &'a Envelope, String)>) -> Fut,
+        Fut: std::future::Future<Output = BatchCall>,
+    {
+        use futures::StreamExt;
+        let bodies: Vec<String> = envelopes.iter().map(|e| e.to_json()).collect();
+        let ranges = batches(&bodies, envelopes);
+        let mut bodies = bodies.into_iter();
+        let calls: Vec<_> = ranges
+            .into_iter()
+            .map(|range| {
+                let entries: Vec<_> = envelopes[range.clone()]
+                    .iter()
+                    .zip(bodies.by_ref())
+                    .enumerate()
+                    .map(|(i, (envelope, body))| (i.to_string(), *envelope, body))
+                    .collect();
+                let count = entries.len();
+                let call = &call;
+                async move {
+                    let outcome = match self.in_flight.acquire().await {
+                        Ok(_permit) => call(entries).await,
+                        Err(_) => Err(TransportError::Unavailable(anyhow::anyhow!(
+                            "transport closed"
+                        ))),
+                    };
+                    batch_results(count, outcome)
+                }
+            })
+            .collect();
+        futures::stream::iter(calls)
+            .buffered(BATCH_CONCURRENCY)
+            .flat_map(futures::stream::iter)
+            .collect()
+            .await
     }
 
     fn full_name(&self, name: &str) -> String {
@@ -237,6 +293,46 @@ impl SqsTransport {
     }
 }
 
+/// Splits `envelopes` into the index ranges of successive batch calls: at most [`MAX_BATCH`]
+/// entries and [`MAX_BATCH_BYTES`] of bodies and attributes each (a single larger message gets a
+/// call of its own, which the service then refuses for that message alone).
+fn batches(bodies: &[String], envelopes: &[&Envelope]) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (body, envelope)) in bodies.iter().zip(envelopes).enumerate() {
+        let size = body.len() + TYPE_ATTRIBUTE.len() + "String".len() + envelope.kind.len();
+        if i > start && (i - start == MAX_BATCH || bytes + size > MAX_BATCH_BYTES) {
+            ranges.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < bodies.len() {
+        ranges.push(start..bodies.len());
+    }
+    ranges
+}
+
+/// What one batch call reported: the entries that failed, as (entry id, error), or the call's
+/// own error (then every entry failed).
+type BatchCall = Result<Vec<(String, String)>, TransportError>;
+
+/// One result per entry of a batch call (entry ids are the indices within the call).
+fn batch_results(count: usize, call: BatchCall) -> Vec<Result<(), TransportError>> {
+    match call {
+        Ok(failed) => {
+            let mut results: Vec<Result<(), TransportError>> = (0..count).map(|_| Ok(())).collect();
+            for (id, error) in failed {
+                if let Some(slot) = id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                    *slot = Err(TransportError::Unavailable(anyhow::anyhow!(error)));
+                }
+            }
+            results
+        }
+        Err(error) => error.for_each(count),
+    }
+}
+
 fn sqs_type_attribute(
     kind: &str,
 ) -> Result<aws_sdk_sqs::types::MessageAttributeValue, TransportError> {
@@ -279,6 +375,83 @@ impl Publisher for SqsTransport {
             .map_err(|error| queue_error(queue, error))?;
         Ok(())
     }
+
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        envelopes: &[&Envelope],
+    ) -> Vec<Result<(), TransportError>> {
+        let arn = match self.topic_arn(topic).await {
+            Ok(arn) => arn,
+            Err(error) => return error.for_each(envelopes.len()),
+        };
+        self.in_batches(envelopes, |entries| {
+            let mut request = self.sns.publish_batch().topic_arn(&arn);
+            async move {
+                for (id, envelope, body) in entries {
+                    let kind = aws_sdk_sns::types::MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(&envelope.kind)
+                        .build()
+                        .map_err(unavailable)?;
+                    let entry = aws_sdk_sns::types::PublishBatchRequestEntry::builder()
+                        .id(id)
+                        .message(body)
+                        .message_attributes(TYPE_ATTRIBUTE, kind)
+                        .build()
+                        .map_err(unavailable)?;
+                    request = request.publish_batch_request_entries(entry);
+                }
+                let output = request.send().await.map_err(unavailable)?;
+                Ok(output
+                    .failed()
+                    .iter()
+                    .map(|f| (f.id().to_owned(), failure(f.code(), f.message())))
+                    .collect())
+            }
+        })
+        .await
+    }
+
+    async fn send_batch(
+        &self,
+        queue: &str,
+        envelopes: &[&Envelope],
+    ) -> Vec<Result<(), TransportError>> {
+        let url = match self.queue_url(queue).await {
+            Ok(url) => url,
+            Err(error) => return error.for_each(envelopes.len()),
+        };
+        self.in_batches(envelopes, |entries| {
+            let mut request = self.sqs.send_message_batch().queue_url(&url);
+            async move {
+                for (id, envelope, body) in entries {
+                    let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body)
+                        .message_attributes(TYPE_ATTRIBUTE, sqs_type_attribute(&envelope.kind)?)
+                        .build()
+                        .map_err(unavailable)?;
+                    request = request.entries(entry);
+                }
+                let output = request
+                    .send()
+                    .await
+                    .map_err(|error| queue_error(queue, error))?;
+                Ok(output
+                    .failed()
+                    .iter()
+                    .map(|f| (f.id().to_owned(), failure(f.code(), f.message())))
+                    .collect())
+            }
+        })
+        .await
+    }
+}
+
+/// A failed batch entry's error, as SNS and SQS report it.
+fn failure(code: &str, message: Option<&str>) -> String {
+    format!("{code}: {}", message.unwrap_or_default())
 }
 
 #[async_trait]
@@ -613,6 +786,11 @@ impl SqsTransport {
         let endpoint = std::env::var(TEST_ENDPOINT_VAR).unwrap_or_else(|_| {
             panic!("{TEST_ENDPOINT_VAR} is not set: SNS/SQS tests need the moto server that scripts/test.sh starts")
         });
+        Self::for_tests_at(&endpoint).await
+    }
+
+    /// A transport on the SNS/SQS emulator at `endpoint`, with a fresh prefix.
+    pub async fn for_tests_at(endpoint: &str) -> SqsTransport {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(endpoint)
             .region(aws_config::Region::new("us-east-1"))
@@ -623,5 +801,85 @@ impl SqsTransport {
             .await;
         let run = uuid::Uuid::now_v7().simple().to_string();
         Self::new(&config, &format!("t{}", &run[run.len() - 12..]))
+    }
+}
+
+/// An SNS/SQS emulator (moto) of one test's own, so that freezing or killing it disturbs no
+/// other test. Killed when dropped.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug)]
+pub struct OwnMoto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl OwnMoto {
+    /// The variables `scripts/test.sh` sets: the Python that has moto, and the project's
+    /// launcher for it (`scripts/moto-server.py`).
+    pub const PYTHON_VAR: &str = "VITRINE_TEST_MOTO_PYTHON";
+    pub const LAUNCHER_VAR: &str = "VITRINE_TEST_MOTO_LAUNCHER";
+
+    pub async fn start() -> OwnMoto {
+        let var = |name: &str| {
+            std::env::var(name)
+                .unwrap_or_else(|_| panic!("{name} is not set: run the tests with scripts/test.sh"))
+        };
+        let (python, launcher) = (var(Self::PYTHON_VAR), var(Self::LAUNCHER_VAR));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = std::process::Command::new(python)
+            .arg(launcher)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server is installed by scripts/test.sh");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return OwnMoto { child, endpoint };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("moto_server did not start");
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Stops the process where it stands (SIGSTOP): connections stay open and calls hang, as
+    /// with a broker that stopped answering.
+    pub fn freeze(&self) {
+        assert!(self.signal("STOP"), "kill -STOP failed");
+    }
+
+    /// Resumes a frozen emulator (SIGCONT) with everything it held.
+    pub fn thaw(&self) {
+        assert!(self.signal("CONT"), "kill -CONT failed");
+    }
+
+    fn signal(&self, signal: &str) -> bool {
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl Drop for OwnMoto {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -53,10 +53,17 @@ pub async fn spawn_app_with(database: Database, tweak: impl FnOnce(&mut Settings
 /// An embedded server whose messages travel over SNS/SQS (the test moto server): its topology
 /// is provisioned under a fresh prefix first, as `vitrine provision` would.
 pub async fn spawn_app_over_sqs(database: Database) -> TestApp {
-    use vitrine_messaging::transport::Transport;
     let transport = vitrine_messaging::transport::SqsTransport::for_tests().await;
+    spawn_app_over(database, std::sync::Arc::new(transport)).await
+}
+
+/// An embedded server over `transport`, with its topology provisioned there first.
+pub async fn spawn_app_over(
+    database: Database,
+    transport: std::sync::Arc<dyn vitrine_messaging::transport::Transport>,
+) -> TestApp {
     transport.provision(&vitrine::topology()).await.unwrap();
-    spawn(database, Some(std::sync::Arc::new(transport)), |_| {}).await
+    spawn(database, Some(transport), |_| {}).await
 }
 
 async fn spawn(
