@@ -47,7 +47,7 @@ start() {
   scripts/test-servers.sh start "$dir/servers"
   # shellcheck disable=SC1091
   source "$dir/servers/env"
-  cargo build --release -p vitrine -p user-information -p products
+  cargo build --release -p vitrine
   local primary=${VITRINE_TEST_POSTGRES_URL%/*} replica=${VITRINE_TEST_POSTGRES_REPLICA_URL%/*}
   psql "$VITRINE_TEST_POSTGRES_URL" -qc 'CREATE DATABASE vitrine_customers' -c 'CREATE DATABASE vitrine_products'
   export VITRINE_DATA_DIR="$dir/data"

@@ -8,14 +8,11 @@ use async_trait::async_trait;
 use axum::Router;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
-use user_information_client::{CustomerDirectory, HttpDirectory, MessagingDirectory};
 use utoipa::openapi::OpenApi;
 use vitrine_contracts::products as contract;
 use vitrine_contracts::user_information as customers;
-use vitrine_host::QueueCheck;
 use vitrine_messaging::consumer::{Consumer, ConsumerOptions};
 use vitrine_messaging::relay::Relay;
-use vitrine_messaging::request_reply::{Requester, RequesterOptions};
 use vitrine_messaging::transport::{QueueSpec, Subscription, Topology, Transport};
 use vitrine_platform::cache::{Cache, MemoryCache, RedisCache};
 use vitrine_platform::http::ReadinessCheck;
@@ -23,7 +20,8 @@ use vitrine_platform::http::auth::Authenticator;
 use vitrine_platform::http::idempotency::{
     Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
 };
-use vitrine_platform::{DirectoryKind, Mode, Settings, db, keyfile};
+use vitrine_platform::{Mode, Settings, db, keyfile};
+use vitrine_service::{QueueCheck, Service, Shared, Started};
 
 use crate::api::{self, AppState};
 use crate::cache::ProductCache;
@@ -42,7 +40,6 @@ const REQUESTER: &str = "products";
 pub struct Products {
     /// `/v1/products*` and `/v1/reservations*`, with the Idempotency-Key layer.
     pub router: Router,
-    pub openapi: OpenApi,
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub catalog: Catalog,
     store: Arc<dyn ProductStore>,
@@ -77,8 +74,14 @@ impl Products {
             Duration::from_secs(settings.cache_negative_ttl_secs),
         );
         let requester_stop = CancellationToken::new();
-        let directory =
-            open_directory(settings, Arc::clone(&transport), requester_stop.clone()).await?;
+        let directory = user_information_client::open(
+            settings,
+            Arc::clone(&transport),
+            REQUESTER,
+            contract::SOURCE,
+            requester_stop.clone(),
+        )
+        .await?;
         let catalog = Catalog::new(
             Arc::clone(&store),
             directory,
@@ -89,7 +92,7 @@ impl Products {
             catalog: catalog.clone(),
             authenticator: Arc::clone(&authenticator),
         };
-        let (router, openapi) = api::router(state);
+        let (router, _) = api::router(state);
         let router = router.layer(axum::middleware::from_fn_with_state(
             Idempotency {
                 store: Arc::clone(&idempotency_store),
@@ -110,7 +113,6 @@ impl Products {
         ];
         Ok(Self {
             router,
-            openapi,
             readiness,
             catalog,
             store,
@@ -260,38 +262,6 @@ async fn open_cache(settings: &Settings) -> anyhow::Result<Arc<dyn Cache>> {
     }
 }
 
-async fn open_directory(
-    settings: &Settings,
-    transport: Arc<dyn Transport>,
-    stop: CancellationToken,
-) -> anyhow::Result<Arc<dyn CustomerDirectory>> {
-    match settings.customer_directory {
-        DirectoryKind::Messaging => {
-            let ttl = Duration::from_secs(settings.reply_queue_ttl_secs);
-            let options = RequesterOptions {
-                queue_ttl: ttl,
-                heartbeat: ttl / 4,
-            };
-            let requester = Requester::start(transport, REQUESTER, options, stop)
-                .await
-                .context("creating the reply queue for seller checks")?;
-            Ok(Arc::new(MessagingDirectory::new(
-                requester,
-                contract::SOURCE,
-            )))
-        }
-        DirectoryKind::Http => {
-            let url = settings.user_information_url.as_deref().ok_or_else(|| {
-                anyhow::anyhow!("customer_directory = http needs VITRINE_USER_INFORMATION_URL")
-            })?;
-            let token = settings.service_token.clone().ok_or_else(|| {
-                anyhow::anyhow!("customer_directory = http needs VITRINE_SERVICE_TOKEN")
-            })?;
-            Ok(Arc::new(HttpDirectory::new(url, token)))
-        }
-    }
-}
-
 /// The key of idempotency fingerprints: configured (required in production), or a key file
 /// generated in the data directory.
 fn fingerprint_key(settings: &Settings) -> anyhow::Result<Arc<[u8]>> {
@@ -340,13 +310,42 @@ impl ReadinessCheck for CacheCheck {
     }
 }
 
-impl vitrine_host::Service for Products {
-    fn router(&self) -> Router {
-        self.router.clone()
+/// products as a process hosts it ([`crate::SERVICE`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Definition;
+
+#[async_trait]
+impl Service for Definition {
+    fn name(&self) -> &'static str {
+        "products"
+    }
+
+    fn topology(&self) -> Topology {
+        topology()
     }
 
     fn openapi(&self) -> OpenApi {
-        self.openapi.clone()
+        api::openapi()
+    }
+
+    async fn migrate(&self, settings: &Settings) -> anyhow::Result<()> {
+        migrate(settings).await
+    }
+
+    async fn start(&self, shared: &Shared) -> anyhow::Result<Arc<dyn Started>> {
+        let service = Products::build(
+            &shared.settings,
+            Arc::clone(&shared.authenticator),
+            Arc::clone(&shared.transport),
+        )
+        .await?;
+        Ok(Arc::new(service))
+    }
+}
+
+impl Started for Products {
+    fn router(&self) -> Router {
+        self.router.clone()
     }
 
     fn readiness(&self) -> Vec<Arc<dyn ReadinessCheck>> {

@@ -10,3 +10,6 @@ pub mod events;
 pub mod messages;
 pub mod service;
 pub mod store;
+
+/// products as a process hosts it.
+pub const SERVICE: app::Definition = app::Definition;

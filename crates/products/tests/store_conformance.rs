@@ -877,3 +877,61 @@ async fn writes_announce_themselves_in_the_outbox(b: Backend) {
     assert_eq!(outbox.unsent().await.unwrap(), before + 6);
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+/// Databases migrated before the outbox, inbox and idempotency tables moved into the libraries
+/// that own them recorded versions 1 and 2 from this service's own directory: the composed
+/// history must still hold them, unchanged, and apply over them.
+mod migration_history {
+    use products::store::{POSTGRES_MIGRATOR, SQLITE_MIGRATOR};
+    use secrecy::ExposeSecret;
+    use vitrine_runtime::testing::assert_history_kept;
+
+    const MESSAGING_POSTGRES: &str = "1e158e131f005d044595c94c619fbba21b85bd46fb6b018444765e4387510151e5f805edc45e0a8ab100ce66f6828794";
+    const MESSAGING_SQLITE: &str = "4e3e991c7a834d969cd117499e1bd69fe8e27f21706ca57a540a277764c8383d99e1a61a4455cbfecc61042eaff1dae5";
+
+    #[test]
+    fn historical_migrations_are_unchanged() {
+        assert_history_kept(
+            &POSTGRES_MIGRATOR,
+            &[
+                (
+                    1,
+                    "4fc89c84883ef306fdb08e2ec0896171f03e6135be52015e4ab82cb9b08e2d4632ca99f6e0c494359d912917c21283b7",
+                ),
+                (2, MESSAGING_POSTGRES),
+            ],
+        );
+        assert_history_kept(
+            &SQLITE_MIGRATOR,
+            &[
+                (
+                    1,
+                    "ba5d4bb1d1b4885ba3747e925c239ab5d68abc67bf6f8b3ba571fed50b9ff2d3df9a6af7293ef61d9023b2849321c624",
+                ),
+                (2, MESSAGING_SQLITE),
+            ],
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_migrated_before_the_move_migrates_on() {
+        let url = vitrine_platform::testing::postgres_database().await;
+        let pool = sqlx::PgPool::connect(url.expose_secret()).await.unwrap();
+        let before = sqlx::migrate::Migrator::with_migrations(
+            POSTGRES_MIGRATOR
+                .iter()
+                .filter(|m| m.version <= 2)
+                .cloned()
+                .collect(),
+        );
+        before.run(&pool).await.unwrap();
+        POSTGRES_MIGRATOR.run(&pool).await.unwrap();
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let expected: Vec<i64> = POSTGRES_MIGRATOR.iter().map(|m| m.version).collect();
+        assert_eq!(applied, expected);
+    }
+}

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use vitrine_contracts::user_information as contract;
 use vitrine_messaging::Envelope;
-use vitrine_messaging::request_reply::{Outcome, Requester};
+use vitrine_messaging::request_reply::{Outcome, Requester, RequesterOptions};
+use vitrine_messaging::transport::Transport;
 
 pub use contract::{CustomerLookupReply, CustomerStatus};
 
@@ -50,6 +53,12 @@ impl From<CustomerLookupReply> for Lookup {
 #[async_trait]
 pub trait CustomerDirectory: Send + Sync + std::fmt::Debug {
     async fn lookup(&self, id: Uuid, timeout: Duration) -> Lookup;
+
+    /// Releases what the directory holds (a reply queue); for short-lived callers such as the
+    /// CLI. Services leave it to their shutdown.
+    async fn close(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Asks over messaging: a request to user-information's queue, the reply on this process's
@@ -95,6 +104,10 @@ impl CustomerDirectory for MessagingDirectory {
             }
             Err(error) => Lookup::Unavailable(format!("messaging unavailable: {error}")),
         }
+    }
+
+    async fn close(&self) -> anyhow::Result<()> {
+        Ok(self.requester.close().await?)
     }
 }
 
@@ -150,14 +163,26 @@ impl CustomerDirectory for HttpDirectory {
     }
 }
 
-/// The directory the configuration asks for: messaging (through `requester`) or HTTP.
-pub fn from_settings(
+/// The directory the configuration asks for; the one place that choice is made. Over messaging
+/// it starts a reply queue named after `requester` (the asking service or tool), which lives
+/// until `stop` or [`CustomerDirectory::close`]; `source` is the asker's CloudEvents source.
+pub async fn open(
     settings: &vitrine_platform::Settings,
-    requester: Arc<Requester>,
+    transport: Arc<dyn Transport>,
+    requester: &str,
     source: &str,
+    stop: CancellationToken,
 ) -> anyhow::Result<Arc<dyn CustomerDirectory>> {
     match settings.customer_directory {
         vitrine_platform::DirectoryKind::Messaging => {
+            let ttl = Duration::from_secs(settings.reply_queue_ttl_secs.max(1));
+            let options = RequesterOptions {
+                queue_ttl: ttl,
+                heartbeat: ttl / 4,
+            };
+            let requester = Requester::start(transport, requester, options, stop)
+                .await
+                .context("creating the reply queue for customer lookups")?;
             Ok(Arc::new(MessagingDirectory::new(requester, source)))
         }
         vitrine_platform::DirectoryKind::Http => {

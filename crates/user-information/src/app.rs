@@ -8,7 +8,6 @@ use axum::Router;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 use utoipa::openapi::OpenApi;
-use vitrine_host::QueueCheck;
 use vitrine_platform::http::ReadinessCheck;
 use vitrine_platform::http::auth::Authenticator;
 use vitrine_platform::http::idempotency::{
@@ -21,6 +20,7 @@ use vitrine_contracts::user_information as contract;
 use vitrine_messaging::consumer::{Consumer, ConsumerOptions};
 use vitrine_messaging::relay::Relay;
 use vitrine_messaging::transport::{QueueSpec, Topology, Transport};
+use vitrine_service::{QueueCheck, Service, Shared, Started};
 
 use crate::api::{self, AppState};
 use crate::messages::LookupResponder;
@@ -36,7 +36,6 @@ pub const SECRETS_KEY_FILE: &str = "secrets.key";
 pub struct UserInformation {
     /// `/v1/customers*`, with the Idempotency-Key layer.
     pub router: Router,
-    pub openapi: OpenApi,
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub customers: Customers,
     store: Arc<dyn CustomerStore>,
@@ -69,7 +68,7 @@ impl UserInformation {
             customers: customers.clone(),
             authenticator: Arc::clone(&authenticator),
         };
-        let (router, openapi) = api::router(state);
+        let (router, _) = api::router(state);
         let router = router.layer(axum::middleware::from_fn_with_state(
             Idempotency {
                 store: Arc::clone(&idempotency_store),
@@ -90,7 +89,6 @@ impl UserInformation {
         ];
         Ok(Self {
             router,
-            openapi,
             readiness,
             customers,
             store,
@@ -270,13 +268,42 @@ impl ReadinessCheck for SecretsCheck {
     }
 }
 
-impl vitrine_host::Service for UserInformation {
-    fn router(&self) -> Router {
-        self.router.clone()
+/// user-information as a process hosts it ([`crate::SERVICE`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Definition;
+
+#[async_trait]
+impl Service for Definition {
+    fn name(&self) -> &'static str {
+        "user-information"
+    }
+
+    fn topology(&self) -> Topology {
+        topology()
     }
 
     fn openapi(&self) -> OpenApi {
-        self.openapi.clone()
+        api::openapi()
+    }
+
+    async fn migrate(&self, settings: &Settings) -> anyhow::Result<()> {
+        migrate(settings).await
+    }
+
+    async fn start(&self, shared: &Shared) -> anyhow::Result<Arc<dyn Started>> {
+        let service = UserInformation::build(
+            &shared.settings,
+            Arc::clone(&shared.authenticator),
+            Arc::clone(&shared.transport),
+        )
+        .await?;
+        Ok(Arc::new(service))
+    }
+}
+
+impl Started for UserInformation {
+    fn router(&self) -> Router {
+        self.router.clone()
     }
 
     fn readiness(&self) -> Vec<Arc<dyn ReadinessCheck>> {

@@ -8,3 +8,6 @@ pub mod events;
 pub mod messages;
 pub mod service;
 pub mod store;
+
+/// user-information as a process hosts it.
+pub const SERVICE: app::Definition = app::Definition;

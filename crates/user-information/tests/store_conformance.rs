@@ -783,3 +783,61 @@ every_backend!(
     the_order_checker_catches_a_broken_claim,
     ping,
 );
+
+/// Databases migrated before the outbox, inbox and idempotency tables moved into the libraries
+/// that own them recorded versions 1 and 2 from this service's own directory: the composed
+/// history must still hold them, unchanged, and apply over them.
+mod migration_history {
+    use secrecy::ExposeSecret;
+    use user_information::store::{POSTGRES_MIGRATOR, SQLITE_MIGRATOR};
+    use vitrine_runtime::testing::assert_history_kept;
+
+    const MESSAGING_POSTGRES: &str = "1e158e131f005d044595c94c619fbba21b85bd46fb6b018444765e4387510151e5f805edc45e0a8ab100ce66f6828794";
+    const MESSAGING_SQLITE: &str = "4e3e991c7a834d969cd117499e1bd69fe8e27f21706ca57a540a277764c8383d99e1a61a4455cbfecc61042eaff1dae5";
+
+    #[test]
+    fn historical_migrations_are_unchanged() {
+        assert_history_kept(
+            &POSTGRES_MIGRATOR,
+            &[
+                (
+                    1,
+                    "b59685ef159c59b709ed7948bd017c42fbc23df58f8c91327cb6d89d9f4cd00e25f9fb21d26727838e5ff21668056a65",
+                ),
+                (2, MESSAGING_POSTGRES),
+            ],
+        );
+        assert_history_kept(
+            &SQLITE_MIGRATOR,
+            &[
+                (
+                    1,
+                    "c2b1dc5ad1ead1a56058e8c2515608230238faf3dd03dee8331cbd56df55483dd73da9284d9ba6064d00ce23f178336c",
+                ),
+                (2, MESSAGING_SQLITE),
+            ],
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_migrated_before_the_move_migrates_on() {
+        let url = vitrine_platform::testing::postgres_database().await;
+        let pool = sqlx::PgPool::connect(url.expose_secret()).await.unwrap();
+        let before = sqlx::migrate::Migrator::with_migrations(
+            POSTGRES_MIGRATOR
+                .iter()
+                .filter(|m| m.version <= 2)
+                .cloned()
+                .collect(),
+        );
+        before.run(&pool).await.unwrap();
+        POSTGRES_MIGRATOR.run(&pool).await.unwrap();
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let expected: Vec<i64> = POSTGRES_MIGRATOR.iter().map(|m| m.version).collect();
+        assert_eq!(applied, expected);
+    }
+}

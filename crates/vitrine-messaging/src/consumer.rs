@@ -115,8 +115,8 @@ impl Consumer {
         );
         async {
         // The handler continues the producer's trace: messages it writes carry it on.
-        let context = vitrine_platform::trace_context::child_of(envelope.traceparent.as_deref());
-        let handled = vitrine_platform::trace_context::scope(context, self.handler.handle(envelope));
+        let context = vitrine_runtime::trace_context::child_of(envelope.traceparent.as_deref());
+        let handled = vitrine_runtime::trace_context::scope(context, self.handler.handle(envelope));
         match handled.await {
             Ok(()) => {
                 if let Err(error) = self.transport.ack(&self.queue, delivery).await {

@@ -85,7 +85,7 @@ impl Inbox {
         self,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        vitrine_platform::periodic::spawn_pruner(
+        vitrine_runtime::periodic::spawn_pruner(
             "inbox",
             Duration::from_secs(3600),
             shutdown,
@@ -107,7 +107,7 @@ mod tests {
     #[tokio::test]
     async fn redeliveries_are_recognised_and_pruning_keeps_recent_records() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = vitrine_platform::db::sqlite(&dir.path().join("i.sqlite3"))
+        let pool = vitrine_runtime::db::sqlite(&dir.path().join("i.sqlite3"))
             .await
             .unwrap();
         sqlx::query(

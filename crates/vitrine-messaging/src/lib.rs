@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod consumer;
 pub mod envelope;
 pub mod inbox;
+pub mod migrations;
 pub mod outbox;
 pub mod relay;
 pub mod request_reply;

@@ -117,7 +117,7 @@ async fn handlers_continue_the_message_trace() {
     #[async_trait]
     impl Handler for Seen {
         async fn handle(&self, _: &Envelope) -> anyhow::Result<()> {
-            *self.0.lock().await = vitrine_platform::trace_context::current();
+            *self.0.lock().await = vitrine_runtime::trace_context::current();
             Ok(())
         }
     }
@@ -142,7 +142,7 @@ async fn handlers_continue_the_message_trace() {
     eventually("the handler ran", async || seen.0.lock().await.is_some()).await;
     let context = seen.0.lock().await.clone().unwrap();
     assert_eq!(
-        vitrine_platform::trace_context::trace_id(&context),
+        vitrine_runtime::trace_context::trace_id(&context),
         Some(trace)
     );
     assert!(

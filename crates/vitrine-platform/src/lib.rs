@@ -1,13 +1,13 @@
 //! Plumbing every Vitrine service shares: configuration, telemetry, the HTTP conventions of
-//! API.md (problem+json, JSON extraction, idempotency, ETags, auth, health, metrics), database
-//! pools, and the secret store port with its local adapter.
+//! API.md (problem+json, JSON extraction, idempotency, ETags, auth, health, metrics), the
+//! tables those conventions own (`migrations`), and the secret store port with its local
+//! adapter. Database pools and periodic housekeeping are `vitrine-runtime`'s, re-exported.
 
 pub mod cache;
 pub mod config;
-pub mod db;
 pub mod http;
 pub mod keyfile;
-pub mod periodic;
+pub mod migrations;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;
@@ -16,3 +16,4 @@ pub mod testing;
 pub mod trace_context;
 
 pub use config::{DirectoryKind, Mode, Settings, TransportKind};
+pub use vitrine_runtime::{db, periodic};

@@ -1,33 +1,37 @@
-//! The embedded Vitrine: every service in one process on one port, routed by path like Kong
-//! would route them in production, with the operational endpoints and offline API docs.
+//! The Vitrine host: every service of [`SERVICES`] in one process on one port (the embedded
+//! Vitrine, routed by path as Kong routes them in production), or one service alone in its own
+//! process ([`run_single`], the per-service binaries), with the operational endpoints and
+//! offline API docs.
+
+pub mod host;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use products::app::Products;
 use tokio_util::sync::CancellationToken;
 use user_information::app::UserInformation;
 use utoipa::openapi::OpenApi;
-use vitrine_host::{Host, Service};
 use vitrine_messaging::transport::{Topology, Transport};
 use vitrine_platform::http::auth::Authenticator;
-use vitrine_platform::{Settings, TransportKind};
+use vitrine_platform::{Settings, server, telemetry};
+use vitrine_service::{Service, Shared};
 
-pub use vitrine_host::{MESSAGING_FILE, authenticator, transport};
+pub use host::{Host, MESSAGING_FILE, authenticator, transport};
 
-/// The public OpenAPI document of everything this process serves.
+/// Every Vitrine service. A new service is one line here (see the README's checklist).
+pub const SERVICES: &[&dyn Service] = &[&user_information::SERVICE, &products::SERVICE];
+
+/// The public OpenAPI document of every service.
 pub fn openapi() -> OpenApi {
-    describe(merge([
-        user_information::api::openapi(),
-        products::api::openapi(),
-    ]))
+    describe(
+        vitrine_service::merge_openapi(SERVICES.iter().map(|s| s.openapi()))
+            .expect("there is at least one service"),
+    )
 }
 
-fn merge(documents: [OpenApi; 2]) -> OpenApi {
-    vitrine_host::merge_openapi(documents).expect("two documents merge into one")
-}
-
-/// The merged document's description covers both services.
+/// The merged document's description covers every service.
 fn describe(mut openapi: OpenApi) -> OpenApi {
     openapi.info.description = Some(
         "B2B commerce backend: business customers (CNPJ) with payment methods kept in a secret \
@@ -41,33 +45,31 @@ fn describe(mut openapi: OpenApi) -> OpenApi {
 
 /// Every topic and queue of the deployment, across services.
 pub fn topology() -> Topology {
-    let mut topology = user_information::app::topology();
-    let products = products::app::topology();
-    topology.topics.extend(products.topics);
-    topology.queues.extend(products.queues);
-    topology
+    vitrine_service::topology(SERVICES.iter().copied())
 }
 
-/// A bound, ready-to-run embedded server.
+/// Applies every service's migrations to its configured database (`vitrine migrate`).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    for service in SERVICES {
+        service
+            .migrate(settings)
+            .await
+            .with_context(|| format!("migrating {}", service.name()))?;
+    }
+    Ok(())
+}
+
+/// A bound, ready-to-run embedded server: every service in this process.
 #[derive(Debug)]
 pub struct Server {
     host: Host,
-    user_information: Arc<UserInformation>,
-    products: Arc<Products>,
     transport: Arc<dyn Transport>,
 }
 
 impl Server {
     /// Opens every store, runs migrations and binds `settings.listen` (port 0 picks a free one).
     pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
-        let authenticator = Arc::new(authenticator(settings)?);
-        let transport = transport(settings).await?;
-        // The embedded transport is this process's own: it keeps its topology provisioned.
-        // Shared SNS/SQS topology is provisioned by `vitrine provision`, not by every replica.
-        if settings.transport == TransportKind::Local {
-            transport.provision(&topology()).await?;
-        }
-        Self::build_with(settings, authenticator, transport).await
+        Self::start(host::shared(settings, SERVICES).await?).await
     }
 
     /// Builds with a given token verifier and message transport (already provisioned).
@@ -76,38 +78,35 @@ impl Server {
         authenticator: Arc<Authenticator>,
         transport: Arc<dyn Transport>,
     ) -> anyhow::Result<Server> {
-        let user_information = Arc::new(
-            UserInformation::build(settings, Arc::clone(&authenticator), Arc::clone(&transport))
-                .await?,
-        );
-        let products =
-            Arc::new(Products::build(settings, authenticator, Arc::clone(&transport)).await?);
-        let openapi = describe(merge([
-            user_information.openapi.clone(),
-            products.openapi.clone(),
-        ]));
-        let services: Vec<Arc<dyn Service>> = vec![
-            Arc::clone(&user_information) as Arc<dyn Service>,
-            Arc::clone(&products) as Arc<dyn Service>,
-        ];
-        let host = Host::build(settings, services, openapi).await?;
+        Self::start(Shared {
+            settings: settings.clone(),
+            authenticator,
+            transport,
+        })
+        .await
+    }
+
+    async fn start(shared: Shared) -> anyhow::Result<Server> {
+        let host = Host::start(&shared, SERVICES, openapi()).await?;
         Ok(Server {
             host,
-            user_information,
-            products,
-            transport,
+            transport: shared.transport,
         })
     }
 
     /// The user-information service, for tests that inspect state the API does not expose
     /// (the reveal audit trail).
     pub fn user_information(&self) -> &UserInformation {
-        &self.user_information
+        self.host
+            .service()
+            .expect("the embedded server hosts user-information")
     }
 
     /// The products service, for tests that inspect its store.
     pub fn products(&self) -> &Products {
-        &self.products
+        self.host
+            .service()
+            .expect("the embedded server hosts products")
     }
 
     /// The message transport, for tests that subscribe to the events this process publishes.
@@ -123,4 +122,18 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.host.run(shutdown).await
     }
+}
+
+/// Runs `service` alone in this process until SIGTERM or SIGINT, as production runs each
+/// service (one process per replica, behind Kong): the `user-information` and `products`
+/// binaries. Configuration as for `vitrine`; see the README's reference.
+pub async fn run_single(service: &'static dyn Service) -> anyhow::Result<()> {
+    let settings = Settings::load().context("reading configuration")?;
+    telemetry::init(&settings.log, settings.log_format);
+    let shared = host::shared(&settings, &[service]).await?;
+    let host = Host::start(&shared, &[service], service.openapi()).await?;
+    tracing::info!(address = %host.local_addr(), "{} ready", service.name());
+    let shutdown = CancellationToken::new();
+    server::cancel_on_signal(shutdown.clone());
+    host.run(shutdown).await
 }

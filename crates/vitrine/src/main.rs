@@ -1,6 +1,5 @@
 //! `vitrine`: runs the embedded all-in-one server, and the admin commands.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -127,8 +126,7 @@ async fn main() -> anyhow::Result<()> {
         } => token(&settings, role.into(), customer_id, subject, ttl_hours),
         Command::Migrate => {
             telemetry::init(&settings.log, settings.log_format);
-            user_information::app::migrate(&settings).await?;
-            products::app::migrate(&settings).await?;
+            vitrine::migrate(&settings).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -191,21 +189,20 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
 
 async fn lookup(settings: &Settings, id: uuid::Uuid, timeout: Duration) -> anyhow::Result<i32> {
     use user_information_client::Lookup;
-    use vitrine_messaging::request_reply::{Requester, RequesterOptions};
 
     let transport = vitrine::transport(settings).await?;
-    let ttl = Duration::from_secs(settings.reply_queue_ttl_secs.max(1));
-    let options = RequesterOptions {
-        queue_ttl: ttl,
-        heartbeat: ttl / 4,
-    };
     let stop = CancellationToken::new();
-    let requester = Requester::start(transport, "vitrine-cli", options, stop.clone()).await?;
-    let directory =
-        user_information_client::from_settings(settings, Arc::clone(&requester), "vitrine.cli")?;
+    let directory = user_information_client::open(
+        settings,
+        transport,
+        "vitrine-cli",
+        "vitrine.cli",
+        stop.clone(),
+    )
+    .await?;
     let answer = directory.lookup(id, timeout).await;
     stop.cancel();
-    requester.close().await?;
+    directory.close().await?;
     let (code, json) = match answer {
         Lookup::Found {
             id,

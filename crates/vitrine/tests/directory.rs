@@ -93,11 +93,22 @@ async fn unreachable_user_information_is_unavailable_not_an_error() {
 async fn configuration_chooses_the_adapter() {
     let app = spawn_app(Database::Sqlite).await;
     let stop = CancellationToken::new();
-    let requester = requester(&app, &stop).await;
+    let open = |settings: vitrine_platform::Settings| {
+        let (transport, stop) = (Arc::clone(&app.transport), stop.clone());
+        async move {
+            user_information_client::open(
+                &settings,
+                transport,
+                "test-chooser",
+                "vitrine.test",
+                stop,
+            )
+            .await
+        }
+    };
     let mut settings = vitrine_platform::Settings::embedded_at(app.data_dir.path());
     settings.customer_directory = vitrine_platform::DirectoryKind::Http;
-    let missing =
-        user_information_client::from_settings(&settings, Arc::clone(&requester), "vitrine.test");
+    let missing = open(settings.clone()).await;
     assert!(
         missing
             .unwrap_err()
@@ -106,14 +117,19 @@ async fn configuration_chooses_the_adapter() {
     );
     settings.user_information_url = Some(app.base.clone());
     settings.service_token = Some(app.admin().into());
-    let http =
-        user_information_client::from_settings(&settings, Arc::clone(&requester), "vitrine.test")
-            .unwrap();
+    let http = open(settings.clone()).await.unwrap();
     assert!(format!("{http:?}").starts_with("HttpDirectory"));
     answers_match(&app, &*http).await;
     settings.customer_directory = vitrine_platform::DirectoryKind::Messaging;
-    let messaging =
-        user_information_client::from_settings(&settings, requester, "vitrine.test").unwrap();
+    let messaging = open(settings).await.unwrap();
     assert!(format!("{messaging:?}").starts_with("MessagingDirectory"));
+    assert_eq!(
+        messaging
+            .lookup(uuid::Uuid::now_v7(), Duration::from_secs(10))
+            .await,
+        Lookup::NotFound,
+        "the opened directory answers over request/reply"
+    );
+    messaging.close().await.unwrap();
     stop.cancel();
 }

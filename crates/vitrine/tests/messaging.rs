@@ -237,7 +237,7 @@ async fn readiness_names_the_dependency_that_is_down() {
 /// What SNS accepted is read from the emulator's own record of each topic's publications, not
 /// from a subscribed queue: the emulator's SQS scans a whole queue on every send, so a queue
 /// holding this backlog would measure the emulator, which real SQS does not do. Delivery from
-/// SNS to subscribed queues is covered by the other tests here and in products' `processes`.
+/// SNS to subscribed queues is covered by the other tests here and in `processes.rs`.
 mod outage {
     use std::collections::HashSet;
     use std::sync::Arc;

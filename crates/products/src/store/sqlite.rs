@@ -10,7 +10,16 @@ use super::shared::{Backend, impl_product_store, routed};
 use super::{ConsistencyToken, Freshness, StoreError};
 
 /// Migrations of the SQLite schema, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// This service's tables (`migrations/sqlite`), the outbox and inbox, and the idempotency
+/// keys, in one history.
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| {
+        vitrine_runtime::migrations::compose(&[
+            &sqlx::migrate!("./migrations/sqlite"),
+            &vitrine_messaging::migrations::SQLITE,
+            &vitrine_platform::migrations::SQLITE,
+        ])
+    });
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {

@@ -16,8 +16,8 @@ use crate::domain::{
     PaymentMethodId, SecretAccess,
 };
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use postgres::{MIGRATOR as POSTGRES_MIGRATOR, PostgresStore};
+pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -17,7 +17,16 @@ use crate::domain::{
 use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, PgOutbox, enqueue_postgres};
 
 /// Migrations of the PostgreSQL schema, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// This service's tables (`migrations/postgres`), the outbox and inbox, and the idempotency
+/// keys, in one history.
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| {
+        vitrine_runtime::migrations::compose(&[
+            &sqlx::migrate!("./migrations/postgres"),
+            &vitrine_messaging::migrations::POSTGRES,
+            &vitrine_platform::migrations::POSTGRES,
+        ])
+    });
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {

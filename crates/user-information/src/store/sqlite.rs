@@ -21,7 +21,16 @@ use crate::domain::{
 use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, SqliteOutbox, enqueue_sqlite};
 
 /// Migrations of the SQLite schema, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// This service's tables (`migrations/sqlite`), the outbox and inbox, and the idempotency
+/// keys, in one history.
+pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
+    std::sync::LazyLock::new(|| {
+        vitrine_runtime::migrations::compose(&[
+            &sqlx::migrate!("./migrations/sqlite"),
+            &vitrine_messaging::migrations::SQLITE,
+            &vitrine_platform::migrations::SQLITE,
+        ])
+    });
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {

@@ -47,7 +47,7 @@ struct MessageRow {
 impl LocalTransport {
     /// Opens (creating and migrating) the transport database at `path`.
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        let pool = vitrine_platform::db::sqlite(path).await?;
+        let pool = vitrine_runtime::db::sqlite(path).await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,

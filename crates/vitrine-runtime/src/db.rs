@@ -1,5 +1,5 @@
-//! Database pools for the two backends. Each service owns its schema and migrations; this module
-//! only knows how to open pools with settings that suit Vitrine.
+//! Database pools for the two backends, with settings that suit Vitrine. Schemas are the
+//! owners' (see [`crate::migrations`]).
 
 use std::path::Path;
 use std::str::FromStr;

@@ -4,7 +4,7 @@
 //! API docs (`/docs`, `/openapi.json`).
 //!
 //! The embedded `vitrine` process hosts every service; in production each service's own binary
-//! hosts just itself.
+//! hosts just itself ([`crate::run_single`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,21 +18,12 @@ use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 use vitrine_messaging::transport::{LocalTransport, SqsTransport, Transport};
 use vitrine_platform::http::auth::{Authenticator, load_or_create_hs256_key};
-use vitrine_platform::http::{self, Health, ReadinessCheck, metrics};
+use vitrine_platform::http::{self, Health, metrics};
 use vitrine_platform::{Mode, Settings, TransportKind, server};
+use vitrine_service::{Service, Shared, Started};
 
 /// File name of the embedded message transport inside the data directory.
 pub const MESSAGING_FILE: &str = "messaging.sqlite3";
-
-/// What a process needs from a service to host it.
-pub trait Service: Send + Sync + std::fmt::Debug {
-    /// Its routes, with their service-specific layers (idempotency).
-    fn router(&self) -> Router;
-    fn openapi(&self) -> OpenApi;
-    fn readiness(&self) -> Vec<Arc<dyn ReadinessCheck>>;
-    /// Relays, consumers and housekeeping, until `shutdown`.
-    fn spawn_background(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>>;
-}
 
 /// The message transport the configuration asks for.
 pub async fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
@@ -70,12 +61,21 @@ pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
     }
 }
 
-/// One OpenAPI document for several services: the paths, schemas and tags of each (shared
-/// schemas such as `Problem` are identical in all of them).
-pub fn merge_openapi(documents: impl IntoIterator<Item = OpenApi>) -> Option<OpenApi> {
-    documents.into_iter().reduce(|mut merged, other| {
-        merged.merge(other);
-        merged
+/// The adapters every hosted service shares, chosen from configuration. The embedded transport
+/// belongs to this process, so its topology (that of `services`) is provisioned here; shared
+/// SNS/SQS topology is provisioned once per environment by `vitrine provision`.
+pub async fn shared(settings: &Settings, services: &[&dyn Service]) -> anyhow::Result<Shared> {
+    let authenticator = Arc::new(authenticator(settings)?);
+    let transport = transport(settings).await?;
+    if settings.transport == TransportKind::Local {
+        transport
+            .provision(&vitrine_service::topology(services.iter().copied()))
+            .await?;
+    }
+    Ok(Shared {
+        settings: settings.clone(),
+        authenticator,
+        transport,
     })
 }
 
@@ -84,23 +84,34 @@ pub fn merge_openapi(documents: impl IntoIterator<Item = OpenApi>) -> Option<Ope
 pub struct Host {
     listener: TcpListener,
     router: Router,
-    services: Vec<Arc<dyn Service>>,
+    started: Vec<Arc<dyn Started>>,
     grace: Duration,
 }
 
 impl Host {
-    /// Binds `settings.listen` (port 0 picks a free one) and assembles the routes of every
-    /// service with the operational endpoints. `openapi` is the document `/docs` shows.
-    pub async fn build(
-        settings: &Settings,
-        services: Vec<Arc<dyn Service>>,
+    /// Starts each service with the shared adapters, binds `settings.listen` (port 0 picks a
+    /// free one) and assembles their routes with the operational endpoints. `openapi` is the
+    /// document `/docs` shows.
+    pub async fn start(
+        shared: &Shared,
+        services: &[&dyn Service],
         openapi: OpenApi,
     ) -> anyhow::Result<Host> {
-        let health = services
+        let mut started = Vec::with_capacity(services.len());
+        for service in services {
+            started.push(
+                service
+                    .start(shared)
+                    .await
+                    .with_context(|| format!("starting {}", service.name()))?,
+            );
+        }
+        let settings = &shared.settings;
+        let health = started
             .iter()
             .flat_map(|s| s.readiness())
             .fold(Health::default(), Health::with);
-        let routes = services
+        let routes = started
             .iter()
             .fold(Router::new(), |routes, s| routes.merge(s.router()));
         let router = http::with_common_layers(
@@ -116,7 +127,7 @@ impl Host {
         Ok(Host {
             listener,
             router,
-            services,
+            started,
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         })
     }
@@ -127,10 +138,18 @@ impl Host {
             .expect("a bound listener has an address")
     }
 
+    /// The started service of type `T`, for tests that inspect state the API does not expose.
+    pub fn service<T: Started>(&self) -> Option<&T> {
+        self.started.iter().find_map(|s| {
+            let any: &dyn std::any::Any = &**s;
+            any.downcast_ref::<T>()
+        })
+    }
+
     /// Serves until `shutdown` is cancelled, then drains requests and stops background work.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tasks: Vec<_> = self
-            .services
+            .started
             .iter()
             .flat_map(|s| s.spawn_background(shutdown.clone()))
             .collect();
@@ -139,29 +158,5 @@ impl Host {
             let _ = task.await;
         }
         Ok(())
-    }
-}
-
-/// Ready while the service's queue exists on the transport: without it the service can neither
-/// receive its events nor answer its requests.
-#[derive(Debug)]
-pub struct QueueCheck {
-    pub name: &'static str,
-    pub transport: Arc<dyn Transport>,
-    pub queue: &'static str,
-}
-
-#[async_trait::async_trait]
-impl ReadinessCheck for QueueCheck {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    async fn check(&self) -> Result<(), String> {
-        match self.transport.list_queues(self.queue).await {
-            Ok(queues) if queues.iter().any(|q| q == self.queue) => Ok(()),
-            Ok(_) => Err("queue not provisioned".to_owned()),
-            Err(_) => Err("unreachable".to_owned()),
-        }
     }
 }
