@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: starts throwaway servers on loopback ports, runs every test of the
-# workspace against them (nothing is skipped), then stops the servers, pass or fail.
+# The whole test suite: the lint gate (scripts/check.sh), then throwaway servers on loopback
+# ports, every test of the workspace against them (nothing is skipped), then the servers stop,
+# pass or fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/check.sh
 
 servers=$(mktemp -d "${TMPDIR:-/tmp}/vitrine-test-servers.XXXXXX")
 cleanup() { scripts/test-servers.sh stop "$servers"; }

@@ -361,6 +361,7 @@ async fn managed_product(
 /// List a product.
 #[utoipa::path(
     post, path = "/v1/products", tag = "products",
+    operation_id = "products_create",
     request_body = ProductIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; replays the first response for 24 h")),
     responses(
@@ -397,6 +398,7 @@ pub async fn create(
 /// Read a product (possibly from the cache, unless `Consistency-Token` is sent).
 #[utoipa::path(
     get, path = "/v1/products/{id}", tag = "products",
+    operation_id = "products_get",
     params(("id" = Uuid, Path),
            ("Consistency-Token" = Option<String>, Header, description = "From a write: the read is at least as new as it")),
     responses(
@@ -420,6 +422,7 @@ pub async fn get(
 /// List products.
 #[utoipa::path(
     get, path = "/v1/products", tag = "products",
+    operation_id = "products_list",
     params(ListProductsQuery,
            ("Consistency-Token" = Option<String>, Header, description = "From a write: the list is at least as new as it")),
     responses(
@@ -480,6 +483,7 @@ pub async fn list(
 /// Change a product (admin or its seller).
 #[utoipa::path(
     patch, path = "/v1/products/{id}", tag = "products",
+    operation_id = "products_update",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "ETag from a read; 412 if it changed since")),
     request_body = ProductPatch,
     responses(
@@ -515,6 +519,7 @@ pub async fn update(
 /// Delete a product (admin or its seller); refused while units are reserved.
 #[utoipa::path(
     delete, path = "/v1/products/{id}", tag = "products",
+    operation_id = "products_delete",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses(
         (status = 204, description = "Deleted", headers(("Consistency-Token" = String))),
@@ -542,6 +547,7 @@ pub async fn delete(
 /// Record a stock movement (admin or the seller).
 #[utoipa::path(
     post, path = "/v1/products/{id}/stock-movements", tag = "stock",
+    operation_id = "stock_movements_create",
     params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = MovementIn,
     responses(
@@ -593,6 +599,7 @@ pub async fn add_movement(
 /// The stock ledger of a product (admin or the seller), oldest first.
 #[utoipa::path(
     get, path = "/v1/products/{id}/stock-movements", tag = "stock",
+    operation_id = "stock_movements_list",
     params(("id" = Uuid, Path), ListMovementsQuery, ("Consistency-Token" = Option<String>, Header)),
     responses(
         (status = 200, body = MovementList),

@@ -171,6 +171,7 @@ fn reservation_response(
 /// Reserve stock: every item or none.
 #[utoipa::path(
     post, path = "/v1/reservations", tag = "reservations",
+    operation_id = "reservations_create",
     request_body = ReservationIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; replays the first response for 24 h")),
     responses(
@@ -236,6 +237,7 @@ pub async fn create(
 /// Read a reservation (admin or the customer that made it).
 #[utoipa::path(
     get, path = "/v1/reservations/{id}", tag = "reservations",
+    operation_id = "reservations_get",
     params(("id" = Uuid, Path), ("Consistency-Token" = Option<String>, Header)),
     responses(
         (status = 200, body = ReservationOut),
@@ -283,6 +285,7 @@ async fn finish(
 /// Committing again answers the committed reservation; any other state is 409.
 #[utoipa::path(
     post, path = "/v1/reservations/{id}/commit", tag = "reservations",
+    operation_id = "reservations_commit",
     params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, body = ReservationOut, headers(("Consistency-Token" = String))),
@@ -305,6 +308,7 @@ pub async fn commit(
 /// released reservation; any other state is 409.
 #[utoipa::path(
     post, path = "/v1/reservations/{id}/release", tag = "reservations",
+    operation_id = "reservations_release",
     params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 200, body = ReservationOut, headers(("Consistency-Token" = String))),

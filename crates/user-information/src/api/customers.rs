@@ -347,6 +347,7 @@ fn customer_response(status: StatusCode, customer: Customer) -> Response {
 /// Register a customer.
 #[utoipa::path(
     post, path = "/v1/customers", tag = "customers",
+    operation_id = "customers_create",
     request_body = CustomerIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; replays the first response for 24 h")),
     responses(
@@ -374,6 +375,7 @@ pub async fn create(
 /// Read a customer.
 #[utoipa::path(
     get, path = "/v1/customers/{id}", tag = "customers",
+    operation_id = "customers_get",
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = CustomerOut, headers(("ETag" = String))),
@@ -396,6 +398,7 @@ pub async fn get(
 /// List customers (admin).
 #[utoipa::path(
     get, path = "/v1/customers", tag = "customers",
+    operation_id = "customers_list",
     params(ListCustomersQuery),
     responses(
         (status = 200, body = CustomerList),
@@ -438,6 +441,7 @@ pub async fn list(
 /// Change a customer. Honours `If-Match`.
 #[utoipa::path(
     patch, path = "/v1/customers/{id}", tag = "customers",
+    operation_id = "customers_update",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "ETag from a previous read")),
     request_body = CustomerPatch,
     responses(
@@ -467,6 +471,7 @@ pub async fn update(
 /// Close a customer: status becomes `closed`, every secret is destroyed, basic data is kept.
 #[utoipa::path(
     delete, path = "/v1/customers/{id}", tag = "customers",
+    operation_id = "customers_close",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses(
         (status = 204, description = "Closed (repeating it repeats the erasure)"),
@@ -494,6 +499,7 @@ pub async fn close(
 /// other services need, in the same shape as the messaging reply.
 #[utoipa::path(
     get, path = "/internal/v1/customers/{id}/lookup", tag = "internal",
+    operation_id = "customers_lookup",
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Found", body = serde_json::Value,

@@ -295,6 +295,7 @@ fn method_id(raw: &str) -> Result<PaymentMethodId, ApiError> {
 /// Add a card or PIX key.
 #[utoipa::path(
     post, path = "/v1/customers/{id}/payment-methods", tag = "payment-methods",
+    operation_id = "payment_methods_add",
     params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
     request_body = PaymentMethodIn,
     responses(
@@ -329,6 +330,7 @@ pub async fn add(
 /// List payment methods (masked).
 #[utoipa::path(
     get, path = "/v1/customers/{id}/payment-methods", tag = "payment-methods",
+    operation_id = "payment_methods_list",
     params(("id" = Uuid, Path), ListQuery),
     responses(
         (status = 200, body = PaymentMethodList),
@@ -362,6 +364,7 @@ pub async fn list(
 /// Remove a payment method; its secret is destroyed.
 #[utoipa::path(
     delete, path = "/v1/customers/{id}/payment-methods/{pm_id}", tag = "payment-methods",
+    operation_id = "payment_methods_remove",
     params(("id" = Uuid, Path), ("pm_id" = Uuid, Path)),
     responses(
         (status = 204, description = "Removed and its secret destroyed"),
@@ -387,6 +390,7 @@ pub async fn remove(
 /// Reveal the full card number or PIX key (`payments` role; every call is audited).
 #[utoipa::path(
     get, path = "/v1/customers/{id}/payment-methods/{pm_id}/secret", tag = "payment-methods",
+    operation_id = "payment_methods_reveal",
     params(("id" = Uuid, Path), ("pm_id" = Uuid, Path)),
     responses(
         (status = 200, body = PaymentSecretOut, headers(("Cache-Control" = String, description = "no-store"))),
