@@ -200,6 +200,18 @@ start_openbao() {
   echo "export VITRINE_TEST_BAO_BIN=$bao" >>"$dir/env"
 }
 
+# The OpenAPI tooling API consumers run: a validator and a client generator (the test that uses
+# them also drives the API through the generated client).
+install_api_tools() {
+  local dir=$1 venv
+  venv=$(venv_dir)
+  if ! "$venv/bin/python" -c "import openapi_spec_validator, openapi_python_client" 2>/dev/null; then
+    log "installing openapi-spec-validator and openapi-python-client into $venv"
+    "$venv/bin/pip" install -q openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
+  fi
+  echo "export VITRINE_TEST_PYTHON=$venv/bin/python" >>"$dir/env"
+}
+
 stop_openbao() {
   local dir=$1
   [ -f "$dir/openbao.pid" ] && kill "$(cat "$dir/openbao.pid")" 2>/dev/null || true
@@ -225,6 +237,7 @@ case "$cmd" in
     start_redis "$dir"
     start_moto "$dir"
     start_openbao "$dir"
+    install_api_tools "$dir"
     ;;
   stop)
     stop_openbao "$dir"

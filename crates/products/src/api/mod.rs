@@ -19,7 +19,6 @@ use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vitrine_kernel::{Cursor, PageLimit};
-use vitrine_platform::http::auth::BearerAuth;
 use vitrine_platform::http::{ApiError, Authenticator, FieldError, Fields, Problem};
 
 use crate::domain::{ReservationStatus, Shortage};
@@ -52,7 +51,6 @@ impl FromRef<AppState> for Arc<Authenticator> {
                        problem+json. Writes return `Consistency-Token`; send it back on reads to \
                        see your own writes."
     ),
-    modifiers(&BearerAuth),
     components(schemas(Problem, FieldError)),
     tags(
         (name = "products", description = "The catalog: products listed by sellers, with their stock"),
@@ -64,12 +62,16 @@ struct ApiDoc;
 
 /// The service's routes and their OpenAPI description.
 pub fn router(state: AppState) -> (Router, OpenApiDoc) {
-    routes().with_state(state).split_for_parts()
+    let (router, mut openapi) = routes().with_state(state).split_for_parts();
+    vitrine_platform::http::openapi::conventions(&mut openapi);
+    (router, openapi)
 }
 
 /// The OpenAPI description alone, without building any state.
 pub fn openapi() -> OpenApiDoc {
-    routes().split_for_parts().1
+    let mut openapi = routes().split_for_parts().1;
+    vitrine_platform::http::openapi::conventions(&mut openapi);
+    openapi
 }
 
 fn routes() -> OpenApiRouter<AppState> {

@@ -14,7 +14,6 @@ use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vitrine_kernel::{Cursor, PageLimit};
-use vitrine_platform::http::auth::BearerAuth;
 use vitrine_platform::http::{
     ApiError, Authenticator, FieldError, Fields, Principal, Problem, Role,
 };
@@ -44,7 +43,6 @@ impl FromRef<AppState> for Arc<Authenticator> {
         description = "B2B commerce backend: business customers (CNPJ) with payment methods kept in a \
                        secret store. Errors are RFC 9457 problem+json."
     ),
-    modifiers(&BearerAuth),
     components(schemas(Problem, FieldError)),
     tags(
         (name = "customers", description = "Business customers, identified by CNPJ"),
@@ -56,12 +54,16 @@ struct ApiDoc;
 
 /// The service's routes and their OpenAPI description.
 pub fn router(state: AppState) -> (Router, OpenApiDoc) {
-    routes().with_state(state).split_for_parts()
+    let (router, mut openapi) = routes().with_state(state).split_for_parts();
+    vitrine_platform::http::openapi::conventions(&mut openapi);
+    (router, openapi)
 }
 
 /// The OpenAPI description alone, without building any state.
 pub fn openapi() -> OpenApiDoc {
-    routes().split_for_parts().1
+    let mut openapi = routes().split_for_parts().1;
+    vitrine_platform::http::openapi::conventions(&mut openapi);
+    openapi
 }
 
 fn routes() -> OpenApiRouter<AppState> {

@@ -436,24 +436,3 @@ mod tests {
         assert!(auth.verify(token).await.is_err());
     }
 }
-
-/// Declares the `bearer` (JWT) security scheme that every operation's `security(("bearer" = []))`
-/// refers to, for `#[openapi(modifiers(&BearerAuth))]`.
-#[derive(Debug)]
-pub struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}

@@ -7,6 +7,7 @@ pub mod health;
 pub mod idempotency;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 pub mod query;
 
 use std::time::Duration;
