@@ -20,6 +20,7 @@ use vitrine_platform::http::auth::Authenticator;
 use vitrine_platform::http::idempotency::{
     Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
 };
+use vitrine_platform::requirements::Requirements;
 use vitrine_platform::{Mode, Settings, db, keyfile};
 use vitrine_service::{QueueCheck, Service, Shared, Started};
 
@@ -326,6 +327,20 @@ impl Service for Definition {
 
     fn openapi(&self) -> OpenApi {
         api::openapi()
+    }
+
+    fn production_requirements(&self, settings: &Settings, requirements: &mut Requirements) {
+        requirements.require(
+            settings.products_database_url.is_some(),
+            "VITRINE_PRODUCTS_DATABASE_URL",
+            "the products PostgreSQL primary",
+        );
+        requirements.require(
+            settings.redis_url.is_some(),
+            "VITRINE_REDIS_URL",
+            "the product cache shared by every replica",
+        );
+        requirements.fingerprint_key(settings);
     }
 
     async fn migrate(&self, settings: &Settings) -> anyhow::Result<()> {

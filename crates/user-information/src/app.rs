@@ -13,6 +13,7 @@ use vitrine_platform::http::auth::Authenticator;
 use vitrine_platform::http::idempotency::{
     Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
 };
+use vitrine_platform::requirements::Requirements;
 use vitrine_platform::secrets::{LocalSecretStore, SecretStore, VaultAuth, VaultSecretStore};
 use vitrine_platform::{Mode, Settings, db, keyfile};
 
@@ -284,6 +285,27 @@ impl Service for Definition {
 
     fn openapi(&self) -> OpenApi {
         api::openapi()
+    }
+
+    fn production_requirements(&self, settings: &Settings, requirements: &mut Requirements) {
+        requirements.require(
+            settings.database_url.is_some(),
+            "VITRINE_DATABASE_URL",
+            "user-information's PostgreSQL database",
+        );
+        requirements.require(
+            settings.vault_addr.is_some(),
+            "VITRINE_VAULT_ADDR",
+            "card numbers and PIX keys live in Vault, never in local files",
+        );
+        requirements.https(settings.vault_addr.as_deref(), "VITRINE_VAULT_ADDR");
+        requirements.require(
+            settings.vault_token.is_some()
+                || (settings.vault_role_id.is_some() && settings.vault_secret_id.is_some()),
+            "VITRINE_VAULT_TOKEN (or VITRINE_VAULT_ROLE_ID and VITRINE_VAULT_SECRET_ID)",
+            "how user-information logs in to Vault",
+        );
+        requirements.fingerprint_key(settings);
     }
 
     async fn migrate(&self, settings: &Settings) -> anyhow::Result<()> {

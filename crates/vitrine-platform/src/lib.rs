@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod keyfile;
 pub mod migrations;
+pub mod requirements;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use vitrine_messaging::transport::{Topology, Transport};
 use vitrine_platform::Settings;
 use vitrine_platform::http::ReadinessCheck;
 use vitrine_platform::http::auth::Authenticator;
+use vitrine_platform::requirements::Requirements;
 
 /// The adapters a process chooses once, from configuration, for all the services it hosts.
 #[derive(Debug, Clone)]
@@ -39,6 +40,10 @@ pub trait Service: Send + Sync {
 
     /// Its public API document.
     fn openapi(&self) -> OpenApi;
+
+    /// Adds what it needs in production (its database, its secret store...) to `requirements`;
+    /// the host checks them all, with its own, before starting anything.
+    fn production_requirements(&self, settings: &Settings, requirements: &mut Requirements);
 
     /// Applies its migrations (its own tables and those of the libraries it keeps in its
     /// database) to the configured database.

@@ -19,6 +19,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use vitrine_messaging::transport::{LocalTransport, SqsTransport, Transport};
 use vitrine_platform::http::auth::{Authenticator, load_or_create_hs256_key};
 use vitrine_platform::http::{self, Health, metrics};
+use vitrine_platform::requirements::Requirements;
 use vitrine_platform::{Mode, Settings, TransportKind, server};
 use vitrine_service::{Service, Shared, Started};
 
@@ -65,6 +66,7 @@ pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
 /// belongs to this process, so its topology (that of `services`) is provisioned here; shared
 /// SNS/SQS topology is provisioned once per environment by `vitrine provision`.
 pub async fn shared(settings: &Settings, services: &[&dyn Service]) -> anyhow::Result<Shared> {
+    check_production(settings, services)?;
     let authenticator = Arc::new(authenticator(settings)?);
     let transport = transport(settings).await?;
     if settings.transport == TransportKind::Local {
@@ -77,6 +79,18 @@ pub async fn shared(settings: &Settings, services: &[&dyn Service]) -> anyhow::R
         authenticator,
         transport,
     })
+}
+
+/// In production mode, every setting these services and this host need, checked at once: the
+/// error names each one missing or unsafe. (The adapters refuse embedded stand-ins again when
+/// they open, so no path can fall back to them in production.)
+pub fn check_production(settings: &Settings, services: &[&dyn Service]) -> anyhow::Result<()> {
+    let mut requirements = Requirements::default();
+    requirements.common(settings);
+    for service in services {
+        service.production_requirements(settings, &mut requirements);
+    }
+    requirements.finish(settings)
 }
 
 /// A bound, ready-to-run process serving some services.

@@ -450,7 +450,43 @@ fn production_mode_fails_closed_naming_the_missing_setting() {
         );
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
-    assert!(run(&[]).contains("VITRINE_JWKS_URL"));
+    // Everything missing is named at once, each setting once.
+    let nothing = run(&[]);
+    for setting in [
+        "VITRINE_JWKS_URL",
+        "VITRINE_JWT_ISSUER",
+        "VITRINE_JWT_AUDIENCE",
+        "VITRINE_TRANSPORT",
+        "VITRINE_DATABASE_URL",
+        "VITRINE_VAULT_ADDR",
+        "VITRINE_VAULT_TOKEN",
+        "VITRINE_FINGERPRINT_KEY",
+        "VITRINE_PRODUCTS_DATABASE_URL",
+        "VITRINE_REDIS_URL",
+    ] {
+        assert!(
+            nothing.contains(setting),
+            "{setting} not named in: {nothing}"
+        );
+    }
+    assert_eq!(
+        nothing.matches("VITRINE_FINGERPRINT_KEY:").count(),
+        1,
+        "{nothing}"
+    );
+    // Tokens and secrets never travel over plain HTTP to another machine.
+    let plain = run(&[
+        ("VITRINE_JWKS_URL", "http://id.example.test/jwks.json"),
+        ("VITRINE_VAULT_ADDR", "http://vault.example.test:8200"),
+    ]);
+    assert!(
+        plain.contains("VITRINE_JWKS_URL: must be an https URL"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("VITRINE_VAULT_ADDR: must be an https URL"),
+        "{plain}"
+    );
     let jwks = [("VITRINE_JWKS_URL", "https://id.example.test/jwks.json")];
     assert!(run(&jwks).contains("VITRINE_TRANSPORT"));
     let sqs = [

@@ -18,6 +18,9 @@ use vitrine_platform::testing;
 
 const PRIVATE_KEY: &[u8] =
     include_bytes!("../../vitrine-platform/tests/fixtures/jwks-test-ed25519.pem");
+/// The issuer and audience the services require of tokens.
+const ISSUER: &str = "https://id.vitrine.test";
+const AUDIENCE: &str = "vitrine";
 /// The public half of the key above, base64url (RFC 8037 `x`).
 const PUBLIC_X: &str = "JPDTfiyEuBW2LmjLC1nY-xDLEdvOFohY60DSHRb4_4k";
 
@@ -50,6 +53,8 @@ fn token(roles: &[&str], customer_id: Option<&str>) -> String {
         "sub": "e2e",
         "roles": roles,
         "exp": chrono::Utc::now().timestamp() + 600,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
     });
     if let Some(id) = customer_id {
         claims["customer_id"] = json!(id);
@@ -216,6 +221,8 @@ async fn start_stack() -> Stack {
     let common: Vec<(&'static str, String)> = vec![
         ("VITRINE_MODE", "production".to_owned()),
         ("VITRINE_JWKS_URL", jwks),
+        ("VITRINE_JWT_ISSUER", ISSUER.to_owned()),
+        ("VITRINE_JWT_AUDIENCE", AUDIENCE.to_owned()),
         ("VITRINE_TRANSPORT", "sqs".to_owned()),
         ("VITRINE_MESSAGING_PREFIX", sqs.prefix().to_owned()),
         ("AWS_ENDPOINT_URL", endpoint),

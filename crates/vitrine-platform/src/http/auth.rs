@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -116,6 +116,9 @@ pub enum AuthError {
     KeysUnavailable,
 }
 
+/// Clock skew tolerated on `exp` and `nbf`, between the identity provider and this host.
+const LEEWAY_SECS: u64 = 30;
+
 /// Verifies bearer tokens.
 #[derive(Debug)]
 pub struct Authenticator {
@@ -134,14 +137,27 @@ impl Authenticator {
     pub fn hs256(key: &[u8]) -> anyhow::Result<Self> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
         Ok(Self {
             keys: KeySource::Shared(DecodingKey::from_secret(key)?),
             validation,
         })
     }
 
-    /// Production: tokens signed by the identity provider whose keys are published at `jwks_url`.
+    /// Production: tokens signed by the identity provider whose keys are published at `jwks_url`,
+    /// with this issuer and audience (production requires both).
     pub fn jwks(jwks_url: String, issuer: Option<&str>, audience: Option<&str>) -> Self {
+        Self::jwks_with(jwks_url, issuer, audience, JwksOptions::default())
+    }
+
+    /// [`Authenticator::jwks`] with the key set's cache timings given.
+    pub fn jwks_with(
+        jwks_url: String,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+        options: JwksOptions,
+    ) -> Self {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.algorithms = vec![
             Algorithm::RS256,
@@ -152,6 +168,8 @@ impl Authenticator {
             Algorithm::EdDSA,
         ];
         validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
         if let Some(issuer) = issuer {
             validation.set_issuer(&[issuer]);
         }
@@ -160,7 +178,7 @@ impl Authenticator {
             None => validation.validate_aud = false,
         }
         Self {
-            keys: KeySource::Jwks(JwksCache::new(jwks_url)),
+            keys: KeySource::Jwks(JwksCache::new(jwks_url, options)),
             validation,
         }
     }
@@ -237,20 +255,49 @@ where
     }
 }
 
-/// JWKS keys, fetched lazily and refreshed when a token names a key we do not know yet.
+/// How the identity provider's key set is cached.
+#[derive(Debug, Clone, Copy)]
+pub struct JwksOptions {
+    /// A fetched key set is used this long before it is fetched again.
+    pub max_age: Duration,
+    /// While the provider cannot be reached, the last key set keeps verifying tokens this long
+    /// after it was fetched: an identity-provider outage must not become a full outage.
+    pub stale_if_error: Duration,
+    /// At most one fetch this often: for tokens naming a key id we do not know (a rotation, or
+    /// garbage), and for retries while the provider is down.
+    pub min_refetch: Duration,
+}
+
+impl Default for JwksOptions {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(600),
+            stale_if_error: Duration::from_secs(24 * 3600),
+            min_refetch: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The provider's key set, fetched lazily, refreshed by one request at a time (the others use
+/// what is cached, or wait for that one fetch), and kept when a refresh fails.
 #[derive(Debug)]
 struct JwksCache {
     url: String,
     client: reqwest::Client,
-    state: RwLock<Option<(JwkSet, Instant)>>,
+    options: JwksOptions,
+    keys: RwLock<Option<Fetched>>,
+    /// Held while fetching; remembers when the last fetch started.
+    fetching: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug, Clone)]
+struct Fetched {
+    set: Arc<JwkSet>,
+    at: Instant,
 }
 
 impl JwksCache {
-    const MAX_AGE: Duration = Duration::from_secs(600);
-    /// A token with an unknown `kid` may force a refresh, but not more often than this.
-    const MIN_REFRESH: Duration = Duration::from_secs(30);
-
-    fn new(url: String) -> Self {
+    fn new(url: String, options: JwksOptions) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
@@ -259,28 +306,62 @@ impl JwksCache {
         Self {
             url,
             client,
-            state: RwLock::new(None),
+            options,
+            keys: RwLock::new(None),
+            fetching: Mutex::new(None),
         }
     }
 
     async fn key_for(&self, kid: Option<&str>) -> Result<DecodingKey, AuthError> {
+        let cached = self.keys.read().await.clone();
+        if let Some(fetched) = &cached
+            && let Some(key) = find_key(&fetched.set, kid)
         {
-            let state = self.state.read().await;
-            if let Some((set, fetched)) = state.as_ref() {
-                let key = find_key(set, kid);
-                let fresh = fetched.elapsed() < Self::MAX_AGE;
-                let may_refresh = fetched.elapsed() >= Self::MIN_REFRESH;
-                match key {
-                    Some(key) if fresh => return key,
-                    None if !may_refresh => return Err(AuthError::Invalid),
-                    _ => {}
-                }
+            let age = fetched.at.elapsed();
+            if age < self.options.max_age {
+                return key;
+            }
+            // Stale but usable: someone else refreshing is no reason to wait.
+            if age < self.options.stale_if_error && self.fetching.try_lock().is_err() {
+                return key;
             }
         }
-        let set = self.fetch().await?;
-        let key = find_key(&set, kid);
-        *self.state.write().await = Some((set, Instant::now()));
-        key.unwrap_or(Err(AuthError::Invalid))
+        let set = self.refresh(cached.map(|f| f.at)).await?;
+        find_key(&set, kid).unwrap_or(Err(AuthError::Invalid))
+    }
+
+    /// One fetch at a time, at most one per `min_refetch`; when it cannot fetch, the cached set
+    /// while it is within `stale_if_error`.
+    async fn refresh(&self, seen: Option<Instant>) -> Result<Arc<JwkSet>, AuthError> {
+        let mut last_fetch = self.fetching.lock().await;
+        let current = self.keys.read().await.clone();
+        if let Some(fetched) = &current
+            && seen.is_none_or(|seen| fetched.at > seen)
+        {
+            // Fetched by another request while this one waited.
+            return Ok(Arc::clone(&fetched.set));
+        }
+        if last_fetch.is_none_or(|at| at.elapsed() >= self.options.min_refetch) {
+            *last_fetch = Some(Instant::now());
+            match self.fetch().await {
+                Ok(set) => {
+                    let set = Arc::new(set);
+                    *self.keys.write().await = Some(Fetched {
+                        set: Arc::clone(&set),
+                        at: Instant::now(),
+                    });
+                    return Ok(set);
+                }
+                Err(error) if current.is_some() => {
+                    tracing::warn!(%error, "the identity provider's key set could not be refreshed; using the cached one");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        match current {
+            Some(fetched) if fetched.at.elapsed() < self.options.stale_if_error => Ok(fetched.set),
+            _ => Err(AuthError::KeysUnavailable),
+        }
     }
 
     async fn fetch(&self) -> Result<JwkSet, AuthError> {
