@@ -115,6 +115,9 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
 }
 
+/// Where embedded data lives unless `VITRINE_DATA_DIR` says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./vitrine-data";
+
 /// The defaults, as a serialisable layer (the lowest one).
 #[derive(Debug, Serialize)]
 struct Defaults {
@@ -142,7 +145,7 @@ impl Default for Defaults {
         Self {
             mode: Mode::Embedded,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            data_dir: PathBuf::from("./vitrine-data"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             database_max_connections: 16,
             replica_max_lag_ms: 5000,
             cache_ttl_secs: 300,

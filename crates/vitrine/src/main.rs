@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use vitrine::Server;
-use vitrine_platform::http::auth::{Role, TokenIssuer, load_or_create_hs256_key};
+use vitrine_platform::http::auth::{Role, TokenIssuer, load_hs256_key};
 use vitrine_platform::{Settings, server, telemetry};
 
 /// Vitrine: a B2B commerce backend. With no command, runs the embedded server.
@@ -25,14 +25,16 @@ enum Command {
     Token {
         #[arg(long, value_enum)]
         role: RoleArg,
-        /// Required for `--role customer`: the customer the token may act for.
+        /// Required for `--role customer` (and refused for the others): the customer the token
+        /// may act for.
         #[arg(long)]
         customer_id: Option<uuid::Uuid>,
-        /// The token's subject (who is acting), recorded in audit trails.
+        /// The token's subject (who is acting), recorded in audit trails; required for
+        /// `--role payments`, whose reveals must name a person.
         #[arg(long)]
         subject: Option<String>,
-        /// Lifetime in hours.
-        #[arg(long, default_value_t = 24)]
+        /// Lifetime in hours (1 to 8760).
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
         ttl_hours: u64,
     },
     /// Apply database migrations to the configured database, then exit.
@@ -100,6 +102,8 @@ enum RoleArg {
     Admin,
     Customer,
     Payments,
+    /// Service-to-service calls: admitted only on `/internal/*` paths.
+    Service,
 }
 
 impl From<RoleArg> for Role {
@@ -108,6 +112,7 @@ impl From<RoleArg> for Role {
             RoleArg::Admin => Role::Admin,
             RoleArg::Customer => Role::Customer,
             RoleArg::Payments => Role::Payments,
+            RoleArg::Service => Role::Service,
         }
     }
 }
@@ -156,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Messages {
             command: MessagesCommand::Dlq { command },
         } => {
-            let transport = vitrine::transport(&settings).await?;
+            let transport = existing_transport(&settings).await?;
             match command {
                 DlqCommand::List { queue, max } => {
                     for envelope in transport.dead_letters(&queue, max).await? {
@@ -181,16 +186,52 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     println!("Vitrine API:  http://{address}/v1/customers");
     println!("API docs:     http://{address}/docs  (OpenAPI: http://{address}/openapi.json)");
     println!("Data dir:     {}", settings.data_dir.display());
-    println!("Get a token:  vitrine token --role admin");
+    println!("Get a token:  {}", token_command(settings));
     let shutdown = CancellationToken::new();
     server::cancel_on_signal(shutdown.clone());
     server.run(shutdown).await
 }
 
+/// The transport a server already uses: commands that inspect it never create an empty
+/// embedded one (which no server reads) in a directory that was mistyped.
+async fn existing_transport(
+    settings: &Settings,
+) -> anyhow::Result<std::sync::Arc<dyn vitrine_messaging::transport::Transport>> {
+    let embedded = settings.data_dir.join(vitrine::MESSAGING_FILE);
+    if settings.transport == vitrine_platform::TransportKind::Local && !embedded.exists() {
+        anyhow::bail!(
+            "no Vitrine data directory with message queues at {}: start the server first, or set \
+             VITRINE_DATA_DIR to the server's data directory",
+            settings.data_dir.display()
+        );
+    }
+    vitrine::transport(settings).await
+}
+
+/// The token command for this server, exactly: `vitrine token` signs with the key in the data
+/// directory it is pointed at, so a server on another directory needs it named.
+fn token_command(settings: &Settings) -> String {
+    let dir = &settings.data_dir;
+    if dir == std::path::Path::new(vitrine_platform::config::DEFAULT_DATA_DIR) {
+        return "vitrine token --role admin".to_owned();
+    }
+    let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+    let shown = shown.display().to_string();
+    let plain = shown
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c));
+    if plain {
+        format!("VITRINE_DATA_DIR={shown} vitrine token --role admin")
+    } else {
+        let quoted = shown.replace('\'', r"'\''");
+        format!("VITRINE_DATA_DIR='{quoted}' vitrine token --role admin")
+    }
+}
+
 async fn lookup(settings: &Settings, id: uuid::Uuid, timeout: Duration) -> anyhow::Result<i32> {
     use user_information_client::Lookup;
 
-    let transport = vitrine::transport(settings).await?;
+    let transport = existing_transport(settings).await?;
     let stop = CancellationToken::new();
     let directory = user_information_client::open(
         settings,
@@ -230,10 +271,33 @@ fn token(
     subject: Option<String>,
     ttl_hours: u64,
 ) -> anyhow::Result<()> {
-    if role == Role::Customer && customer_id.is_none() {
-        anyhow::bail!("--role customer needs --customer-id");
+    match (role, customer_id) {
+        (Role::Customer, None) => anyhow::bail!("--role customer needs --customer-id"),
+        (Role::Customer, Some(_)) | (_, None) => {}
+        (_, Some(_)) => anyhow::bail!(
+            "--customer-id is only for --role customer (a {} token acts for no single customer)",
+            role.as_str()
+        ),
     }
-    let key = load_or_create_hs256_key(&settings.data_dir)?;
+    if role == Role::Payments && subject.is_none() {
+        anyhow::bail!(
+            "--role payments needs --subject: every reveal of a payment secret is audited under \
+             the token's subject, which must name a person"
+        );
+    }
+    if settings.mode == vitrine_platform::Mode::Production {
+        anyhow::bail!(
+            "mode = production: tokens come from the identity provider (VITRINE_JWKS_URL), \
+             not from this command"
+        );
+    }
+    let key = load_hs256_key(&settings.data_dir)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no Vitrine data directory with a signing key at {}: start the server first, or set \
+             VITRINE_DATA_DIR to the server's data directory",
+            settings.data_dir.display()
+        )
+    })?;
     let subject = subject.unwrap_or_else(|| match customer_id {
         Some(id) => format!("cli-{}-{id}", role.as_str()),
         None => format!("cli-{}", role.as_str()),

@@ -247,6 +247,32 @@ mod checks {
         )
         .await;
 
+        // A service credential reads the internal lookup and nothing else: leaked, it cannot
+        // list, create or change customers.
+        let service = app.token(Role::Service, None);
+        let lookup = format!("/internal/v1/customers/{alice}/lookup");
+        let looked_up = app.get(&lookup, &service).await;
+        assert_eq!(looked_up.status(), StatusCode::OK);
+        assert_eq!(looked_up.json::<Value>().await.unwrap()["outcome"], "found");
+        problem_fields(app.get(&lookup, &as_alice).await, StatusCode::FORBIDDEN).await;
+        for public in [
+            app.get(&format!("/v1/customers/{alice}"), &service).await,
+            app.get("/v1/customers", &service).await,
+            app.post("/v1/customers", &service, &customer_body(&unique_cnpj()))
+                .await,
+            app.request(
+                Method::PATCH,
+                &format!("/v1/customers/{alice}"),
+                Some(&service),
+            )
+            .json(&json!({"trade_name": "Leaked"}))
+            .send()
+            .await
+            .unwrap(),
+        ] {
+            problem_fields(public, StatusCode::FORBIDDEN).await;
+        }
+
         let patch = |token: String, body: Value| {
             app.request(
                 Method::PATCH,

@@ -182,6 +182,14 @@ async fn data_survives_a_restart_and_the_card_number_stays_secret() {
         stdout.contains(&format!("http://127.0.0.1:{port}/docs")),
         "prints where the docs are: {stdout}"
     );
+    let dir = std::path::absolute(&data_dir).unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "VITRINE_DATA_DIR={} vitrine token --role admin",
+            dir.display()
+        )),
+        "prints the token command for this data directory: {stdout}"
+    );
     let mut checked = 0;
     for file in walk(root.path()) {
         let bytes = std::fs::read(&file).unwrap();
@@ -203,18 +211,77 @@ async fn data_survives_a_restart_and_the_card_number_stays_secret() {
     );
 }
 
+fn refused(output: &std::process::Output, says: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "accepted; expected: {says}");
+    assert!(stderr.contains(says), "expected {says:?} in: {stderr}");
+}
+
 #[test]
-fn token_needs_a_customer_id_for_the_customer_role() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let refused = token(data_dir.path(), &["--role", "customer"]);
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--customer-id"));
-    let id = uuid::Uuid::now_v7().to_string();
-    let ok = token(
-        data_dir.path(),
-        &["--role", "customer", "--customer-id", &id],
+fn token_refuses_what_no_server_would_accept() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("mistyped");
+    refused(
+        &token(&missing, &["--role", "admin"]),
+        "no Vitrine data directory",
     );
-    assert_eq!(last_line(&ok).split('.').count(), 3, "a JWT");
+    assert!(!missing.exists(), "the token command created {missing:?}");
+    for command in [
+        [
+            "customers",
+            "lookup",
+            "--id",
+            &uuid::Uuid::now_v7().to_string(),
+        ]
+        .as_slice(),
+        &["messages", "dlq", "list", "--queue", "q"],
+    ] {
+        let output = Command::new(BIN)
+            .env_clear()
+            .env("VITRINE_DATA_DIR", &missing)
+            .args(command)
+            .output()
+            .unwrap();
+        refused(&output, "no Vitrine data directory");
+        assert!(!missing.exists(), "{command:?} created {missing:?}");
+    }
+
+    // A data directory a server has run in.
+    let data_dir = root.path().join("data");
+    vitrine_platform::http::auth::load_or_create_hs256_key(&data_dir).unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    refused(&token(&data_dir, &["--role", "customer"]), "--customer-id");
+    refused(
+        &token(&data_dir, &["--role", "admin", "--customer-id", &id]),
+        "only for --role customer",
+    );
+    refused(&token(&data_dir, &["--role", "payments"]), "--subject");
+    for ttl in ["0", "8761"] {
+        refused(
+            &token(&data_dir, &["--role", "admin", "--ttl-hours", ttl]),
+            "--ttl-hours",
+        );
+    }
+    let production = Command::new(BIN)
+        .env_clear()
+        .env("VITRINE_DATA_DIR", &data_dir)
+        .env("VITRINE_MODE", "production")
+        .args(["token", "--role", "admin"])
+        .output()
+        .unwrap();
+    refused(&production, "identity provider");
+
+    for args in [
+        ["--role", "customer", "--customer-id", &id].as_slice(),
+        &["--role", "service", "--ttl-hours", "8760"],
+        &["--role", "payments", "--subject", "ana@financeiro"],
+    ] {
+        assert_eq!(
+            last_line(&token(&data_dir, args)).split('.').count(),
+            3,
+            "a JWT"
+        );
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use user_information_client::{
     CustomerDirectory, CustomerStatus, HttpDirectory, Lookup, MessagingDirectory,
 };
 use vitrine_messaging::request_reply::{Requester, RequesterOptions};
+use vitrine_platform::http::auth::Role;
 
 async fn answers_match(app: &TestApp, directory: &dyn CustomerDirectory) {
     let id = app.create_customer(&customer_body(CNPJ)).await;
@@ -116,7 +117,7 @@ async fn configuration_chooses_the_adapter() {
             .contains("VITRINE_USER_INFORMATION_URL")
     );
     settings.user_information_url = Some(app.base.clone());
-    settings.service_token = Some(app.admin().into());
+    settings.service_token = Some(app.token(Role::Service, None).into());
     let http = open(settings.clone()).await.unwrap();
     assert!(format!("{http:?}").starts_with("HttpDirectory"));
     answers_match(&app, &*http).await;

@@ -504,7 +504,7 @@ pub async fn close(
     responses(
         (status = 200, description = "Found", body = serde_json::Value,
             example = json!({"outcome": "found", "id": "01a2227f-e7ab-77a2-b3cd-9559341bb6c2", "cnpj": "12ABC34501DE35", "legal_name": "Comercial Exemplo Ltda", "status": "active"})),
-        (status = 403, description = "Not a service (admin) token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a `service` (or `admin`) token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such customer", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -514,7 +514,7 @@ pub async fn lookup(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<AppJson<vitrine_contracts::user_information::CustomerLookupReply>, ApiError> {
-    principal.require_any(&[Role::Admin])?;
+    principal.require_any(&[Role::Service, Role::Admin])?;
     let customer = state.customers.get(customer_id(&id)?).await?;
     Ok(AppJson(crate::messages::lookup_reply(&customer)))
 }

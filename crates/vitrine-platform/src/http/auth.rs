@@ -27,7 +27,13 @@ pub enum Role {
     Customer,
     /// May reveal stored payment secrets; every reveal is audited.
     Payments,
+    /// Another service, calling a service-to-service endpoint. Admitted only on
+    /// [`INTERNAL_PREFIX`] paths, so a leaked service credential cannot act on the public API.
+    Service,
 }
+
+/// The paths of service-to-service endpoints, which the gateway never routes.
+pub const INTERNAL_PREFIX: &str = "/internal/";
 
 impl Role {
     pub fn as_str(self) -> &'static str {
@@ -35,6 +41,7 @@ impl Role {
             Self::Admin => "admin",
             Self::Customer => "customer",
             Self::Payments => "payments",
+            Self::Service => "service",
         }
     }
 
@@ -43,6 +50,7 @@ impl Role {
             "admin" => Some(Self::Admin),
             "customer" => Some(Self::Customer),
             "payments" => Some(Self::Payments),
+            "service" => Some(Self::Service),
             _ => None,
         }
     }
@@ -220,13 +228,18 @@ impl Authenticator {
             .ok_or(ApiError::Unauthorized(
                 "the Authorization header must be `Bearer <token>`",
             ))?;
-        self.verify(token).await.map_err(|error| match error {
+        let mut principal = self.verify(token).await.map_err(|error| match error {
             AuthError::Invalid => ApiError::Unauthorized("the bearer token is invalid or expired"),
             AuthError::KeysUnavailable => ApiError::Unavailable {
                 what: "the identity provider",
                 retry_after: Duration::from_secs(5),
             },
-        })
+        })?;
+        if !parts.uri.path().starts_with(INTERNAL_PREFIX) {
+            // Checked here, once for every handler, rather than trusted to each role check.
+            principal.roles.retain(|role| *role != Role::Service);
+        }
+        Ok(principal)
     }
 }
 
@@ -439,6 +452,16 @@ pub const HS256_KEY_FILE: &str = "jwt-hs256.key";
 /// Loads the embedded HS256 key from `data_dir`, creating it (mode 0600) on first run.
 pub fn load_or_create_hs256_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     crate::keyfile::load_or_create(&data_dir.join(HS256_KEY_FILE), 32)
+}
+
+/// The data directory's HS256 key, if a server has created one there: a token signed with a key
+/// made up on the spot would be refused by every server.
+pub fn load_hs256_key(data_dir: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    let path = data_dir.join(HS256_KEY_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    crate::keyfile::load_or_create(&path, 32).map(Some)
 }
 
 #[cfg(test)]

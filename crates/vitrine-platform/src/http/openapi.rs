@@ -8,6 +8,9 @@ use utoipa::openapi::{OpenApi, PathItem, Ref, RefOr};
 
 use super::Problem;
 
+/// Marks an operation other services call, never routed by the public gateway.
+pub const INTERNAL_EXTENSION: &str = "x-internal";
+
 /// The content type of every error (RFC 9457).
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -17,11 +20,20 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// - every operation that requires a bearer token can answer 401 (a missing, invalid or expired
 ///   token) as problem+json;
 /// - every response has a description (OpenAPI requires one): the handler's own, else the
-///   standard meaning of its status in this API.
+///   standard meaning of its status in this API;
+/// - service-to-service operations (under `/internal/`) carry `x-internal: true`, which the
+///   gateway configuration reads to never route them.
 pub fn conventions(openapi: &mut OpenApi) {
     declare_bearer(openapi);
-    for item in openapi.paths.paths.values_mut() {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let internal = path.starts_with(super::auth::INTERNAL_PREFIX);
         for operation in operations(item) {
+            if internal {
+                operation
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .insert(INTERNAL_EXTENSION.to_owned(), serde_json::Value::Bool(true));
+            }
             let secured = operation
                 .security
                 .as_ref()
