@@ -26,6 +26,9 @@ pub fn now() -> DateTime<Utc> {
 pub enum ServiceError {
     #[error("not found")]
     NotFound,
+    /// A `Consistency-Token` names a position no write has reached.
+    #[error("the consistency token is ahead of every write")]
+    TokenAhead,
     #[error("{0} is already taken")]
     Duplicate(&'static str),
     #[error("the resource changed since it was read")]
@@ -87,6 +90,19 @@ impl Catalog {
             directory,
             cache,
             lookup_timeout,
+        }
+    }
+
+    /// The freshness a read carrying `token` asks for, unless the token is ahead of every
+    /// write (forged, or from another database): then it is refused rather than waited for.
+    pub async fn read_after(
+        &self,
+        token: crate::store::ConsistencyToken,
+    ) -> Result<Freshness, ServiceError> {
+        if self.store.admits(token).await? {
+            Ok(Freshness::AtLeast(token))
+        } else {
+            Err(ServiceError::TokenAhead)
         }
     }
 

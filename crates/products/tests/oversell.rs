@@ -480,6 +480,10 @@ impl ProductStore for ReadThenWrite {
         self.inner.current_position().await
     }
 
+    async fn admits(&self, token: products::store::ConsistencyToken) -> Result<bool, StoreError> {
+        self.inner.admits(token).await
+    }
+
     fn outbox(&self) -> Arc<dyn vitrine_messaging::outbox::OutboxStore> {
         self.inner.outbox()
     }

@@ -177,6 +177,15 @@ mod checks {
 
         let unknown_route = app.get("/v1/nothing-here", &admin).await;
         problem_fields(unknown_route, StatusCode::NOT_FOUND).await;
+        // Ids that cannot even be read name nothing: 404 problems, never plain-text 400s.
+        for path in [
+            "/v1/customers/%FF%FE",
+            "/v1/customers/%C3%28/payment-methods",
+            "/v1/products/%FF",
+            "/v1/reservations/%80",
+        ] {
+            problem_fields(app.get(path, &admin).await, StatusCode::NOT_FOUND).await;
+        }
         let wrong_method = app
             .request(Method::PUT, "/v1/customers", Some(&admin))
             .send()

@@ -89,6 +89,10 @@ impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::TokenAhead => ApiError::invalid(
+                "Consistency-Token",
+                "is ahead of every write: send back a token a write returned",
+            ),
             ServiceError::Duplicate(field) => ApiError::ConflictOn {
                 detail: format!("the seller already has a product with this {field}"),
                 errors: vec![FieldError::new(field, "is already taken")],
@@ -141,24 +145,29 @@ fn shortage_message(shortage: Shortage, requested: i64) -> String {
     }
 }
 
-/// The freshness a read asks for through `Consistency-Token` (422 when it is not one).
+/// The freshness a read asks for through `Consistency-Token` (422 when it is not one a write
+/// returned: malformed, or ahead of every write).
 #[derive(Debug, Clone, Copy)]
 pub struct ReadAfter(pub Freshness);
 
-impl<S: Send + Sync> FromRequestParts<S> for ReadAfter {
+impl FromRequestParts<AppState> for ReadAfter {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(raw) = parts.headers.get(&CONSISTENCY_TOKEN) else {
             return Ok(ReadAfter(Freshness::Any));
         };
-        raw.to_str()
+        let token = raw
+            .to_str()
             .ok()
             .and_then(|raw| ConsistencyToken::decode(raw).ok())
-            .map(|token| ReadAfter(Freshness::AtLeast(token)))
             .ok_or_else(|| {
                 ApiError::invalid("Consistency-Token", "is not a token returned by a write")
-            })
+            })?;
+        Ok(ReadAfter(state.catalog.read_after(token).await?))
     }
 }
 

@@ -1,7 +1,7 @@
 //! `/v1/products` and the stock ledger: DTOs (`ProductIn`, `ProductPatch`, `ProductOut`,
 //! `MovementIn`, `MovementOut`), their mapping to the domain, and the handlers.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vitrine_kernel::{Currency, Money};
 use vitrine_platform::http::{
-    ApiError, AppJson, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
+    ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
 };
 
 use super::{AppState, ReadAfter, page_params, token_header};
@@ -405,7 +405,7 @@ pub async fn create(
         (status = 200, body = ProductOut, headers(("ETag" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Malformed Consistency-Token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A Consistency-Token no write returned (malformed, or ahead of every write)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -413,7 +413,7 @@ pub async fn get(
     State(state): State<AppState>,
     _principal: Principal,
     ReadAfter(freshness): ReadAfter,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
     let product = state.catalog.get(product_id(&id)?, freshness).await?;
     Ok(product_response(StatusCode::OK, product, None))
@@ -501,7 +501,7 @@ pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
     if_match: IfMatch,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(patch): AppJson<ProductPatch>,
 ) -> Result<Response, ApiError> {
     let id = product_id(&id)?;
@@ -535,7 +535,7 @@ pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     if_match: IfMatch,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
     let id = product_id(&id)?;
     let current = managed_product(&state, &principal, id).await?;
@@ -563,7 +563,7 @@ pub async fn delete(
 pub async fn add_movement(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(input): AppJson<MovementIn>,
 ) -> Result<Response, ApiError> {
     let id = product_id(&id)?;
@@ -614,7 +614,7 @@ pub async fn list_movements(
     State(state): State<AppState>,
     principal: Principal,
     ReadAfter(freshness): ReadAfter,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppQuery(query): AppQuery<ListMovementsQuery>,
 ) -> Result<AppJson<MovementList>, ApiError> {
     let id = product_id(&id)?;

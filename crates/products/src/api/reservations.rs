@@ -1,14 +1,16 @@
 //! `/v1/reservations`: hold stock for a while, all items or none; then commit (the units leave
 //! `on_hand`) or release (they return to `available`). Expiry releases automatically.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration as ChronoDuration, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use vitrine_platform::http::{ApiError, AppJson, FieldError, Fields, Principal, Problem, Role};
+use vitrine_platform::http::{
+    ApiError, AppJson, AppPath, FieldError, Fields, Principal, Problem, Role,
+};
 
 use super::{AppState, ReadAfter, reservation_status, shortage_message, token_header};
 use crate::domain::{
@@ -244,6 +246,7 @@ pub async fn create(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A Consistency-Token no write returned (malformed, or ahead of every write)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -251,7 +254,7 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     ReadAfter(freshness): ReadAfter,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
     let reservation = state
         .catalog
@@ -299,7 +302,7 @@ async fn finish(
 pub async fn commit(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
     finish(&state, &principal, &id, ReservationStatus::Committed).await
 }
@@ -322,7 +325,7 @@ pub async fn commit(
 pub async fn release(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
     finish(&state, &principal, &id, ReservationStatus::Released).await
 }

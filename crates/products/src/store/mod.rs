@@ -205,6 +205,10 @@ pub trait ProductStore: Send + Sync + std::fmt::Debug {
     /// anything older than "now" (filling the cache). Zero when every read is fresh anyway.
     async fn current_position(&self) -> Result<ConsistencyToken, StoreError>;
 
+    /// Whether `token` names a position this database has reached: a token ahead of it was not
+    /// returned by any write, and honouring it would send reads hunting for a future.
+    async fn admits(&self, token: ConsistencyToken) -> Result<bool, StoreError>;
+
     /// The outbox of this database, for the relay.
     fn outbox(&self) -> std::sync::Arc<dyn vitrine_messaging::outbox::OutboxStore>;
 

@@ -31,6 +31,8 @@ pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
 pub struct PostgresStore {
     primary: PgPool,
     replica: Option<Arc<Replica>>,
+    /// The furthest primary position this process has seen: tokens up to it need no check.
+    reached: Arc<AtomicU64>,
 }
 
 /// A streaming replica and what is known about it, refreshed by a probe task.
@@ -53,6 +55,7 @@ impl PostgresStore {
         Self {
             primary,
             replica: None,
+            reached: Arc::default(),
         }
     }
 
@@ -70,6 +73,7 @@ impl PostgresStore {
         Self {
             primary,
             replica: Some(replica),
+            reached: Arc::default(),
         }
     }
 
@@ -97,7 +101,22 @@ impl PostgresStore {
     /// the write position: with `synchronous_commit = off` a commit returns before its record
     /// is written, and a token short of it would let a replica serve the old row.)
     async fn committed(&self) -> Result<ConsistencyToken, StoreError> {
-        current_position(&self.primary).await
+        let position = current_position(&self.primary).await?;
+        self.reached
+            .fetch_max(position.into_raw(), Ordering::Relaxed);
+        Ok(position)
+    }
+
+    /// Tokens up to the furthest position seen cost nothing; one beyond it (a write through
+    /// another replica of this service, or a forged token) costs one query of the primary.
+    async fn reached(&self, token: ConsistencyToken) -> Result<bool, StoreError> {
+        if token.into_raw() <= self.reached.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let position = current_position(&self.primary).await?;
+        self.reached
+            .fetch_max(position.into_raw(), Ordering::Relaxed);
+        Ok(token <= position)
     }
 
     /// Without a replica every read is on the primary, fresh anyway: no round trip needed.

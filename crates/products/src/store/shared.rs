@@ -7,6 +7,7 @@
 //!   locked with `FOR UPDATE`, the `lock` literal);
 //! - `committed()`: the consistency token after a commit (and waking the relay);
 //! - `reader(freshness)`: the pool a read goes to, and whether it is a replica;
+//! - `reached(token)`: whether the primary's history has reached a token's position;
 //! - `replica_failed(error)`, `primary()`, `enqueue(conn, messages)`, `first_delivery(...)`.
 //!
 //! Stock changes are conditional UPDATEs (`... WHERE on_hand - reserved >= $q`), evaluated
@@ -767,6 +768,13 @@ macro_rules! impl_product_store {
                 &self,
             ) -> Result<$crate::store::ConsistencyToken, $crate::store::StoreError> {
                 self.position_now().await
+            }
+
+            async fn admits(
+                &self,
+                token: $crate::store::ConsistencyToken,
+            ) -> Result<bool, $crate::store::StoreError> {
+                self.reached(token).await
             }
 
             fn outbox(&self) -> std::sync::Arc<dyn vitrine_messaging::outbox::OutboxStore> {

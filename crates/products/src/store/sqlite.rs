@@ -61,6 +61,11 @@ impl SqliteStore {
         Ok(ConsistencyToken::ZERO)
     }
 
+    /// Its writes all carry the zero token.
+    async fn reached(&self, token: ConsistencyToken) -> Result<bool, StoreError> {
+        Ok(token == ConsistencyToken::ZERO)
+    }
+
     async fn reader(&self, _freshness: Freshness) -> (&SqlitePool, bool) {
         (&self.pool, false)
     }

@@ -1,7 +1,7 @@
 //! `/v1/customers`: DTOs (`CustomerIn`, `CustomerPatch`, `CustomerOut`), their mapping to the
 //! domain, and the handlers.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vitrine_kernel::{Cep, Cnpj, Email, Phone, Uf};
 use vitrine_platform::http::{
-    ApiError, AppJson, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
+    ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
 };
 
 use super::{AppState, authorize_customer, customer_id, page_params};
@@ -387,7 +387,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
     let id = customer_id(&id)?;
     authorize_customer(&principal, id)?;
@@ -456,7 +456,7 @@ pub async fn list(
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     if_match: IfMatch,
     AppJson(patch): AppJson<CustomerPatch>,
 ) -> Result<Response, ApiError> {
@@ -485,7 +485,7 @@ pub async fn update(
 pub async fn close(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     if_match: IfMatch,
 ) -> Result<StatusCode, ApiError> {
     principal.require_any(&[Role::Admin])?;
@@ -512,7 +512,7 @@ pub async fn close(
 pub async fn lookup(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<AppJson<vitrine_contracts::user_information::CustomerLookupReply>, ApiError> {
     principal.require_any(&[Role::Service, Role::Admin])?;
     let customer = state.customers.get(customer_id(&id)?).await?;

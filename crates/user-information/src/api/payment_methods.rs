@@ -2,7 +2,7 @@
 //! key once; it goes straight to the secret store and only a masked view comes back. The full
 //! value is returned only by the audited `/secret` endpoint, to the `payments` role.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vitrine_kernel::{CardExpiry, CardNumber, PixKey, PixKeyType};
-use vitrine_platform::http::{ApiError, AppJson, AppQuery, Fields, Principal, Problem, Role};
+use vitrine_platform::http::{
+    ApiError, AppJson, AppPath, AppQuery, Fields, Principal, Problem, Role,
+};
 use vitrine_platform::secrets::SecretValue;
 
 use super::{AppState, authorize_customer, customer_id, page_params};
@@ -311,7 +313,7 @@ fn method_id(raw: &str) -> Result<PaymentMethodId, ApiError> {
 pub async fn add(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(input): AppJson<PaymentMethodIn>,
 ) -> Result<Response, ApiError> {
     let customer = customer_id(&id)?;
@@ -341,7 +343,7 @@ pub async fn add(
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<AppJson<PaymentMethodList>, ApiError> {
     let customer = customer_id(&id)?;
@@ -376,7 +378,7 @@ pub async fn list(
 pub async fn remove(
     State(state): State<AppState>,
     principal: Principal,
-    Path((id, pm_id)): Path<(String, String)>,
+    AppPath((id, pm_id)): AppPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let customer = customer_id(&id)?;
     authorize_customer(&principal, customer)?;
@@ -403,7 +405,7 @@ pub async fn remove(
 pub async fn reveal(
     State(state): State<AppState>,
     principal: Principal,
-    Path((id, pm_id)): Path<(String, String)>,
+    AppPath((id, pm_id)): AppPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     principal.require_any(&[Role::Payments])?;
     let customer = customer_id(&id)?;

@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod openapi;
+pub mod path;
 pub mod query;
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use error::{ApiError, FieldError, Fields, Problem};
 pub use etag::{IfMatch, etag};
 pub use health::{Health, ReadinessCheck};
 pub use json::AppJson;
+pub use path::AppPath;
 pub use query::AppQuery;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
