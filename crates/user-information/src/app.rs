@@ -312,6 +312,13 @@ impl Service for Definition {
         migrate(settings).await
     }
 
+    async fn outbox(
+        &self,
+        settings: &Settings,
+    ) -> anyhow::Result<Arc<dyn vitrine_messaging::outbox::OutboxStore>> {
+        Ok(open_database(settings).await?.0.outbox())
+    }
+
     async fn start(&self, shared: &Shared) -> anyhow::Result<Arc<dyn Started>> {
         let service = UserInformation::build(
             &shared.settings,

@@ -45,6 +45,12 @@ pub trait Service: Send + Sync {
     /// the host checks them all, with its own, before starting anything.
     fn production_requirements(&self, settings: &Settings, requirements: &mut Requirements);
 
+    /// The outbox in its database, for operator commands (opening it applies the migrations).
+    async fn outbox(
+        &self,
+        settings: &Settings,
+    ) -> anyhow::Result<Arc<dyn vitrine_messaging::outbox::OutboxStore>>;
+
     /// Applies its migrations (its own tables and those of the libraries it keeps in its
     /// database) to the configured database.
     async fn migrate(&self, settings: &Settings) -> anyhow::Result<()>;

@@ -79,6 +79,12 @@ enum MessagesCommand {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Print the messages set aside because they could not be read (outbox rows of each
+    /// service, and embedded queue messages), one JSON object per line, oldest first.
+    Quarantine {
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +165,9 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         Command::Messages {
+            command: MessagesCommand::Quarantine { max },
+        } => quarantine(&settings, max).await,
+        Command::Messages {
             command: MessagesCommand::Dlq { command },
         } => {
             let transport = existing_transport(&settings).await?;
@@ -190,6 +199,29 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     server::cancel_on_signal(shutdown.clone());
     server.run(shutdown).await
+}
+
+/// Everything quarantined, per service outbox and per embedded queue.
+async fn quarantine(settings: &Settings, max: usize) -> anyhow::Result<()> {
+    let transport = existing_transport(settings).await?;
+    for service in vitrine::SERVICES {
+        for row in service.outbox(settings).await?.quarantined(max).await? {
+            let json = serde_json::json!({
+                "where": "outbox", "service": service.name(), "seq": row.seq,
+                "destination": row.destination, "aggregate": row.aggregate,
+                "error": row.error, "quarantined_at": row.quarantined_at, "envelope": row.envelope,
+            });
+            println!("{json}");
+        }
+    }
+    for message in transport.quarantined(max).await? {
+        let json = serde_json::json!({
+            "where": "queue", "queue": message.queue, "error": message.error,
+            "quarantined_at": message.quarantined_at, "body": message.body,
+        });
+        println!("{json}");
+    }
+    Ok(())
 }
 
 /// The transport a server already uses: commands that inspect it never create an empty

@@ -280,6 +280,10 @@ impl OutboxStore for SkipsRunHeads<'_> {
         self.0.prune(cutoff).await
     }
 
+    async fn quarantined(&self, max: usize) -> anyhow::Result<Vec<super::Quarantined>> {
+        self.0.quarantined(max).await
+    }
+
     async fn unsent(&self) -> anyhow::Result<i64> {
         self.0.unsent().await
     }

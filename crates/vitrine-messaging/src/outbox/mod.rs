@@ -14,6 +14,11 @@
 //! first unsent ones, which an index on `(aggregate, seq)` reads in as many steps as the window
 //! holds for it. Messages stuck behind an aggregate's failed message are deferred to its retry
 //! time, so they leave the window instead of filling it.
+//!
+//! A claimed row that cannot be read (its envelope or destination was written by an older or
+//! foreign writer, or edited by hand) is quarantined by the claim: moved to
+//! `outbox_quarantine` with its error, out of its aggregate's line, and counted in
+//! `vitrine_outbox_quarantined_total`; the rest of the claim goes out as usual.
 
 mod postgres;
 mod sqlite;
@@ -132,6 +137,9 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Deletes messages sent before `cutoff`.
     async fn prune(&self, cutoff: DateTime<Utc>) -> anyhow::Result<u64>;
 
+    /// Rows quarantined because they could not be read, oldest first.
+    async fn quarantined(&self, max: usize) -> anyhow::Result<Vec<Quarantined>>;
+
     /// Messages not yet sent (for readiness and tests).
     async fn unsent(&self) -> anyhow::Result<i64>;
 
@@ -188,9 +196,52 @@ impl TryFrom<Row> for Pending {
             seq: row.seq,
             message: OutboxMessage {
                 destination: Destination::decode(&row.destination)?,
-                envelope: Envelope::from_json(&row.envelope)?,
+                envelope: Envelope::from_json(&row.envelope)
+                    .map_err(|error| anyhow::anyhow!("unreadable envelope: {error}"))?,
             },
             attempts: row.attempts,
         })
+    }
+}
+
+/// An outbox row set aside because it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Quarantined {
+    pub seq: i64,
+    pub destination: String,
+    pub aggregate: String,
+    /// The envelope as stored.
+    pub envelope: String,
+    /// Why it could not be read.
+    pub error: String,
+    pub quarantined_at: DateTime<Utc>,
+}
+
+/// Splits claimed rows into publishable messages and rows to quarantine (`seq`, error).
+fn readable(rows: Vec<Row>) -> (Vec<Pending>, Vec<(i64, String)>) {
+    let mut pending = Vec::with_capacity(rows.len());
+    let mut poison = Vec::new();
+    for row in rows {
+        let seq = row.seq;
+        match Pending::try_from(row) {
+            Ok(message) => pending.push(message),
+            Err(error) => poison.push((seq, format!("{error:#}"))),
+        }
+    }
+    (pending, poison)
+}
+
+/// Counts and reports quarantined rows (the stores have moved them).
+fn report_quarantined(poison: &[(i64, String)]) {
+    if poison.is_empty() {
+        return;
+    }
+    metrics::counter!("vitrine_outbox_quarantined_total").increment(poison.len() as u64);
+    for (seq, error) in poison {
+        tracing::error!(
+            seq,
+            error,
+            "outbox row cannot be read; quarantined (see `vitrine messages quarantine`)"
+        );
     }
 }

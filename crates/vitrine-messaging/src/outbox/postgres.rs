@@ -10,7 +10,10 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Mutex;
 
-use super::{Failure, OutboxMessage, OutboxStore, Pending, Row, in_rounds, until};
+use super::{
+    Failure, OutboxMessage, OutboxStore, Pending, Quarantined, Row, in_rounds, readable,
+    report_quarantined, until,
+};
 
 /// The channel the outbox trigger notifies.
 pub const CHANNEL: &str = "vitrine_outbox";
@@ -114,6 +117,35 @@ impl PgOutbox {
     }
 }
 
+impl PgOutbox {
+    /// Moves unreadable claimed rows out of the outbox, with their errors.
+    async fn quarantine(&self, poison: &[(i64, String)], now: DateTime<Utc>) -> anyhow::Result<()> {
+        if poison.is_empty() {
+            return Ok(());
+        }
+        let (seqs, errors): (Vec<i64>, Vec<&str>) = poison
+            .iter()
+            .map(|(seq, error)| (*seq, error.as_str()))
+            .unzip();
+        sqlx::query(
+            "WITH moved AS (DELETE FROM outbox WHERE seq = ANY($1) RETURNING *) \
+             INSERT INTO outbox_quarantine \
+               (seq, id, destination, aggregate, envelope, created_at, error, quarantined_at) \
+             SELECT m.seq, m.id, m.destination, m.aggregate, m.envelope::text, m.created_at, \
+                    f.error, $3 \
+             FROM moved m JOIN unnest($1::bigint[], $2::text[]) AS f(seq, error) \
+               ON f.seq = m.seq",
+        )
+        .bind(&seqs)
+        .bind(&errors)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        report_quarantined(poison);
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl OutboxStore for PgOutbox {
     async fn claim(
@@ -130,18 +162,19 @@ impl OutboxStore for PgOutbox {
                 .fetch_all(&self.pool)
                 .await?;
             let deferred = rows.first().map_or(0, |row| row.deferred);
-            let pending = rows
-                .into_iter()
-                .filter_map(|row| {
-                    Some(Row {
-                        seq: row.seq?,
-                        destination: row.destination?,
-                        envelope: row.envelope?,
-                        attempts: row.attempts?,
+            let (pending, poison) = readable(
+                rows.into_iter()
+                    .filter_map(|row| {
+                        Some(Row {
+                            seq: row.seq?,
+                            destination: row.destination?,
+                            envelope: row.envelope?,
+                            attempts: row.attempts?,
+                        })
                     })
-                })
-                .map(Pending::try_from)
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                    .collect(),
+            );
+            self.quarantine(&poison, now).await?;
             Ok((pending, usize::try_from(deferred)?))
         })
         .await
@@ -193,6 +226,16 @@ impl OutboxStore for PgOutbox {
             .await?
             .rows_affected();
         Ok(deleted)
+    }
+
+    async fn quarantined(&self, max: usize) -> anyhow::Result<Vec<Quarantined>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, destination, aggregate, envelope, error, quarantined_at \
+             FROM outbox_quarantine ORDER BY seq LIMIT $1",
+        )
+        .bind(i64::try_from(max)?)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn unsent(&self) -> anyhow::Result<i64> {

@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
 
-use super::{Failure, OutboxMessage, OutboxStore, Pending, Row, in_rounds, until};
+use super::{
+    Failure, OutboxMessage, OutboxStore, Pending, Quarantined, Row, in_rounds, readable,
+    report_quarantined, until,
+};
 
 /// A due message read into the claim window.
 #[derive(Debug, sqlx::FromRow)]
@@ -150,20 +153,40 @@ impl SqliteOutbox {
                 .execute(&mut *tx)
                 .await?;
         }
+        let (pending, poison) = readable(
+            window
+                .into_iter()
+                .filter(|row| claimed.contains(&row.seq))
+                .map(Row::from)
+                .collect(),
+        );
         let lease_until = until(now, lease);
-        for seq in &claimed {
+        for message in &pending {
             sqlx::query("UPDATE outbox SET lease_until = ? WHERE seq = ?")
                 .bind(lease_until)
+                .bind(message.seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (seq, error) in &poison {
+            sqlx::query(
+                "INSERT INTO outbox_quarantine \
+                   (seq, id, destination, aggregate, envelope, created_at, error, quarantined_at) \
+                 SELECT seq, id, destination, aggregate, envelope, created_at, ?, ? \
+                 FROM outbox WHERE seq = ?",
+            )
+            .bind(error)
+            .bind(now)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM outbox WHERE seq = ?")
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
-        let pending = window
-            .into_iter()
-            .filter(|row| claimed.contains(&row.seq))
-            .map(|row| Pending::try_from(Row::from(row)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        report_quarantined(&poison);
         Ok((pending, deferred_count))
     }
 }
@@ -232,6 +255,16 @@ impl OutboxStore for SqliteOutbox {
             .await?
             .rows_affected();
         Ok(deleted)
+    }
+
+    async fn quarantined(&self, max: usize) -> anyhow::Result<Vec<Quarantined>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, destination, aggregate, envelope, error, quarantined_at \
+             FROM outbox_quarantine ORDER BY seq LIMIT ?",
+        )
+        .bind(i64::try_from(max)?)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn unsent(&self) -> anyhow::Result<i64> {

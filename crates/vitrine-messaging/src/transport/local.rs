@@ -12,7 +12,9 @@ use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Delivery, Publisher, Topology, Transport, TransportError, dead_letter_queue};
+use super::{
+    Delivery, Publisher, QuarantinedMessage, Topology, Transport, TransportError, dead_letter_queue,
+};
 use crate::envelope::Envelope;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/local");
@@ -136,7 +138,19 @@ impl LocalTransport {
         .fetch_all(&mut *tx)
         .await?;
         let mut deliveries = Vec::with_capacity(rows.len());
+        let mut quarantined = 0u64;
         for row in rows {
+            let envelope = match Envelope::from_json(&row.envelope) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    // Unreadable now means unreadable on every receive: set it aside, so the
+                    // queue moves on instead of failing every receive.
+                    self.quarantine(&mut tx, row.seq, &error.to_string(), now)
+                        .await?;
+                    quarantined += 1;
+                    continue;
+                }
+            };
             let receipt = uuid::Uuid::now_v7().to_string();
             sqlx::query(
                 "UPDATE messages SET visible_at = ?, receive_count = receive_count + 1, receipt = ? \
@@ -147,8 +161,6 @@ impl LocalTransport {
             .bind(row.seq)
             .execute(&mut *tx)
             .await?;
-            let envelope = Envelope::from_json(&row.envelope)
-                .map_err(|error| TransportError::Unavailable(error.into()))?;
             deliveries.push(Delivery {
                 envelope,
                 receipt,
@@ -156,7 +168,39 @@ impl LocalTransport {
             });
         }
         tx.commit().await?;
+        if quarantined > 0 {
+            metrics::counter!("vitrine_messages_quarantined_total", "queue" => queue.to_owned())
+                .increment(quarantined);
+            tracing::error!(
+                queue,
+                quarantined,
+                "unreadable messages quarantined (see `vitrine messages quarantine`)"
+            );
+        }
         Ok(deliveries)
+    }
+
+    async fn quarantine(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        seq: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<(), TransportError> {
+        sqlx::query(
+            "INSERT INTO quarantine (seq, queue, envelope, error, enqueued_at, quarantined_at) \
+             SELECT seq, queue, envelope, ?, enqueued_at, ? FROM messages WHERE seq = ?",
+        )
+        .bind(error)
+        .bind(now)
+        .bind(seq)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM messages WHERE seq = ?")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
     }
 }
 
@@ -331,6 +375,24 @@ impl Transport for LocalTransport {
                 Envelope::from_json(body).map_err(|error| TransportError::Unavailable(error.into()))
             })
             .collect()
+    }
+
+    async fn quarantined(&self, max: usize) -> Result<Vec<QuarantinedMessage>, TransportError> {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT queue, envelope, error, quarantined_at FROM quarantine ORDER BY seq LIMIT ?",
+        )
+        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(queue, body, error, at)| QuarantinedMessage {
+                queue,
+                body,
+                error,
+                quarantined_at: chrono::DateTime::from_timestamp_millis(at).unwrap_or_default(),
+            })
+            .collect())
     }
 
     async fn create_temporary_queue(

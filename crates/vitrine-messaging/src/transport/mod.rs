@@ -20,6 +20,17 @@ pub use sqs::SqsTransport;
 
 use crate::envelope::Envelope;
 
+/// A message a queue held that could not be read as a Vitrine CloudEvent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedMessage {
+    pub queue: String,
+    /// The body as it was stored.
+    pub body: String,
+    /// Why it could not be read.
+    pub error: String,
+    pub quarantined_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// One queue and the topics (with event-type filters) it subscribes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSpec {
@@ -154,6 +165,13 @@ pub trait Transport: Publisher {
 
     /// Messages parked in `queue`'s dead-letter queue, oldest first, without consuming them.
     async fn dead_letters(&self, queue: &str, max: usize) -> Result<Vec<Envelope>, TransportError>;
+
+    /// Messages set aside because no consumer could read them, oldest first. The embedded
+    /// transport quarantines them when they are received; SQS leaves them to the queue's
+    /// redrive policy (the dead-letter queue after its maximum receives), so it has none.
+    async fn quarantined(&self, _max: usize) -> Result<Vec<QuarantinedMessage>, TransportError> {
+        Ok(Vec::new())
+    }
 
     /// Moves every dead letter of `queue` back to it; returns how many.
     async fn redrive(&self, queue: &str) -> Result<usize, TransportError>;
