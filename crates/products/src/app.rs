@@ -22,7 +22,8 @@ use vitrine_platform::http::idempotency::{
 };
 use vitrine_platform::requirements::Requirements;
 use vitrine_platform::{Mode, Settings, db, keyfile};
-use vitrine_service::{QueueCheck, Service, Shared, Started};
+use vitrine_service::supervisor::housekeeping;
+use vitrine_service::{QueueCheck, Service, Shared, Started, Task};
 
 use crate::api::{self, AppState};
 use crate::cache::ProductCache;
@@ -124,38 +125,43 @@ impl Products {
         })
     }
 
-    /// The outbox relay, the event consumer, reservation expiry and housekeeping, until
-    /// `shutdown`.
-    pub fn spawn_background(
-        &self,
-        shutdown: CancellationToken,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
+    /// The outbox relay, the event consumer, reservation expiry and housekeeping, each
+    /// restartable.
+    pub fn background(&self) -> Vec<Task> {
         let relay = Relay::new(self.store.outbox(), self.transport.clone());
-        let consumer = Consumer::new(
-            contract::QUEUE,
-            Arc::clone(&self.transport),
-            Arc::new(ProductsHandler::new(
-                Arc::clone(&self.store),
-                self.cache.clone(),
-            )),
-            ConsumerOptions::default(),
-        );
+        let store = Arc::clone(&self.store);
+        let transport = Arc::clone(&self.transport);
+        let cache = self.cache.clone();
+        let catalog = self.catalog.clone();
         let requester_stop = self.requester_stop.clone();
-        let stop_requester = shutdown.clone();
-        vec![
-            tokio::spawn(relay.run(shutdown.clone())),
-            tokio::spawn(consumer.run(shutdown.clone())),
-            spawn_expiry(self.catalog.clone(), shutdown.clone()),
-            self.store.inbox().spawn_pruner(shutdown.clone()),
-            vitrine_platform::http::idempotency::spawn_pruner(
-                Arc::clone(&self.idempotency),
-                shutdown,
-            ),
-            tokio::spawn(async move {
-                stop_requester.cancelled().await;
-                requester_stop.cancel();
+        let mut tasks = vec![
+            Task::new("outbox-relay", move |stop| relay.clone().run(stop)),
+            Task::new("events-consumer", move |stop| {
+                Consumer::new(
+                    contract::QUEUE,
+                    Arc::clone(&transport),
+                    Arc::new(ProductsHandler::new(Arc::clone(&store), cache.clone())),
+                    ConsumerOptions::default(),
+                )
+                .run(stop)
             }),
-        ]
+            Task::new("reservation-expiry", move |stop| {
+                expire_reservations(catalog.clone(), stop)
+            }),
+            // The seller directory's reply queue lives until the process stops.
+            Task::new("requester-stop", move |stop| {
+                let requester_stop = requester_stop.clone();
+                async move {
+                    stop.cancelled().await;
+                    requester_stop.cancel();
+                }
+            }),
+        ];
+        tasks.extend(housekeeping(
+            self.store.inbox(),
+            Arc::clone(&self.idempotency),
+        ));
+        tasks
     }
 
     pub fn store(&self) -> Arc<dyn ProductStore> {
@@ -190,22 +196,20 @@ pub fn topology() -> Topology {
 
 /// Expires due reservations every second until `shutdown`. With several replicas each sweeps;
 /// the store's conditional transition lets exactly one expire a given reservation.
-fn spawn_expiry(catalog: Catalog, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match catalog.expire_due().await {
-                Ok(0) => {}
-                Ok(expired) => tracing::info!(expired, "reservations expired"),
-                Err(error) => tracing::warn!(error = %error, "expiring reservations failed"),
-            }
+async fn expire_reservations(catalog: Catalog, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
         }
-    })
+        match catalog.expire_due().await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "reservations expired"),
+            Err(error) => tracing::warn!(error = %error, "expiring reservations failed"),
+        }
+    }
 }
 
 async fn open_database(
@@ -374,7 +378,7 @@ impl Started for Products {
         self.readiness.clone()
     }
 
-    fn spawn_background(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        Products::spawn_background(self, shutdown)
+    fn background(&self) -> Vec<Task> {
+        Products::background(self)
     }
 }

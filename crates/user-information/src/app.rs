@@ -6,7 +6,6 @@ use anyhow::Context;
 use async_trait::async_trait;
 use axum::Router;
 use secrecy::ExposeSecret;
-use tokio_util::sync::CancellationToken;
 use utoipa::openapi::OpenApi;
 use vitrine_platform::http::ReadinessCheck;
 use vitrine_platform::http::auth::Authenticator;
@@ -21,7 +20,8 @@ use vitrine_contracts::user_information as contract;
 use vitrine_messaging::consumer::{Consumer, ConsumerOptions};
 use vitrine_messaging::relay::Relay;
 use vitrine_messaging::transport::{QueueSpec, Topology, Transport};
-use vitrine_service::{QueueCheck, Service, Shared, Started};
+use vitrine_service::supervisor::housekeeping;
+use vitrine_service::{QueueCheck, Service, Shared, Started, Task};
 
 use crate::api::{self, AppState};
 use crate::messages::LookupResponder;
@@ -99,30 +99,33 @@ impl UserInformation {
         })
     }
 
-    /// The outbox relay, the request consumer and housekeeping, until `shutdown`.
-    pub fn spawn_background(
-        &self,
-        shutdown: CancellationToken,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
+    /// The outbox relay, the request consumer and housekeeping, each restartable.
+    pub fn background(&self) -> Vec<Task> {
         let relay = Relay::new(self.store.outbox(), self.transport.clone());
-        let responder = LookupResponder::new(Arc::clone(&self.store), Arc::clone(&self.transport));
-        let consumer = Consumer::new(
-            contract::QUEUE,
-            Arc::clone(&self.transport),
-            Arc::new(responder),
-            ConsumerOptions::default(),
-        );
+        let store = Arc::clone(&self.store);
+        let transport = Arc::clone(&self.transport);
         let mut tasks = vec![
-            tokio::spawn(relay.run(shutdown.clone())),
-            tokio::spawn(consumer.run(shutdown.clone())),
-            self.store.inbox().spawn_pruner(shutdown.clone()),
-            vitrine_platform::http::idempotency::spawn_pruner(
-                Arc::clone(&self.idempotency),
-                shutdown.clone(),
-            ),
+            Task::new("outbox-relay", move |stop| relay.clone().run(stop)),
+            Task::new("lookup-consumer", move |stop| {
+                let responder = LookupResponder::new(Arc::clone(&store), Arc::clone(&transport));
+                Consumer::new(
+                    contract::QUEUE,
+                    Arc::clone(&transport),
+                    Arc::new(responder),
+                    ConsumerOptions::default(),
+                )
+                .run(stop)
+            }),
         ];
+        tasks.extend(housekeeping(
+            self.store.inbox(),
+            Arc::clone(&self.idempotency),
+        ));
         if let Some(vault) = &self.vault {
-            tasks.push(vault.spawn_renewal(shutdown));
+            let vault = vault.clone();
+            tasks.push(Task::new("vault-token-renewal", move |stop| {
+                vault.clone().keep_token_alive(stop)
+            }));
         }
         tasks
     }
@@ -339,7 +342,7 @@ impl Started for UserInformation {
         self.readiness.clone()
     }
 
-    fn spawn_background(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        UserInformation::spawn_background(self, shutdown)
+    fn background(&self) -> Vec<Task> {
+        UserInformation::background(self)
     }
 }

@@ -81,11 +81,8 @@ impl Inbox {
     }
 
     /// Prunes records older than [`RETENTION`] every hour until `shutdown`.
-    pub fn spawn_pruner(
-        self,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        vitrine_runtime::periodic::spawn_pruner(
+    pub async fn prune_periodically(self, shutdown: tokio_util::sync::CancellationToken) {
+        vitrine_runtime::periodic::prune_every(
             "inbox",
             Duration::from_secs(3600),
             shutdown,
@@ -97,6 +94,7 @@ impl Inbox {
                 }
             },
         )
+        .await
     }
 }
 

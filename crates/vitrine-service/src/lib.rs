@@ -7,17 +7,20 @@
 //! code, for the embedded process (all of them) and for each service's own binary; services
 //! depend on this contract, never on the host.
 
+pub mod supervisor;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
-use tokio_util::sync::CancellationToken;
 use utoipa::openapi::OpenApi;
 use vitrine_messaging::transport::{Topology, Transport};
 use vitrine_platform::Settings;
 use vitrine_platform::http::ReadinessCheck;
 use vitrine_platform::http::auth::Authenticator;
 use vitrine_platform::requirements::Requirements;
+
+pub use supervisor::{Supervisor, Task};
 
 /// The adapters a process chooses once, from configuration, for all the services it hosts.
 #[derive(Debug, Clone)]
@@ -64,8 +67,8 @@ pub trait Started: std::any::Any + Send + Sync + std::fmt::Debug {
     /// Its routes, with their service-specific layers (idempotency).
     fn router(&self) -> Router;
     fn readiness(&self) -> Vec<Arc<dyn ReadinessCheck>>;
-    /// Relays, consumers and housekeeping, until `shutdown`.
-    fn spawn_background(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>>;
+    /// Relays, consumers and housekeeping, which the host runs under a [`Supervisor`].
+    fn background(&self) -> Vec<Task>;
 }
 
 /// One OpenAPI document for several services: the paths, schemas and tags of each (shared

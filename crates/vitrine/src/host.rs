@@ -21,7 +21,7 @@ use vitrine_platform::http::auth::{Authenticator, load_or_create_hs256_key};
 use vitrine_platform::http::{self, Health, metrics};
 use vitrine_platform::requirements::Requirements;
 use vitrine_platform::{Mode, Settings, TransportKind, server};
-use vitrine_service::{Service, Shared, Started};
+use vitrine_service::{Service, Shared, Started, Supervisor};
 
 /// File name of the embedded message transport inside the data directory.
 pub const MESSAGING_FILE: &str = "messaging.sqlite3";
@@ -99,6 +99,7 @@ pub struct Host {
     listener: TcpListener,
     router: Router,
     started: Vec<Arc<dyn Started>>,
+    supervisor: Supervisor,
     grace: Duration,
 }
 
@@ -121,9 +122,11 @@ impl Host {
             );
         }
         let settings = &shared.settings;
+        let supervisor = Supervisor::default();
         let health = started
             .iter()
             .flat_map(|s| s.readiness())
+            .chain([supervisor.readiness()])
             .fold(Health::default(), Health::with);
         let routes = started
             .iter()
@@ -142,6 +145,7 @@ impl Host {
             listener,
             router,
             started,
+            supervisor,
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         })
     }
@@ -162,15 +166,10 @@ impl Host {
 
     /// Serves until `shutdown` is cancelled, then drains requests and stops background work.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let tasks: Vec<_> = self
-            .started
-            .iter()
-            .flat_map(|s| s.spawn_background(shutdown.clone()))
-            .collect();
+        let tasks = self.started.iter().flat_map(|s| s.background()).collect();
+        let background = self.supervisor.spawn(tasks, shutdown.clone());
         server::serve(self.listener, self.router, shutdown, self.grace).await?;
-        for task in tasks {
-            let _ = task.await;
-        }
+        let _ = background.await;
         Ok(())
     }
 }

@@ -124,9 +124,9 @@ impl VaultSecretStore {
 
     /// Keeps the token alive until `shutdown`: renews at half its lease, logs in again (AppRole)
     /// when renewal fails.
-    pub fn spawn_renewal(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let store = self.clone();
-        tokio::spawn(async move {
+    pub async fn keep_token_alive(self, shutdown: CancellationToken) {
+        let store = self;
+        {
             let mut wait = Duration::from_secs(60);
             loop {
                 tokio::select! {
@@ -146,7 +146,7 @@ impl VaultSecretStore {
                     (lease / 2).max(Duration::from_secs(5))
                 };
             }
-        })
+        }
     }
 
     async fn request(

@@ -346,11 +346,11 @@ pub fn fingerprint(key: &[u8], method: &Method, path_and_query: &str, body: &[u8
 }
 
 /// Deletes expired records every hour until `shutdown`.
-pub fn spawn_pruner(
+pub async fn prune_periodically(
     store: Arc<dyn IdempotencyStore>,
     shutdown: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    crate::periodic::spawn_pruner(
+) {
+    crate::periodic::prune_every(
         "idempotency keys",
         Duration::from_secs(3600),
         shutdown,
@@ -359,6 +359,7 @@ pub fn spawn_pruner(
             async move { store.prune(Utc::now() - retention()).await }
         },
     )
+    .await
 }
 
 #[cfg(any(test, feature = "testing"))]
