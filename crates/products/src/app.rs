@@ -96,12 +96,12 @@ impl Products {
         };
         let (router, _) = api::router(state);
         let router = router.layer(axum::middleware::from_fn_with_state(
-            Idempotency {
-                store: Arc::clone(&idempotency_store),
+            Idempotency::new(
+                Arc::clone(&idempotency_store),
                 authenticator,
-                max_body_bytes: settings.max_body_bytes,
-                fingerprint_key: fingerprint_key(settings)?,
-            },
+                settings.max_body_bytes,
+                fingerprint_key(settings)?,
+            ),
             idempotency,
         ));
         let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![

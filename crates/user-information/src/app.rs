@@ -71,12 +71,12 @@ impl UserInformation {
         };
         let (router, _) = api::router(state);
         let router = router.layer(axum::middleware::from_fn_with_state(
-            Idempotency {
-                store: Arc::clone(&idempotency_store),
+            Idempotency::new(
+                Arc::clone(&idempotency_store),
                 authenticator,
-                max_body_bytes: settings.max_body_bytes,
-                fingerprint_key: derive_key(&secrets_key, b"vitrine idempotency fingerprint v1"),
-            },
+                settings.max_body_bytes,
+                derive_key(&secrets_key, b"vitrine idempotency fingerprint v1"),
+            ),
             idempotency,
         ));
         let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![

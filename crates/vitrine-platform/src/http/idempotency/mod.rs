@@ -5,10 +5,15 @@
 //! request is still running: 409. Keys are scoped to the authenticated subject, so two clients
 //! can never see each other's responses.
 //!
-//! The key is reserved before the handler runs and completed with the response afterwards. A 5xx
-//! releases the reservation so the client may retry. If the process dies mid-request the
-//! reservation expires after [`LOCK_TTL`] and a retry runs the handler again; handlers whose
-//! effects must never repeat still rely on their own uniqueness rules (e.g. one CNPJ per customer).
+//! The key is reserved before the handler runs and completed with the response afterwards. A 5xx,
+//! 401 or 403 releases the reservation (nothing ran, or it failed) so the client may retry.
+//! The reservation belongs to the request that made it (an [`Owner`] token): only that request
+//! completes, extends or releases it. While the handler runs, however long, the reservation is
+//! extended every third of [`LOCK_TTL`]; if the process dies it expires after [`LOCK_TTL`] and a
+//! retry runs the handler again. A request that lost its reservation anyway (its process
+//! stalled past the TTL) is fenced out: it cannot overwrite the record of the request that took
+//! the key over. Handlers whose effects must never repeat still rely on their own uniqueness
+//! rules (e.g. one CNPJ per customer).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,11 +56,25 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
+/// Proof of holding a key's reservation: only its holder completes, extends or releases it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner(String);
+
+impl Owner {
+    fn new() -> Owner {
+        Owner(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The outcome of reserving a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
-    /// First use (or an expired or abandoned one): run the handler.
-    Proceed,
+    /// First use (or an expired or abandoned one): run the handler, as the key's owner.
+    Proceed(Owner),
     /// Already completed with the same request: replay this.
     Replay(StoredResponse),
     /// Another request with this key is running.
@@ -68,22 +87,105 @@ pub enum Begin {
 /// `idempotency_keys` table its migrations create.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
+    /// Reserves `key` for `lock_ttl` (or judges the record already there).
     async fn begin(
         &self,
         scope: &str,
         key: &str,
         fingerprint: &str,
         now: DateTime<Utc>,
+        lock_ttl: Duration,
     ) -> anyhow::Result<Begin>;
+    /// Stores the response, if `owner` still holds the reservation; `false` when another
+    /// request took the key over in the meantime (nothing is written then).
     async fn complete(
         &self,
         scope: &str,
         key: &str,
+        owner: &Owner,
         response: &StoredResponse,
-    ) -> anyhow::Result<()>;
-    async fn abandon(&self, scope: &str, key: &str) -> anyhow::Result<()>;
+    ) -> anyhow::Result<bool>;
+    /// Moves the reservation's expiry to `until`, if `owner` still holds it.
+    async fn extend(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &Owner,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<bool>;
+    /// Releases the reservation, if `owner` still holds it.
+    async fn abandon(&self, scope: &str, key: &str, owner: &Owner) -> anyhow::Result<()>;
     /// Deletes records created before `cutoff`; returns how many.
     async fn prune(&self, cutoff: DateTime<Utc>) -> anyhow::Result<u64>;
+}
+
+/// What a reservation's owner does with it. The statements are the same on both SQL backends
+/// (`$N` placeholders), and each touches the record only while that owner still holds it
+/// unfinished: a request that lost its reservation is fenced out.
+#[derive(Debug)]
+enum Fenced<'a> {
+    Complete(&'a StoredResponse),
+    Extend(DateTime<Utc>),
+    Abandon,
+}
+
+/// The rows a statement touched, on either backend.
+trait RowsAffected: sqlx::Database {
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+impl RowsAffected for sqlx::Postgres {
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::Sqlite {
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+/// Runs `action` for `owner`; true when the owner still held the reservation.
+async fn fenced<DB>(
+    pool: &sqlx::Pool<DB>,
+    scope: &str,
+    key: &str,
+    owner: &Owner,
+    action: Fenced<'_>,
+) -> anyhow::Result<bool>
+where
+    DB: RowsAffected,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'t> &'t str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i16: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> &'t [u8]: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> sqlx::types::Json<&'t [(String, String)]>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> DateTime<Utc>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    const WHERE: &str = "WHERE scope = $1 AND key = $2 AND owner = $3 AND status IS NULL";
+    let sql = match action {
+        Fenced::Complete(_) => {
+            format!("UPDATE idempotency_keys SET status = $4, headers = $5, body = $6 {WHERE}")
+        }
+        Fenced::Extend(_) => format!("UPDATE idempotency_keys SET locked_until = $4 {WHERE}"),
+        Fenced::Abandon => format!("DELETE FROM idempotency_keys {WHERE}"),
+    };
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(scope)
+        .bind(key)
+        .bind(owner.as_str());
+    let query = match action {
+        Fenced::Complete(response) => query
+            .bind(i16::try_from(response.status)?)
+            .bind(sqlx::types::Json(response.headers.as_slice()))
+            .bind(response.body.as_slice()),
+        Fenced::Extend(until) => query.bind(until),
+        Fenced::Abandon => query,
+    };
+    let result = query.execute(pool).await?;
+    Ok(DB::rows_affected(&result) == 1)
 }
 
 /// A stored record, as both SQL backends read it.
@@ -111,7 +213,7 @@ fn decide(record: &Record, fingerprint: &str, now: DateTime<Utc>) -> anyhow::Res
     let expired = record.created_at + retention() <= now;
     if expired {
         return Ok(Decision {
-            outcome: Begin::Proceed,
+            outcome: Begin::Proceed(Owner::new()),
             take_over: true,
             restart: true,
         });
@@ -148,7 +250,7 @@ fn decide(record: &Record, fingerprint: &str, now: DateTime<Utc>) -> anyhow::Res
     }
     // The request that reserved the key died without finishing: run it again.
     Ok(Decision {
-        outcome: Begin::Proceed,
+        outcome: Begin::Proceed(Owner::new()),
         take_over: true,
         restart: false,
     })
@@ -158,8 +260,8 @@ fn retention() -> chrono::Duration {
     chrono::Duration::from_std(RETENTION).expect("24 h fits")
 }
 
-fn lock_ttl() -> chrono::Duration {
-    chrono::Duration::from_std(LOCK_TTL).expect("60 s fits")
+fn until(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
 }
 
 /// State of the idempotency middleware.
@@ -172,6 +274,25 @@ pub struct Idempotency {
     /// predictable body next to the card's last four digits could be brute-forced, a keyed one
     /// cannot without this key, which never lives in the database.
     pub fingerprint_key: Arc<[u8]>,
+    /// How long a reservation lasts without being extended ([`LOCK_TTL`]).
+    pub lock_ttl: Duration,
+}
+
+impl Idempotency {
+    pub fn new(
+        store: Arc<dyn IdempotencyStore>,
+        authenticator: Arc<Authenticator>,
+        max_body_bytes: usize,
+        fingerprint_key: Arc<[u8]>,
+    ) -> Self {
+        Self {
+            store,
+            authenticator,
+            max_body_bytes,
+            fingerprint_key,
+            lock_ttl: LOCK_TTL,
+        }
+    }
 }
 
 impl std::fmt::Debug for Idempotency {
@@ -208,14 +329,15 @@ pub async fn idempotency(
 }
 
 async fn run(state: Idempotency, request: Request, next: Next) -> Result<Response, Response> {
-    let key = parse_key(&request.headers()[&IDEMPOTENCY_KEY])
-        .map_err(IntoResponse::into_response)?
-        .to_owned();
     let (mut parts, body) = request.into_parts();
-    // Unauthenticated requests pass through untouched: the handler answers 401.
+    // Unauthenticated requests pass through untouched, whatever their key: the handler answers
+    // 401 before anything else is judged.
     let Ok(principal) = state.authenticator.authenticate(&parts).await else {
         return Ok(next.run(Request::from_parts(parts, body)).await);
     };
+    let key = parse_key(&parts.headers[&IDEMPOTENCY_KEY])
+        .map_err(IntoResponse::into_response)?
+        .to_owned();
     parts.extensions.insert(principal.clone());
     let bytes = axum::body::to_bytes(body, state.max_body_bytes)
         .await
@@ -234,7 +356,7 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
     };
     let begin = state
         .store
-        .begin(&scope, &key, &fingerprint, Utc::now())
+        .begin(&scope, &key, &fingerprint, Utc::now(), state.lock_ttl)
         .await
         .map_err(|e| ApiError::internal(e).into_response())?;
     match begin {
@@ -248,16 +370,21 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
             "was already used for a different request; use a new key",
         )
         .into_response()),
-        Begin::Proceed => {
+        Begin::Proceed(owner) => {
             // Detached from the connection: if the client goes away or the request times out,
             // the handler still runs to completion and the key is completed or released,
             // instead of being left reserved with its effect half done.
-            let store = Arc::clone(&state.store);
+            let reservation = Reservation {
+                store: Arc::clone(&state.store),
+                scope,
+                key,
+                owner,
+                ttl: state.lock_ttl,
+            };
             let work = tokio::spawn(async move {
-                let response = next
-                    .run(Request::from_parts(parts, Body::from(bytes)))
-                    .await;
-                finish(&*store, &scope, &key, response).await
+                let handler = next.run(Request::from_parts(parts, Body::from(bytes)));
+                let response = reservation.held_while(handler).await;
+                reservation.finish(response).await
             });
             Ok(work.await.unwrap_or_else(|_| {
                 ApiError::internal(anyhow::anyhow!("idempotent request task failed"))
@@ -267,49 +394,97 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
     }
 }
 
-async fn finish(
-    store: &dyn IdempotencyStore,
-    scope: &str,
-    key: &str,
-    response: Response,
-) -> Response {
-    if response.status().is_server_error() {
-        if let Err(error) = store.abandon(scope, key).await {
+/// A key this request reserved.
+struct Reservation {
+    store: Arc<dyn IdempotencyStore>,
+    scope: String,
+    key: String,
+    owner: Owner,
+    ttl: Duration,
+}
+
+impl Reservation {
+    /// Runs `work`, extending the reservation every third of its TTL until it finishes: a slow
+    /// handler keeps its key; only a dead (or stalled) process loses it.
+    async fn held_while<F: std::future::Future>(&self, work: F) -> F::Output {
+        tokio::pin!(work);
+        let every = self.ttl / 3;
+        loop {
+            tokio::select! {
+                output = &mut work => return output,
+                () = tokio::time::sleep(every) => {
+                    let until = until(Utc::now(), self.ttl);
+                    match self.store.extend(&self.scope, &self.key, &self.owner, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("an idempotency key was taken over while its request ran"),
+                        Err(error) => tracing::warn!(error = format!("{error:#}"), "extending an idempotency key failed"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn release(&self) {
+        if let Err(error) = self
+            .store
+            .abandon(&self.scope, &self.key, &self.owner)
+            .await
+        {
             tracing::warn!(
                 error = format!("{error:#}"),
                 "releasing an idempotency key failed"
             );
         }
-        return response;
     }
-    let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_STORED_BODY).await else {
-        let _ = store.abandon(scope, key).await;
-        return ApiError::internal(anyhow::anyhow!(
-            "response too large to store for idempotency"
-        ))
-        .into_response();
-    };
-    let stored = StoredResponse {
-        status: parts.status.as_u16(),
-        headers: REPLAYED_HEADERS
-            .iter()
-            .filter_map(|name| {
-                let value = parts.headers.get(*name)?.to_str().ok()?;
-                Some(((*name).to_owned(), value.to_owned()))
-            })
-            .collect(),
-        body: bytes.to_vec(),
-    };
-    if let Err(error) = store.complete(scope, key, &stored).await {
-        // The effect happened; the client still gets its answer. A retry will be told 409 until
-        // the reservation expires.
-        tracing::error!(
-            error = format!("{error:#}"),
-            "storing an idempotent response failed"
-        );
+
+    async fn finish(&self, response: Response) -> Response {
+        let status = response.status();
+        // Nothing ran (401, 403) or it failed (5xx): the key stays free for a retry.
+        if status.is_server_error()
+            || status == StatusCode::UNAUTHORIZED
+            || status == StatusCode::FORBIDDEN
+        {
+            self.release().await;
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_STORED_BODY).await else {
+            self.release().await;
+            return ApiError::internal(anyhow::anyhow!(
+                "response too large to store for idempotency"
+            ))
+            .into_response();
+        };
+        let stored = StoredResponse {
+            status: parts.status.as_u16(),
+            headers: REPLAYED_HEADERS
+                .iter()
+                .filter_map(|name| {
+                    let value = parts.headers.get(*name)?.to_str().ok()?;
+                    Some(((*name).to_owned(), value.to_owned()))
+                })
+                .collect(),
+            body: bytes.to_vec(),
+        };
+        match self
+            .store
+            .complete(&self.scope, &self.key, &self.owner, &stored)
+            .await
+        {
+            Ok(true) => {}
+            // Fenced out: the record belongs to the request that took the key over.
+            Ok(false) => tracing::warn!(
+                "an idempotency key was taken over while its request ran; its response is not stored"
+            ),
+            // The effect happened; the client still gets its answer. A retry will be told 409
+            // until the reservation expires.
+            Err(error) => tracing::error!(
+                error = format!("{error:#}"),
+                "storing an idempotent response failed"
+            ),
+        }
+        Response::from_parts(parts, Body::from(bytes))
     }
-    Response::from_parts(parts, Body::from(bytes))
 }
 
 fn replay(stored: StoredResponse) -> Response {
@@ -367,86 +542,124 @@ pub mod conformance {
     //! One behaviour suite for every `IdempotencyStore` implementation.
     use super::*;
 
+    fn owner(begin: Begin) -> Owner {
+        match begin {
+            Begin::Proceed(owner) => owner,
+            other => panic!("expected to proceed, got {other:?}"),
+        }
+    }
+
     pub async fn run_all(store: &dyn IdempotencyStore) {
         let scope = uuid::Uuid::now_v7().to_string();
         let now = Utc::now();
+        let ttl = LOCK_TTL;
         let response = StoredResponse {
             status: 201,
             headers: vec![("location".into(), "/v1/x/1".into())],
             body: b"{\"id\":1}".to_vec(),
         };
+        let begin = |key: &'static str, fingerprint: &'static str, at: DateTime<Utc>| {
+            let scope = scope.clone();
+            async move {
+                store
+                    .begin(&scope, key, fingerprint, at, ttl)
+                    .await
+                    .unwrap()
+            }
+        };
 
-        assert_eq!(
-            store.begin(&scope, "k1", "fp-a", now).await.unwrap(),
-            Begin::Proceed
+        let first = owner(begin("k1", "fp-a", now).await);
+        assert_eq!(begin("k1", "fp-a", now).await, Begin::InFlight);
+        assert_eq!(begin("k1", "fp-b", now).await, Begin::Mismatch);
+        assert!(
+            store
+                .complete(&scope, "k1", &first, &response)
+                .await
+                .unwrap()
         );
         assert_eq!(
-            store.begin(&scope, "k1", "fp-a", now).await.unwrap(),
-            Begin::InFlight
-        );
-        assert_eq!(
-            store.begin(&scope, "k1", "fp-b", now).await.unwrap(),
-            Begin::Mismatch
-        );
-        store.complete(&scope, "k1", &response).await.unwrap();
-        assert_eq!(
-            store.begin(&scope, "k1", "fp-a", now).await.unwrap(),
+            begin("k1", "fp-a", now).await,
             Begin::Replay(response.clone())
         );
-        assert_eq!(
-            store.begin(&scope, "k1", "fp-b", now).await.unwrap(),
-            Begin::Mismatch
+        assert_eq!(begin("k1", "fp-b", now).await, Begin::Mismatch);
+        assert!(
+            !store
+                .complete(&scope, "k1", &first, &response)
+                .await
+                .unwrap(),
+            "a completed record is never written again"
         );
 
         // Scopes are isolated.
         let other = format!("{scope}-other");
-        assert_eq!(
-            store.begin(&other, "k1", "fp-a", now).await.unwrap(),
-            Begin::Proceed
-        );
+        owner(store.begin(&other, "k1", "fp-a", now, ttl).await.unwrap());
 
-        // An abandoned reservation can be taken again at once.
+        // An abandoned reservation can be taken again at once; only its owner abandons it.
+        let holder = owner(begin("k2", "fp", now).await);
+        store.abandon(&scope, "k2", &Owner::new()).await.unwrap();
         assert_eq!(
-            store.begin(&scope, "k2", "fp", now).await.unwrap(),
-            Begin::Proceed
+            begin("k2", "fp", now).await,
+            Begin::InFlight,
+            "not the owner"
         );
-        store.abandon(&scope, "k2").await.unwrap();
-        assert_eq!(
-            store.begin(&scope, "k2", "fp", now).await.unwrap(),
-            Begin::Proceed
-        );
+        store.abandon(&scope, "k2", &holder).await.unwrap();
+        let holder = owner(begin("k2", "fp", now).await);
 
-        // A reservation left by a dead process expires after the lock TTL.
-        let later =
-            now + chrono::Duration::from_std(LOCK_TTL).unwrap() + chrono::Duration::seconds(1);
-        assert_eq!(
-            store.begin(&scope, "k2", "fp", later).await.unwrap(),
-            Begin::Proceed
+        // A reservation left by a dead process expires after the lock TTL; an extended one
+        // does not.
+        let later = now + chrono::Duration::from_std(ttl).unwrap() + chrono::Duration::seconds(1);
+        assert!(
+            store
+                .extend(&scope, "k2", &holder, later + chrono::Duration::seconds(1))
+                .await
+                .unwrap()
+        );
+        assert_eq!(begin("k2", "fp", later).await, Begin::InFlight, "extended");
+        let much_later = later + chrono::Duration::from_std(ttl).unwrap();
+        let successor = owner(begin("k2", "fp", much_later).await);
+        assert_eq!(begin("k2", "fp", much_later).await, Begin::InFlight);
+
+        // The request that lost its reservation is fenced out: it can neither extend, nor
+        // complete over, nor release its successor's reservation.
+        assert!(
+            !store
+                .extend(&scope, "k2", &holder, much_later)
+                .await
+                .unwrap()
+        );
+        let stale = StoredResponse {
+            status: 200,
+            headers: vec![],
+            body: b"stale".to_vec(),
+        };
+        assert!(!store.complete(&scope, "k2", &holder, &stale).await.unwrap());
+        store.abandon(&scope, "k2", &holder).await.unwrap();
+        assert_eq!(begin("k2", "fp", much_later).await, Begin::InFlight);
+        assert!(
+            store
+                .complete(&scope, "k2", &successor, &response)
+                .await
+                .unwrap()
         );
         assert_eq!(
-            store.begin(&scope, "k2", "fp", later).await.unwrap(),
-            Begin::InFlight
+            begin("k2", "fp", much_later).await,
+            Begin::Replay(response.clone()),
+            "the successor's response, not the stale one"
         );
 
         // After the retention window a key starts afresh, even with another body.
         let next_day =
             now + chrono::Duration::from_std(RETENTION).unwrap() + chrono::Duration::seconds(1);
-        assert_eq!(
-            store.begin(&scope, "k1", "fp-c", next_day).await.unwrap(),
-            Begin::Proceed
-        );
+        owner(begin("k1", "fp-c", next_day).await);
 
         // Pruning removes only old records.
-        assert_eq!(
-            store.begin(&scope, "k3", "fp", now).await.unwrap(),
-            Begin::Proceed
-        );
+        owner(begin("k3", "fp", now).await);
         store
             .prune(now - chrono::Duration::seconds(5))
             .await
             .unwrap();
         assert_eq!(
-            store.begin(&scope, "k3", "fp", now).await.unwrap(),
+            begin("k3", "fp", now).await,
             Begin::InFlight,
             "pruned too much"
         );
@@ -457,10 +670,7 @@ pub mod conformance {
                 .unwrap()
                 >= 1
         );
-        assert_eq!(
-            store.begin(&scope, "k3", "fp-new", now).await.unwrap(),
-            Begin::Proceed
-        );
+        owner(begin("k3", "fp-new", now).await);
     }
 }
 

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::{Begin, IdempotencyStore, Record, StoredResponse, decide};
+use super::{
+    Begin, Fenced, IdempotencyStore, Owner, Record, StoredResponse, decide, fenced, until,
+};
 
 #[derive(Debug, Clone)]
 pub struct PgIdempotencyStore {
@@ -25,24 +27,27 @@ impl IdempotencyStore for PgIdempotencyStore {
         key: &str,
         fingerprint: &str,
         now: DateTime<Utc>,
+        lock_ttl: std::time::Duration,
     ) -> anyhow::Result<Begin> {
         let mut tx = self.pool.begin().await?;
+        let owner = Owner::new();
         // Insert-or-lock in one round trip: the row is either new (ours) or locked for us to judge.
         let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, fingerprint, locked_until, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING",
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, locked_until, created_at, owner) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING",
         )
         .bind(scope)
         .bind(key)
         .bind(fingerprint)
-        .bind(now + super::lock_ttl())
+        .bind(until(now, lock_ttl))
         .bind(now)
+        .bind(owner.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 1 {
             tx.commit().await?;
-            return Ok(Begin::Proceed);
+            return Ok(Begin::Proceed(owner));
         }
         let record: Record = sqlx::query_as(
             "SELECT fingerprint, status, headers, body, locked_until, created_at \
@@ -53,18 +58,20 @@ impl IdempotencyStore for PgIdempotencyStore {
         .fetch_one(&mut *tx)
         .await?;
         let decision = decide(&record, fingerprint, now)?;
-        if decision.take_over {
+        if let (true, Begin::Proceed(owner)) = (decision.take_over, &decision.outcome) {
             sqlx::query(
                 "UPDATE idempotency_keys SET fingerprint = $3, status = NULL, headers = NULL, \
-                   body = NULL, locked_until = $4, created_at = CASE WHEN $6 THEN $5 ELSE created_at END \
+                   body = NULL, locked_until = $4, created_at = CASE WHEN $6 THEN $5 ELSE created_at END, \
+                   owner = $7 \
                  WHERE scope = $1 AND key = $2",
             )
             .bind(scope)
             .bind(key)
             .bind(fingerprint)
-            .bind(now + super::lock_ttl())
+            .bind(until(now, lock_ttl))
             .bind(now)
             .bind(decision.restart)
+            .bind(owner.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -76,30 +83,24 @@ impl IdempotencyStore for PgIdempotencyStore {
         &self,
         scope: &str,
         key: &str,
+        owner: &Owner,
         response: &StoredResponse,
-    ) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5 \
-             WHERE scope = $1 AND key = $2",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(i16::try_from(response.status)?)
-        .bind(sqlx::types::Json(&response.headers))
-        .bind(&response.body)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    ) -> anyhow::Result<bool> {
+        fenced(&self.pool, scope, key, owner, Fenced::Complete(response)).await
     }
 
-    async fn abandon(&self, scope: &str, key: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL",
-        )
-        .bind(scope)
-        .bind(key)
-        .execute(&self.pool)
-        .await?;
+    async fn extend(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &Owner,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        fenced(&self.pool, scope, key, owner, Fenced::Extend(until)).await
+    }
+
+    async fn abandon(&self, scope: &str, key: &str, owner: &Owner) -> anyhow::Result<()> {
+        fenced(&self.pool, scope, key, owner, Fenced::Abandon).await?;
         Ok(())
     }
 

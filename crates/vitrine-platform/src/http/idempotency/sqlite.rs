@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
-use super::{Begin, IdempotencyStore, Record, StoredResponse, decide};
+use super::{
+    Begin, Fenced, IdempotencyStore, Owner, Record, StoredResponse, decide, fenced, until,
+};
 
 #[derive(Debug, Clone)]
 pub struct SqliteIdempotencyStore {
@@ -25,6 +27,7 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         key: &str,
         fingerprint: &str,
         now: DateTime<Utc>,
+        lock_ttl: std::time::Duration,
     ) -> anyhow::Result<Begin> {
         // IMMEDIATE takes the write lock first, so check-then-write cannot interleave.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -38,32 +41,36 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         .await?;
         let outcome = match record {
             None => {
+                let owner = Owner::new();
                 sqlx::query(
-                    "INSERT INTO idempotency_keys (scope, key, fingerprint, locked_until, created_at) \
-                     VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO idempotency_keys \
+                       (scope, key, fingerprint, locked_until, created_at, owner) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
                 )
                 .bind(scope)
                 .bind(key)
                 .bind(fingerprint)
-                .bind(now + super::lock_ttl())
+                .bind(until(now, lock_ttl))
                 .bind(now)
+                .bind(owner.as_str())
                 .execute(&mut *tx)
                 .await?;
-                Begin::Proceed
+                Begin::Proceed(owner)
             }
             Some(record) => {
                 let decision = decide(&record, fingerprint, now)?;
-                if decision.take_over {
+                if let (true, Begin::Proceed(owner)) = (decision.take_over, &decision.outcome) {
                     sqlx::query(
                         "UPDATE idempotency_keys SET fingerprint = ?, status = NULL, headers = NULL, \
                            body = NULL, locked_until = ?, \
-                           created_at = CASE WHEN ? THEN ? ELSE created_at END \
+                           created_at = CASE WHEN ? THEN ? ELSE created_at END, owner = ? \
                          WHERE scope = ? AND key = ?",
                     )
                     .bind(fingerprint)
-                    .bind(now + super::lock_ttl())
+                    .bind(until(now, lock_ttl))
                     .bind(decision.restart)
                     .bind(now)
+                    .bind(owner.as_str())
                     .bind(scope)
                     .bind(key)
                     .execute(&mut *tx)
@@ -80,25 +87,24 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         &self,
         scope: &str,
         key: &str,
+        owner: &Owner,
         response: &StoredResponse,
-    ) -> anyhow::Result<()> {
-        sqlx::query("UPDATE idempotency_keys SET status = ?, headers = ?, body = ? WHERE scope = ? AND key = ?")
-            .bind(i16::try_from(response.status)?)
-            .bind(sqlx::types::Json(&response.headers))
-            .bind(&response.body)
-            .bind(scope)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> anyhow::Result<bool> {
+        fenced(&self.pool, scope, key, owner, Fenced::Complete(response)).await
     }
 
-    async fn abandon(&self, scope: &str, key: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND status IS NULL")
-            .bind(scope)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+    async fn extend(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &Owner,
+        until: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        fenced(&self.pool, scope, key, owner, Fenced::Extend(until)).await
+    }
+
+    async fn abandon(&self, scope: &str, key: &str, owner: &Owner) -> anyhow::Result<()> {
+        fenced(&self.pool, scope, key, owner, Fenced::Abandon).await?;
         Ok(())
     }
 

@@ -1,0 +1,168 @@
+//! The `Idempotency-Key` middleware end to end, on both stores: a request that outlives the
+//! reservation's TTL keeps its key (a retry meanwhile is 409, never a second effect); nothing is
+//! judged before the caller is authenticated; a refused request does not burn its key.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::post;
+use tower::ServiceExt;
+use vitrine_platform::http::auth::{Authenticator, Principal, Role, TokenIssuer};
+use vitrine_platform::http::idempotency::{
+    Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
+};
+
+const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+/// How long the handler holds a request: several reservation TTLs.
+const HOLD: Duration = Duration::from_millis(1200);
+const LOCK_TTL: Duration = Duration::from_millis(300);
+
+/// A POST whose effect is counted; `deny` in the body gets 403 (nothing runs).
+fn app(store: Arc<dyn IdempotencyStore>, effects: Arc<AtomicU32>) -> Router {
+    let authenticator = Arc::new(Authenticator::hs256(KEY).unwrap());
+    let mut state = Idempotency::new(
+        store,
+        Arc::clone(&authenticator),
+        1024,
+        Arc::from(&b"fp"[..]),
+    );
+    state.lock_ttl = LOCK_TTL;
+    Router::new()
+        .route(
+            "/things",
+            post(move |_caller: Principal, body: String| {
+                let effects = Arc::clone(&effects);
+                async move {
+                    if body == "deny" {
+                        return (StatusCode::FORBIDDEN, String::new());
+                    }
+                    let n = effects.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::time::sleep(HOLD).await;
+                    (StatusCode::CREATED, format!("effect {n}"))
+                }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(state, idempotency))
+        .with_state(authenticator)
+}
+
+fn token() -> String {
+    TokenIssuer::hs256(KEY)
+        .unwrap()
+        .issue("ana", &[Role::Admin], None, Duration::from_secs(600))
+        .unwrap()
+}
+
+fn request(key: &str, body: &str, token: Option<&str>) -> Request<Body> {
+    let mut builder = Request::post("/things").header("idempotency-key", key);
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    builder.body(Body::from(body.to_owned())).unwrap()
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String, bool) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap(), replayed)
+}
+
+async fn a_request_held_past_its_ttl_keeps_its_key(store: Arc<dyn IdempotencyStore>) {
+    let effects = Arc::new(AtomicU32::new(0));
+    let app = app(store, Arc::clone(&effects));
+    let token = token();
+
+    let first = tokio::spawn({
+        let app = app.clone();
+        let token = token.clone();
+        async move { send(&app, request("held", "{}", Some(&token))).await }
+    });
+    tokio::time::sleep(LOCK_TTL * 2).await;
+    let (status, _, _) = send(&app, request("held", "{}", Some(&token))).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "the held request still owns the key"
+    );
+
+    let (status, body, _) = first.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::CREATED, "effect 1"));
+    let (status, body, replayed) = send(&app, request("held", "{}", Some(&token))).await;
+    assert_eq!(
+        (status, body.as_str(), replayed),
+        (StatusCode::CREATED, "effect 1", true)
+    );
+    assert_eq!(effects.load(Ordering::SeqCst), 1, "one effect");
+}
+
+async fn nothing_is_judged_or_kept_for_refused_callers(store: Arc<dyn IdempotencyStore>) {
+    let effects = Arc::new(AtomicU32::new(0));
+    let app = app(store, Arc::clone(&effects));
+    let token = token();
+
+    // Unauthenticated: 401 from the handler's auth, whatever the key looks like.
+    let anonymous = Request::post("/things")
+        .header("idempotency-key", "")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(anonymous).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // Refused (403): the key stays free for the caller's next, different request.
+    let (status, _, _) = send(&app, request("refused", "deny", Some(&token))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, replayed) = send(&app, request("refused", "{}", Some(&token))).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false));
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+}
+
+async fn sqlite_store() -> Arc<dyn IdempotencyStore> {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let pool = vitrine_platform::db::sqlite(&dir.join("keys.sqlite3"))
+        .await
+        .unwrap();
+    vitrine_platform::migrations::SQLITE
+        .run(&pool)
+        .await
+        .unwrap();
+    Arc::new(SqliteIdempotencyStore::new(pool))
+}
+
+async fn postgres_store() -> Arc<dyn IdempotencyStore> {
+    let url = vitrine_platform::testing::postgres_database().await;
+    let pool = vitrine_platform::db::postgres(&url, 4).await.unwrap();
+    vitrine_platform::migrations::POSTGRES
+        .run(&pool)
+        .await
+        .unwrap();
+    Arc::new(PgIdempotencyStore::new(pool))
+}
+
+#[tokio::test]
+async fn sqlite_held_request_keeps_its_key() {
+    a_request_held_past_its_ttl_keeps_its_key(sqlite_store().await).await;
+}
+
+#[tokio::test]
+async fn postgres_held_request_keeps_its_key() {
+    a_request_held_past_its_ttl_keeps_its_key(postgres_store().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_refused_callers() {
+    nothing_is_judged_or_kept_for_refused_callers(sqlite_store().await).await;
+}
+
+#[tokio::test]
+async fn postgres_refused_callers() {
+    nothing_is_judged_or_kept_for_refused_callers(postgres_store().await).await;
+}
