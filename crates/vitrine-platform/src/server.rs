@@ -1,5 +1,7 @@
 //! Serving a router until a shutdown signal, then draining in-flight requests within a deadline.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -25,30 +27,66 @@ pub fn cancel_on_signal(token: CancellationToken) {
             _ = ctrl_c => {},
             () = terminate => {},
         }
-        tracing::info!("shutdown signal received");
+        // Cancel first: nothing after this (a log line to a closed pipe) may stand in the way.
         token.cancel();
+        tracing::info!("shutdown signal received");
     });
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled; in-flight requests then get
-/// `grace` to finish (axum's graceful shutdown alone would wait for them forever).
+/// `grace` to finish (axum's graceful shutdown alone would wait for them forever). Returns how
+/// many requests the deadline cut off.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     grace: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&in_flight);
+    let router = router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let _running = InFlight::enter(&counted);
+            async move {
+                let _running = _running;
+                next.run(request).await
+            }
+        },
+    ));
     let signal = shutdown.clone();
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(async move { signal.cancelled().await });
     let server = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;
     match tokio::time::timeout(grace, server).await {
-        Ok(joined) => joined??,
-        Err(_) => tracing::warn!(
-            grace_secs = grace.as_secs(),
-            "requests still running after the grace period were cut off"
-        ),
+        Ok(joined) => {
+            joined??;
+            Ok(0)
+        }
+        Err(_) => {
+            let cut_off = in_flight.load(Ordering::SeqCst);
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                cut_off,
+                "requests still running after the grace period were cut off"
+            );
+            Ok(cut_off)
+        }
     }
-    Ok(())
+}
+
+/// Counts a request as running until it is dropped (answered, or abandoned).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(Arc::clone(counter))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }

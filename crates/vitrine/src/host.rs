@@ -23,6 +23,8 @@ use vitrine_platform::requirements::Requirements;
 use vitrine_platform::{Mode, Settings, TransportKind, server};
 use vitrine_service::{Service, Shared, Started, Supervisor};
 
+use crate::data_lock::DataDirLock;
+
 /// File name of the embedded message transport inside the data directory.
 pub const MESSAGING_FILE: &str = "messaging.sqlite3";
 
@@ -100,6 +102,7 @@ pub struct Host {
     router: Router,
     started: Vec<Arc<dyn Started>>,
     supervisor: Supervisor,
+    _data_lock: Option<DataDirLock>,
     grace: Duration,
 }
 
@@ -112,6 +115,15 @@ impl Host {
         services: &[&dyn Service],
         openapi: OpenApi,
     ) -> anyhow::Result<Host> {
+        let settings = &shared.settings;
+        // Before anything opens the directory's databases or queues.
+        let data_lock = match settings.mode {
+            Mode::Embedded => Some(DataDirLock::acquire(
+                &settings.data_dir,
+                &services.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )?),
+            Mode::Production => None,
+        };
         let mut started = Vec::with_capacity(services.len());
         for service in services {
             started.push(
@@ -121,7 +133,6 @@ impl Host {
                     .with_context(|| format!("starting {}", service.name()))?,
             );
         }
-        let settings = &shared.settings;
         let supervisor = Supervisor::default();
         let health = started
             .iter()
@@ -146,6 +157,7 @@ impl Host {
             router,
             started,
             supervisor,
+            _data_lock: data_lock,
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         })
     }
@@ -168,8 +180,16 @@ impl Host {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tasks = self.started.iter().flat_map(|s| s.background()).collect();
         let background = self.supervisor.spawn(tasks, shutdown.clone());
-        server::serve(self.listener, self.router, shutdown, self.grace).await?;
+        let cut_off = server::serve(self.listener, self.router, shutdown, self.grace).await?;
         let _ = background.await;
+        tracing::info!(cut_off, "shutdown complete");
+        if cut_off > 0 {
+            anyhow::bail!(
+                "{cut_off} request(s) were still running when the {} s shutdown grace period \
+                 ended and were cut off (VITRINE_SHUTDOWN_GRACE_SECS)",
+                self.grace.as_secs()
+            );
+        }
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! process ([`run_single`], the per-service binaries), with the operational endpoints and
 //! offline API docs.
 
+pub mod data_lock;
 pub mod host;
 
 use std::net::SocketAddr;
@@ -128,6 +129,18 @@ impl Server {
 /// service (one process per replica, behind Kong): the `user-information` and `products`
 /// binaries. Configuration as for `vitrine`; see the README's reference.
 pub async fn run_single(service: &'static dyn Service) -> anyhow::Result<()> {
+    clap::Command::new(service.name())
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(format!(
+            "Vitrine's {} service alone in this process, as production runs it (one process \
+             per replica, behind the gateway).",
+            service.name()
+        ))
+        .after_help(
+            "Configured by VITRINE_* environment variables and the TOML file named by \
+             VITRINE_CONFIG, as `vitrine` is; see the README's configuration reference.",
+        )
+        .get_matches();
     let settings = Settings::load().context("reading configuration")?;
     telemetry::init(&settings.log, settings.log_format);
     let shared = host::shared(&settings, &[service]).await?;

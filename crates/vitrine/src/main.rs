@@ -192,10 +192,17 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let server = Server::build(settings).await?;
     let address = server.local_addr();
     tracing::info!(%address, data_dir = %settings.data_dir.display(), "vitrine ready");
-    println!("Vitrine API:  http://{address}/v1/customers");
-    println!("API docs:     http://{address}/docs  (OpenAPI: http://{address}/openapi.json)");
-    println!("Data dir:     {}", settings.data_dir.display());
-    println!("Get a token:  {}", token_command(settings));
+    // For the person who started it, on stderr: stdout carries only the logs (JSON when not on a
+    // terminal), and a reader that went away must not stop the server (errors are ignored).
+    let banner = format!(
+        "Vitrine API:  http://{address}/v1/customers\n\
+         API docs:     http://{address}/docs  (OpenAPI: http://{address}/openapi.json)\n\
+         Data dir:     {}\n\
+         Get a token:  {}\n",
+        settings.data_dir.display(),
+        token_command(settings)
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), banner.as_bytes());
     let shutdown = CancellationToken::new();
     server::cancel_on_signal(shutdown.clone());
     server.run(shutdown).await

@@ -69,14 +69,7 @@ async fn wait_live(client: &reqwest::Client, base: &str) {
 
 fn stop(mut process: Process) {
     // (Drop then finds it exited.)
-    let pid = process.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&process);
     let status = process.child.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
@@ -107,6 +100,15 @@ fn cli(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// A scratch directory with a data directory (not created) and a logs directory beside it.
+fn scratch() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let logs = root.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let data_dir = root.path().join("data");
+    (root, data_dir, logs)
+}
+
 fn last_line(output: &std::process::Output) -> String {
     assert!(
         output.status.success(),
@@ -123,10 +125,7 @@ fn last_line(output: &std::process::Output) -> String {
 
 #[tokio::test]
 async fn data_survives_a_restart_and_the_card_number_stays_secret() {
-    let root = tempfile::tempdir().unwrap();
-    let data_dir = root.path().join("data");
-    let logs = root.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (root, data_dir, logs) = scratch();
     let client = reqwest::Client::new();
     let port = free_port();
 
@@ -202,18 +201,18 @@ async fn data_survives_a_restart_and_the_card_number_stays_secret() {
     assert_eq!(duplicate.status(), StatusCode::CONFLICT);
     stop(second);
 
-    let stdout = std::fs::read_to_string(logs.join("stdout-1.log")).unwrap();
+    let banner = std::fs::read_to_string(logs.join("stderr-1.log")).unwrap();
     assert!(
-        stdout.contains(&format!("http://127.0.0.1:{port}/docs")),
-        "prints where the docs are: {stdout}"
+        banner.contains(&format!("http://127.0.0.1:{port}/docs")),
+        "prints where the docs are: {banner}"
     );
     let dir = std::path::absolute(&data_dir).unwrap();
     assert!(
-        stdout.contains(&format!(
+        banner.contains(&format!(
             "VITRINE_DATA_DIR={} vitrine token --role admin",
             dir.display()
         )),
-        "prints the token command for this data directory: {stdout}"
+        "prints the token command for this data directory: {banner}"
     );
     let mut checked = 0;
     for file in walk(root.path()) {
@@ -674,4 +673,170 @@ fn production_mode_fails_closed_naming_the_missing_setting() {
         !data_dir.path().join("secrets.key").exists(),
         "no local secret key was created"
     );
+}
+
+/// Every binary answers `--help` and `--version` and exits, instead of starting a server on the
+/// default port and data directory.
+#[test]
+fn every_binary_answers_help_and_version() {
+    let root = tempfile::tempdir().unwrap();
+    for (name, bin) in [
+        ("vitrine", BIN),
+        ("user-information", env!("CARGO_BIN_EXE_user-information")),
+        ("products", env!("CARGO_BIN_EXE_products")),
+    ] {
+        for flag in ["--help", "--version"] {
+            let output = Command::new(bin)
+                .env_clear()
+                .current_dir(root.path())
+                .env("VITRINE_LISTEN", "127.0.0.1:1")
+                .arg(flag)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{name} {flag}: {output:?}");
+            assert!(stdout.contains(name), "{name} {flag}: {stdout}");
+        }
+    }
+    assert!(
+        std::fs::read_dir(root.path()).unwrap().next().is_none(),
+        "no data directory was created"
+    );
+}
+
+/// A second server on the same data directory is refused, naming the process that holds it.
+#[tokio::test]
+async fn one_server_per_data_directory() {
+    let (_root, data_dir, logs) = scratch();
+    let client = reqwest::Client::new();
+    let first = start(&data_dir, &logs, 1, free_port());
+    wait_live(&client, &first.base).await;
+
+    let second = Command::new(BIN)
+        .env_clear()
+        .env("VITRINE_DATA_DIR", &data_dir)
+        .env("VITRINE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second server ran");
+    assert!(
+        stderr.contains(&format!("pid {}", first.child.id())),
+        "names the holder: {stderr}"
+    );
+    stop(first);
+    let third = start(&data_dir, &logs, 3, free_port());
+    wait_live(&client, &third.base).await;
+    stop(third);
+}
+
+/// Waits up to `seconds` for `process` to exit; its status.
+fn exited_within(process: &mut Process, seconds: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(status) = process.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running {seconds} s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn terminate(process: &Process) {
+    let pid = process.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// `vitrine 2>&1 | head -1`: the reader goes away. Writing the banner and the logs to the closed
+/// pipe neither panics the server nor keeps SIGTERM from draining it and exiting 0.
+#[tokio::test]
+async fn a_closed_output_never_wedges_the_server() {
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("VITRINE_DATA_DIR", root.path().join("data"))
+        .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("VITRINE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let mut process = Process {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    wait_live(&client, &process.base).await;
+    for _ in 0..20 {
+        let ready = client
+            .get(format!("{}/health/ready", process.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), StatusCode::OK, "still serving");
+    }
+    terminate(&process);
+    let status = exited_within(&mut process, 20);
+    assert!(status.success(), "drained and exited cleanly: {status}");
+}
+
+/// A request still running when the grace period ends is cut off: the last log line says how
+/// many, and the exit code says it happened.
+#[tokio::test]
+async fn requests_cut_off_at_shutdown_are_counted_and_fail_the_exit() {
+    use tokio::io::AsyncWriteExt;
+
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let port = free_port();
+    let out = root.path().join("stdout.log");
+    let mut process = Process {
+        child: Command::new(BIN)
+            .env_clear()
+            .env("VITRINE_DATA_DIR", &data_dir)
+            .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("VITRINE_SHUTDOWN_GRACE_SECS", "1")
+            .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    wait_live(&client, &process.base).await;
+    let admin = last_line(&token(&data_dir, &["--role", "admin"]));
+    // A body that never finishes arriving: the handler waits for it past the deadline.
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    slow.write_all(
+        format!(
+            "POST /v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    terminate(&process);
+    let status = exited_within(&mut process, 20);
+    assert!(!status.success(), "a cut-off shutdown exits non-zero");
+    let logs = std::fs::read_to_string(&out).unwrap();
+    let last: Value = serde_json::from_str(logs.lines().last().unwrap()).unwrap();
+    assert_eq!(last["message"], "shutdown complete", "{logs}");
+    assert_eq!(last["cut_off"], 1, "{last}");
+    drop(slow);
 }
