@@ -39,6 +39,9 @@ pub enum ServiceError {
     /// The product's seller is suspended or closed.
     #[error("the seller is {}", .0.as_str())]
     SellerNotActive(SellerStanding),
+    /// The buyer's own standing (as this service knows it from events) forbids buying.
+    #[error("the buyer is {}", .0.as_str())]
+    BuyerNotActive(SellerStanding),
     /// user-information did not answer in time.
     #[error("the customer directory is unavailable: {0}")]
     DirectoryUnavailable(String),
@@ -61,6 +64,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Duplicate(field) => Self::Duplicate(field),
             StoreError::VersionMismatch => Self::VersionMismatch,
             StoreError::SellerNotActive(standing) => Self::SellerNotActive(standing),
+            StoreError::BuyerNotActive(standing) => Self::BuyerNotActive(standing),
             StoreError::InsufficientStock { available } => Self::InsufficientStock { available },
             StoreError::StillReserved { reserved } => Self::StillReserved { reserved },
             StoreError::Shortages(shortages) => Self::Shortages(shortages),

@@ -570,6 +570,76 @@ mod checks {
         assert_eq!(listed["items"], json!([]));
     }
 
+    /// A buyer whose customer is suspended (or closed) loses buyer rights: new reservations
+    /// and commits of its pending ones are 403, as products learns it from the status event;
+    /// reactivated, it buys again.
+    pub async fn suspended_buyers_cannot_reserve_or_commit(app: TestApp) {
+        let seller = seller(&app).await;
+        let product = create_product(&app, &seller, "BUYER-RIGHTS", 10).await;
+        let buyer = app.create_customer(&customer_body(&unique_cnpj())).await;
+        let as_buyer = app.token(Role::Customer, Some(&buyer));
+        let order = json!({"items": [{"product_id": product, "quantity": 1}], "ttl_seconds": 600});
+        let pending = json_of(
+            app.post("/v1/reservations", &as_buyer, &order).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let commit = format!(
+            "/v1/reservations/{}/commit",
+            pending["id"].as_str().unwrap()
+        );
+
+        let status = |status: &'static str| {
+            let app = &app;
+            let buyer = buyer.clone();
+            async move {
+                let changed = patch(
+                    app,
+                    &format!("/v1/customers/{buyer}"),
+                    &app.admin(),
+                    &json!({"status": status}),
+                )
+                .await;
+                assert_eq!(changed.status(), StatusCode::OK);
+            }
+        };
+        status("suspended").await;
+        // More than there is: 409 while the buyer is still active here, so polling holds
+        // nothing; 403 once products knows.
+        let too_much =
+            json!({"items": [{"product_id": product, "quantity": 1000}], "ttl_seconds": 600});
+        eventually(10, "products refuses the suspended buyer", async || {
+            app.post("/v1/reservations", &as_buyer, &too_much)
+                .await
+                .status()
+                == StatusCode::FORBIDDEN
+        })
+        .await;
+        let refused = app.post("/v1/reservations", &as_buyer, &order).await;
+        problem_fields(refused, StatusCode::FORBIDDEN).await;
+        let refused = app.post(&commit, &as_buyer, &json!({})).await;
+        problem_fields(refused, StatusCode::FORBIDDEN).await;
+        let by_admin = app.post(&commit, &app.admin(), &json!({})).await;
+        problem_fields(by_admin, StatusCode::FORBIDDEN).await;
+
+        status("active").await;
+        eventually(10, "products accepts the reactivated buyer", async || {
+            app.post(&commit, &as_buyer, &json!({})).await.status() == StatusCode::OK
+        })
+        .await;
+        let product: Value = app
+            .get(&format!("/v1/products/{product}"), &app.admin())
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            product["stock"],
+            json!({"on_hand": 9, "reserved": 0, "available": 9}),
+            "only the committed reservation took stock"
+        );
+    }
+
     pub async fn the_cache_counts_hits_and_misses(app: TestApp) {
         let seller = seller(&app).await;
         let id = create_product(&app, &seller, "CACHED", 1).await;
@@ -652,6 +722,7 @@ products_suite!(
     reservations_hold_commit_release_and_expire,
     reservation_posts_are_idempotent,
     suspending_a_seller_deactivates_its_products,
+    suspended_buyers_cannot_reserve_or_commit,
     the_cache_counts_hits_and_misses,
 );
 

@@ -99,6 +99,10 @@ impl From<ServiceError> for ApiError {
             },
             ServiceError::VersionMismatch => ApiError::PreconditionFailed,
             ServiceError::SellerRejected(why) => ApiError::invalid("seller_id", why),
+            ServiceError::BuyerNotActive(standing) => ApiError::NotPermitted(format!(
+                "the customer is {}: it cannot reserve or commit stock",
+                standing.as_str()
+            )),
             ServiceError::SellerNotActive(standing) => ApiError::Conflict(format!(
                 "the seller is {}: its products cannot be active",
                 standing.as_str()

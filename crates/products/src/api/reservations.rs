@@ -179,7 +179,7 @@ fn reservation_response(
     responses(
         (status = 201, body = ReservationOut, headers(("Location" = String), ("Consistency-Token" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a customer or admin token, or the customer is suspended or closed", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not enough stock: `errors` names each short item (`items[i].product_id`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
@@ -293,7 +293,7 @@ async fn finish(
     responses(
         (status = 200, body = ReservationOut, headers(("Consistency-Token" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the buyer or an admin, or the buyer's customer is suspended or closed", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Released or expired", body = Problem, content_type = "application/problem+json"),
     ),

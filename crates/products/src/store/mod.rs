@@ -40,6 +40,9 @@ pub enum StoreError {
     /// The seller is suspended or closed: its products cannot be created or activated.
     #[error("the seller is {}", .0.as_str())]
     SellerNotActive(SellerStanding),
+    /// The buyer is suspended or closed: it cannot reserve or commit stock.
+    #[error("the buyer is {}", .0.as_str())]
+    BuyerNotActive(SellerStanding),
     /// A movement would take `on_hand` below what is reserved.
     #[error("only {available} units are not reserved")]
     InsufficientStock { available: i64 },

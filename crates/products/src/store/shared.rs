@@ -70,6 +70,31 @@ macro_rules! impl_product_store {
                     .map_err(|e| $crate::store::StoreError::Backend(anyhow::anyhow!(e)))
             }
 
+            /// A buyer's standing is the customer's, kept from the same status events as the
+            /// sellers' (one projection of customers; a customer it never heard of is active):
+            /// a suspended or closed customer buys nothing. A plain read, unlike the sellers'
+            /// locking upsert: buyers are many, and a purchase racing the status event by a
+            /// moment is as acceptable as one made just before the suspension.
+            async fn require_active_buyer(
+                conn: &mut <Self as $crate::store::shared::Backend>::Connection,
+                buyer: $crate::domain::BuyerId,
+            ) -> Result<(), $crate::store::StoreError> {
+                let standing: Option<String> =
+                    sqlx::query_scalar("SELECT standing FROM sellers WHERE id = $1")
+                        .bind(buyer.as_uuid())
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let Some(standing) = standing else {
+                    return Ok(());
+                };
+                match $crate::domain::SellerStanding::parse(&standing)
+                    .map_err(|e| $crate::store::StoreError::Backend(anyhow::anyhow!(e)))?
+                {
+                    $crate::domain::SellerStanding::Active => Ok(()),
+                    standing => Err($crate::store::StoreError::BuyerNotActive(standing)),
+                }
+            }
+
             async fn reservation_in(
                 conn: &mut <Self as $crate::store::shared::Backend>::Connection,
                 id: $crate::domain::ReservationId,
@@ -488,6 +513,9 @@ macro_rules! impl_product_store {
             {
                 use $crate::domain::{Reservation, ReservationStatus};
                 let mut tx = self.begin_write().await?;
+                if let Some(buyer) = new.buyer_id {
+                    Self::require_active_buyer(&mut tx, buyer).await?;
+                }
                 let mut held = Vec::with_capacity(new.items().len());
                 // Items are sorted by product id: every writer locks rows in the same order.
                 for item in new.items() {
@@ -602,6 +630,11 @@ macro_rules! impl_product_store {
                 } else {
                     target
                 };
+                if effective == ReservationStatus::Committed
+                    && let Some(buyer) = current.buyer_id
+                {
+                    Self::require_active_buyer(&mut tx, buyer).await?;
+                }
                 let mut messages = Vec::new();
                 for item in &current.items {
                     let quantity = item.quantity.get();

@@ -105,6 +105,9 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("not allowed")]
     Forbidden,
+    /// Not allowed, and why (the caller can do something about it).
+    #[error("not allowed: {0}")]
+    NotPermitted(String),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -149,7 +152,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::NotPermitted(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::ConflictOn { .. } => StatusCode::CONFLICT,
@@ -166,7 +169,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => "bad-request",
             Self::Unauthorized(_) => "unauthorized",
-            Self::Forbidden => "forbidden",
+            Self::Forbidden | Self::NotPermitted(_) => "forbidden",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) | Self::ConflictOn { .. } => "conflict",
@@ -181,9 +184,10 @@ impl ApiError {
 
     fn detail(&self) -> Option<String> {
         match self {
-            Self::BadRequest(detail) | Self::Conflict(detail) | Self::ConflictOn { detail, .. } => {
-                Some(detail.clone())
-            }
+            Self::BadRequest(detail)
+            | Self::Conflict(detail)
+            | Self::ConflictOn { detail, .. }
+            | Self::NotPermitted(detail) => Some(detail.clone()),
             Self::Unauthorized(why) => Some((*why).to_owned()),
             Self::Forbidden => {
                 Some("your token does not grant access to this operation".to_owned())
