@@ -16,6 +16,7 @@ use vitrine_platform::requirements::Requirements;
 use vitrine_platform::secrets::{LocalSecretStore, SecretStore, VaultAuth, VaultSecretStore};
 use vitrine_platform::{Mode, Settings, db, keyfile};
 
+use tokio_util::sync::CancellationToken;
 use vitrine_contracts::user_information as contract;
 use vitrine_messaging::consumer::{Consumer, ConsumerOptions};
 use vitrine_messaging::relay::Relay;
@@ -117,6 +118,10 @@ impl UserInformation {
                 .run(stop)
             }),
         ];
+        let customers = self.customers.clone();
+        tasks.push(Task::new("secret-erasure", move |stop| {
+            finish_erasures(customers.clone(), stop)
+        }));
         tasks.extend(housekeeping(
             self.store.inbox(),
             Arc::clone(&self.idempotency),
@@ -132,6 +137,22 @@ impl UserInformation {
 
     pub fn store(&self) -> Arc<dyn CustomerStore> {
         Arc::clone(&self.store)
+    }
+}
+
+/// Every few seconds until `shutdown`, finishes the erasures of closed customers' secrets that
+/// the secret store could not take when they were closed.
+async fn finish_erasures(customers: Customers, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(error) = customers.erase_pending().await {
+            tracing::warn!(%error, "looking for pending erasures failed");
+        }
     }
 }
 

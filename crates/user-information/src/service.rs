@@ -7,8 +7,9 @@
 //!   secret again;
 //! - removing a method destroys the secret first, then the row, so a retry after a failure
 //!   finishes the job (both steps are idempotent);
-//! - closing a customer freezes it and deletes its method rows in one transaction, then destroys
-//!   its whole secret tree; a retried DELETE repeats the erasure.
+//! - closing a customer freezes it, deletes its method rows and records a pending erasure in one
+//!   transaction, then destroys its whole secret tree; if the secret store is down, a worker
+//!   ([`Customers::erase_pending`]) finishes the erasure when it is back, with no client retry.
 
 use std::sync::Arc;
 
@@ -22,6 +23,11 @@ use crate::domain::{
 };
 use crate::events;
 use crate::store::{CustomerFilter, CustomerStore, StoreError};
+
+/// First delay before a failed erasure is tried again; it doubles per failure up to
+/// [`MAX_ERASURE_RETRY`].
+const ERASURE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+const MAX_ERASURE_RETRY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The current time at the precision both databases keep (PostgreSQL stores microseconds), so a
 /// value read back equals the value written.
@@ -180,9 +186,48 @@ impl Customers {
                 &events::payment_method_removed,
             )
             .await?;
-        self.secrets.destroy_tree(&customer_secrets(id)).await?;
-        tracing::info!(customer_id = %id, removed_methods = removed.len(), "customer closed and its secrets destroyed");
+        match self.erase(id).await {
+            Ok(()) => {
+                tracing::info!(customer_id = %id, removed_methods = removed.len(), "customer closed and its secrets destroyed")
+            }
+            Err(error) => {
+                tracing::warn!(customer_id = %id, %error, "customer closed; its secrets will be destroyed when the secret store is back")
+            }
+        }
         Ok(customer)
+    }
+
+    /// Destroys the customer's secret tree and clears its pending erasure.
+    async fn erase(&self, id: CustomerId) -> Result<(), ServiceError> {
+        self.secrets.destroy_tree(&customer_secrets(id)).await?;
+        self.store.erasure_done(id).await?;
+        Ok(())
+    }
+
+    /// Finishes the erasures a close could not (the secret store was unavailable), each retried
+    /// with backoff until it succeeds; returns how many it finished.
+    pub async fn erase_pending(&self) -> Result<usize, ServiceError> {
+        let mut finished = 0;
+        for pending in self.store.due_erasures(now(), 100).await? {
+            match self.erase(pending.customer).await {
+                Ok(()) => {
+                    tracing::info!(customer_id = %pending.customer, "pending erasure of a closed customer's secrets finished");
+                    finished += 1;
+                }
+                Err(error) => {
+                    let delay = ERASURE_RETRY
+                        .saturating_mul(2u32.saturating_pow(pending.attempts.clamp(0, 8) as u32))
+                        .min(MAX_ERASURE_RETRY);
+                    metrics::counter!("vitrine_secret_erasure_failures_total").increment(1);
+                    tracing::warn!(customer_id = %pending.customer, %error, retry_in_s = delay.as_secs(), "erasing a closed customer's secrets failed; retrying");
+                    let retry_at = now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                    self.store
+                        .erasure_failed(pending.customer, &error.to_string(), retry_at)
+                        .await?;
+                }
+            }
+        }
+        Ok(finished)
     }
 
     async fn add_payment_method_now(

@@ -155,6 +155,23 @@ fn pix_method(customer: CustomerId) -> PaymentMethod {
 mod suite {
     use super::*;
 
+    /// Closes `id` as the service does, announcing what it removed.
+    async fn close(
+        b: &Backend,
+        id: CustomerId,
+        expected_version: Option<i64>,
+    ) -> Result<(user_information::domain::Customer, Vec<PaymentMethod>), StoreError> {
+        b.store
+            .close_customer(
+                id,
+                expected_version,
+                now(),
+                &customer_changed,
+                &user_information::events::payment_method_removed,
+            )
+            .await
+    }
+
     pub async fn insert_then_get_round_trips(b: Backend) {
         let details = details();
         let at = now();
@@ -451,32 +468,13 @@ mod suite {
         let card = card_method(id);
         b.store.insert_payment_method(&card, &[]).await.unwrap();
 
-        let stale = b
-            .store
-            .close_customer(
-                id,
-                Some(7),
-                now(),
-                &customer_changed,
-                &user_information::events::payment_method_removed,
-            )
-            .await;
+        let stale = close(&b, id, Some(7)).await;
         assert!(
             matches!(stale, Err(StoreError::VersionMismatch)),
             "{stale:?}"
         );
 
-        let (closed, removed) = b
-            .store
-            .close_customer(
-                id,
-                Some(1),
-                now(),
-                &customer_changed,
-                &user_information::events::payment_method_removed,
-            )
-            .await
-            .unwrap();
+        let (closed, removed) = close(&b, id, Some(1)).await.unwrap();
         assert_eq!((closed.status, closed.version), (CustomerStatus::Closed, 2));
         assert_eq!(removed, vec![card]);
         assert!(
@@ -488,21 +486,11 @@ mod suite {
                 .is_empty()
         );
 
-        let (again, removed) = b
-            .store
-            .close_customer(
-                id,
-                None,
-                now(),
-                &customer_changed,
-                &user_information::events::payment_method_removed,
-            )
-            .await
-            .unwrap();
+        let (again, removed) = close(&b, id, Some(1)).await.unwrap();
         assert_eq!(
             (again.status, again.version),
             (CustomerStatus::Closed, 2),
-            "closing twice is a no-op"
+            "closing twice is a no-op, whatever version the second close expected"
         );
         assert!(removed.is_empty());
 
@@ -534,17 +522,37 @@ mod suite {
             "Comercial Exemplo Ltda"
         );
 
-        let missing = b
-            .store
-            .close_customer(
-                CustomerId::new(),
-                None,
-                now(),
-                &customer_changed,
-                &user_information::events::payment_method_removed,
-            )
-            .await;
+        let missing = close(&b, CustomerId::new(), None).await;
         assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    }
+
+    /// Closing records the erasure of the customer's secrets in the same transaction; it stays
+    /// due until done, and a failure moves it to its retry time.
+    pub async fn closing_records_a_pending_erasure(b: Backend) {
+        let id = CustomerId::new();
+        b.store
+            .insert_customer(id, &details(), now(), &customer_changed)
+            .await
+            .unwrap();
+        let later = now() + chrono::Duration::seconds(1);
+        assert!(b.store.due_erasures(later, 10).await.unwrap().is_empty());
+        for _ in 0..2 {
+            close(&b, id, None).await.unwrap();
+        }
+        let due = b.store.due_erasures(later, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "one erasure however often it is closed");
+        assert_eq!((due[0].customer, due[0].attempts), (id, 0));
+
+        let retry_at = later + chrono::Duration::minutes(5);
+        b.store
+            .erasure_failed(id, "the secret store is unavailable", retry_at)
+            .await
+            .unwrap();
+        assert!(b.store.due_erasures(later, 10).await.unwrap().is_empty());
+        let due = b.store.due_erasures(retry_at, 10).await.unwrap();
+        assert_eq!((due[0].customer, due[0].attempts), (id, 1));
+        b.store.erasure_done(id).await.unwrap();
+        assert!(b.store.due_erasures(retry_at, 10).await.unwrap().is_empty());
     }
 
     pub async fn secret_accesses_are_kept_in_order(b: Backend) {
@@ -658,26 +666,8 @@ mod suite {
             .insert_payment_method(&kept, &[kept_added])
             .await
             .unwrap();
-        b.store
-            .close_customer(
-                id,
-                None,
-                now(),
-                &customer_changed,
-                &user_information::events::payment_method_removed,
-            )
-            .await
-            .unwrap();
-        b.store
-            .close_customer(
-                id,
-                None,
-                now(),
-                &customer_changed,
-                &user_information::events::payment_method_removed,
-            )
-            .await
-            .unwrap();
+        close(&b, id, None).await.unwrap();
+        close(&b, id, None).await.unwrap();
         let late = card_method(id);
         let late_added = user_information::events::payment_method_added(&late);
         assert!(
@@ -775,6 +765,7 @@ every_backend!(
     conditional_updates_are_atomic,
     payment_methods_belong_to_their_customer,
     closing_freezes_the_customer_and_removes_its_methods,
+    closing_records_a_pending_erasure,
     secret_accesses_are_kept_in_order,
     idempotency_records,
     changes_are_announced_atomically,

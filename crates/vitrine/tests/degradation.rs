@@ -52,6 +52,41 @@ impl OwnVault {
         panic!("OpenBao did not start");
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server: requests hang, data is kept.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// The keys under `path` in the KV v2 mount (empty when there is nothing there).
+    async fn list(&self, path: &str) -> Vec<String> {
+        let response = reqwest::Client::new()
+            .request(
+                reqwest::Method::from_bytes(b"LIST").unwrap(),
+                format!("{}/v1/secret/metadata/{path}", self.addr),
+            )
+            .header("X-Vault-Token", "root")
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::NOT_FOUND {
+            return Vec::new();
+        }
+        let body: Value = response.json().await.unwrap();
+        body["data"]["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -194,4 +229,81 @@ async fn product_reads_survive_redis_going_away() {
             .starts_with("degraded"),
         "{body}"
     );
+}
+
+/// Closing a customer while Vault hangs still closes it (204) and records the erasure in the same
+/// transaction; when Vault is back, a worker destroys every secret of the customer, with no
+/// client retry. Closing it again is 204, not 412.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_completes_after_a_vault_outage() {
+    let vault = OwnVault::start().await;
+    let addr = vault.addr.clone();
+    let app = spawn_app_with(Database::PostgresAndVault, move |settings| {
+        settings.vault_addr = Some(addr);
+    })
+    .await;
+    let customer = app.create_customer(&customer_body(&unique_cnpj())).await;
+    let methods = format!("/v1/customers/{customer}/payment-methods");
+    for body in [
+        card_body(CARD),
+        serde_json::json!({"type": "pix", "pix": {"key_type": "email", "key": "fin@exemplo.com.br"}}),
+    ] {
+        let added = app.post(&methods, &app.admin(), &body).await;
+        assert_eq!(added.status(), StatusCode::CREATED);
+    }
+    let tree = format!("customers/{customer}/payment-methods");
+    assert_eq!(vault.list(&tree).await.len(), 2);
+    let etag = app
+        .get(&format!("/v1/customers/{customer}"), &app.admin())
+        .await
+        .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    vault.signal("-STOP");
+    let close = || {
+        app.request(
+            reqwest::Method::DELETE,
+            &format!("/v1/customers/{customer}"),
+            Some(&app.admin()),
+        )
+        .header("if-match", &etag)
+        .send()
+    };
+    let closed = close().await.unwrap();
+    assert_eq!(
+        closed.status(),
+        StatusCode::NO_CONTENT,
+        "closed, erasure pending"
+    );
+    vault.signal("-CONT");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !vault.list(&tree).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the secrets outlived the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        vault
+            .list(&format!("customers/{customer}"))
+            .await
+            .is_empty()
+    );
+    let again = close().await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::NO_CONTENT,
+        "closing again is the same success"
+    );
+    let read: Value = app
+        .get(&format!("/v1/customers/{customer}"), &app.admin())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["status"], "closed");
 }

@@ -474,11 +474,10 @@ pub async fn update(
     operation_id = "customers_close",
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 204, description = "Closed (repeating it repeats the erasure)"),
+        (status = 204, description = "Closed, or already closed. Its secrets are destroyed now, or, if the secret store is unavailable, by a background worker as soon as it is back (no retry needed)"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 412, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Secret store unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match does not match the current ETag of a customer not yet closed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -490,6 +489,11 @@ pub async fn close(
 ) -> Result<StatusCode, ApiError> {
     principal.require_any(&[Role::Admin])?;
     let id = customer_id(&id)?;
+    // Closing is an end state: closing again (a retry of this request, whatever its If-Match)
+    // is the same success, and the erasure it started is already guaranteed.
+    if state.customers.get(id).await?.status == crate::domain::CustomerStatus::Closed {
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let expected = expected_version(&state, id, &if_match).await?;
     state.customers.close(id, expected).await?;
     Ok(StatusCode::NO_CONTENT)

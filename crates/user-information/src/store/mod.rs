@@ -1,6 +1,7 @@
 //! The `CustomerStore` port and its two adapters (SQLite for the embedded default, PostgreSQL for
 //! production). Both pass one conformance suite (`tests/store_conformance.rs`).
 
+mod erasures;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -16,6 +17,7 @@ use crate::domain::{
     PaymentMethodId, SecretAccess,
 };
 
+pub use erasures::PendingErasure;
 pub use postgres::{MIGRATOR as POSTGRES_MIGRATOR, PostgresStore};
 pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
 
@@ -91,8 +93,10 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
         announce: Announce<'_>,
     ) -> Result<Customer, StoreError>;
 
-    /// Marks the customer closed (idempotent) and deletes its payment-method rows in the same
-    /// transaction, announcing both, and returns the customer and the removed methods.
+    /// Marks the customer closed (idempotent: an already closed customer is returned as it is,
+    /// whatever `expected_version`) and deletes its payment-method rows in the same
+    /// transaction, announcing both and recording that its secrets must be destroyed (a
+    /// pending erasure); returns the customer and the removed methods.
     async fn close_customer(
         &self,
         id: CustomerId,
@@ -136,6 +140,24 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
 
     /// The reveal audit trail of one payment method, oldest first.
     async fn secret_accesses(&self, id: PaymentMethodId) -> Result<Vec<SecretAccess>, StoreError>;
+
+    /// Erasures due at `now`, oldest first, at most `max`.
+    async fn due_erasures(
+        &self,
+        now: DateTime<Utc>,
+        max: i64,
+    ) -> Result<Vec<PendingErasure>, StoreError>;
+
+    /// The customer's secrets are destroyed: its erasure is no longer pending.
+    async fn erasure_done(&self, customer: CustomerId) -> Result<(), StoreError>;
+
+    /// An erasure attempt failed with `error`; it is retried at `retry_at`.
+    async fn erasure_failed(
+        &self,
+        customer: CustomerId,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// The outbox of this database, for the relay.
     fn outbox(&self) -> std::sync::Arc<dyn vitrine_messaging::outbox::OutboxStore>;

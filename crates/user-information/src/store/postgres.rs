@@ -9,7 +9,10 @@ use super::rows::{
     CustomerRow, PaymentMethodColumns, PaymentMethodRow, SecretAccessRow, customer_columns,
     payment_method_columns, unique_as,
 };
-use super::{Announce, AnnounceRemoved, CustomerFilter, CustomerStore, StoreError, check_writable};
+use super::{
+    Announce, AnnounceRemoved, CustomerFilter, CustomerStore, PendingErasure, StoreError,
+    check_writable, erasures,
+};
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
@@ -187,7 +190,9 @@ impl CustomerStore for PostgresStore {
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let current = locked_customer(&mut tx, id).await?;
-        if expected_version.is_some_and(|v| v != current.version) {
+        if current.status != CustomerStatus::Closed
+            && expected_version.is_some_and(|v| v != current.version)
+        {
             return Err(StoreError::VersionMismatch);
         }
         let removed: Vec<PaymentMethodRow> = sqlx::query_as(concat!(
@@ -222,6 +227,13 @@ impl CustomerStore for PostgresStore {
         let mut messages = announce(Some(&current), &customer);
         messages.extend(removed.iter().map(announce_removed));
         enqueue_postgres(&mut tx, &messages).await?;
+        erasures::schedule(
+            &mut *tx,
+            id,
+            crate::domain::customer_secrets(id).as_str(),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok((customer, removed))
     }
@@ -366,6 +378,27 @@ impl CustomerStore for PostgresStore {
 
     fn inbox(&self) -> vitrine_messaging::inbox::Inbox {
         vitrine_messaging::inbox::Inbox::Postgres(self.pool.clone())
+    }
+
+    async fn due_erasures(
+        &self,
+        now: DateTime<Utc>,
+        max: i64,
+    ) -> Result<Vec<PendingErasure>, StoreError> {
+        erasures::due(&self.pool, now, max).await
+    }
+
+    async fn erasure_done(&self, customer: CustomerId) -> Result<(), StoreError> {
+        erasures::done(&self.pool, customer).await
+    }
+
+    async fn erasure_failed(
+        &self,
+        customer: CustomerId,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        erasures::failed(&self.pool, customer, error, retry_at).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
