@@ -145,6 +145,10 @@ impl Products {
                 )
                 .run(stop)
             }),
+            Task::new("seller-reconciliation", {
+                let catalog = self.catalog.clone();
+                move |stop| reconcile_sellers(catalog.clone(), stop)
+            }),
             Task::new("reservation-expiry", move |stop| {
                 expire_reservations(catalog.clone(), stop)
             }),
@@ -189,13 +193,37 @@ pub fn topology() -> Topology {
                         .collect(),
                 },
             ],
-            max_receives: 5,
+            // A status event that keeps failing is retried for about an hour (backoff up to
+            // five minutes) before it is dead-lettered; reconciliation covers what is left.
+            max_receives: 20,
         }],
     }
 }
 
 /// Expires due reservations every second until `shutdown`. With several replicas each sweeps;
 /// the store's conditional transition lets exactly one expire a given reservation.
+/// Sellers checked against user-information per round, and how often a round runs: about
+/// 29,000 sellers a day, least recently checked first.
+const RECONCILE_BATCH: i64 = 20;
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
+/// Corrects the seller projection from user-information, round after round, until `shutdown`.
+async fn reconcile_sellers(catalog: Catalog, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(RECONCILE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match catalog.reconcile_sellers(RECONCILE_BATCH).await {
+            Ok(0) => {}
+            Ok(checked) => tracing::debug!(checked, "sellers reconciled"),
+            Err(error) => tracing::warn!(error = %error, "seller reconciliation failed"),
+        }
+    }
+}
+
 async fn expire_reservations(catalog: Catalog, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

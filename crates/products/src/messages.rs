@@ -14,7 +14,7 @@ use vitrine_messaging::Envelope;
 use vitrine_messaging::consumer::Handler;
 
 use crate::cache::ProductCache;
-use crate::domain::{ProductId, SellerId, SellerStanding};
+use crate::domain::{ProductId, SellerId};
 use crate::service::now;
 use crate::store::{ProductStore, SellerUpdate};
 
@@ -36,11 +36,7 @@ impl ProductsHandler {
         let event: customers::CustomerStatusChanged = envelope
             .decode()
             .map_err(|e| anyhow::anyhow!("malformed status-changed event: {e}"))?;
-        let standing = match event.to {
-            customers::CustomerStatus::Active => SellerStanding::Active,
-            customers::CustomerStatus::Suspended => SellerStanding::Suspended,
-            customers::CustomerStatus::Closed => SellerStanding::Closed,
-        };
+        let standing = crate::service::standing_of(event.to);
         let update = self
             .store
             .apply_seller_standing(
@@ -70,6 +66,24 @@ impl ProductsHandler {
 #[async_trait]
 impl Handler for ProductsHandler {
     async fn handle(&self, envelope: &Envelope) -> anyhow::Result<()> {
+        // A fact is only taken from the service that owns it: anyone able to publish to the
+        // topic could otherwise suspend sellers. Refused, it ends in the dead-letter queue,
+        // where an operator sees it.
+        let owner = match envelope.kind.as_str() {
+            customers::CUSTOMER_STATUS_CHANGED => Some(customers::SOURCE),
+            kind if own::PRODUCT_CHANGES.contains(&kind) => Some(own::SOURCE),
+            _ => None,
+        };
+        if let Some(owner) = owner
+            && envelope.source != owner
+        {
+            metrics::counter!("vitrine_messages_refused_total", "reason" => "source").increment(1);
+            anyhow::bail!(
+                "{} from source {:?}, not from its owner {owner}",
+                envelope.kind,
+                envelope.source
+            );
+        }
         match envelope.kind.as_str() {
             customers::CUSTOMER_STATUS_CHANGED => self.seller_status_changed(envelope).await,
             kind if own::PRODUCT_CHANGES.contains(&kind) => {

@@ -12,9 +12,18 @@ use vitrine_kernel::{Cursor, Page, PageLimit};
 use crate::cache::ProductCache;
 use crate::domain::{
     ManualMovement, NewProduct, NewReservation, Product, ProductChanges, ProductId, Reservation,
-    ReservationId, ReservationStatus, SellerStanding, Shortage, StockMovement,
+    ReservationId, ReservationStatus, SellerId, SellerStanding, Shortage, StockMovement,
 };
-use crate::store::{Freshness, ProductFilter, ProductStore, StoreError, Written};
+use crate::store::{Freshness, ProductFilter, ProductStore, SellerUpdate, StoreError, Written};
+
+/// The standing a customer's status gives it as a seller (or buyer).
+pub(crate) fn standing_of(status: CustomerStatus) -> SellerStanding {
+    match status {
+        CustomerStatus::Active => SellerStanding::Active,
+        CustomerStatus::Suspended => SellerStanding::Suspended,
+        CustomerStatus::Closed => SellerStanding::Closed,
+    }
+}
 
 /// The current time at the precision both databases keep (PostgreSQL stores microseconds), so a
 /// value read back equals the value written.
@@ -111,38 +120,104 @@ impl Catalog {
     }
 
     /// Lists a product after asking user-information that its seller exists and is active.
+    /// user-information's answer is the truth: if this service's projection of the seller
+    /// disagrees (an event that never arrived, or a pinned version), the projection is
+    /// corrected from it.
     pub async fn create(
         &self,
         new: &NewProduct,
         actor: &str,
     ) -> Result<Written<Product>, ServiceError> {
-        match self
+        let version = match self
             .directory
             .lookup(new.seller_id.as_uuid(), self.lookup_timeout)
             .await
         {
             Lookup::Found {
                 status: CustomerStatus::Active,
+                version,
                 ..
-            } => {}
+            } => version,
             Lookup::Found {
-                status: CustomerStatus::Suspended,
-                ..
-            } => return Err(ServiceError::SellerRejected("the seller is suspended")),
-            Lookup::Found {
-                status: CustomerStatus::Closed,
-                ..
-            } => return Err(ServiceError::SellerRejected("the seller is closed")),
+                status, version, ..
+            } => {
+                let standing = standing_of(status);
+                if let Some(version) = version {
+                    self.reconcile(new.seller_id, standing, version).await?;
+                }
+                return Err(ServiceError::SellerRejected(match standing {
+                    SellerStanding::Closed => "the seller is closed",
+                    _ => "the seller is suspended",
+                }));
+            }
             Lookup::NotFound => return Err(ServiceError::SellerRejected("no such customer")),
             Lookup::Unavailable(why) => return Err(ServiceError::DirectoryUnavailable(why)),
-        }
-        let written = self
-            .store
-            .insert_product(ProductId::new(), new, Some(actor), now())
-            .await?;
+        };
+        let insert = || {
+            self.store
+                .insert_product(ProductId::new(), new, Some(actor), now())
+        };
+        let written = match (insert().await, version) {
+            (Err(StoreError::SellerNotActive(_)), Some(version)) => {
+                self.reconcile(new.seller_id, SellerStanding::Active, version)
+                    .await?;
+                insert().await?
+            }
+            (result, _) => result?,
+        };
         // A 404 for this id may have been cached by a client guessing ids.
         self.cache.invalidate(written.value.id).await;
         Ok(written)
+    }
+
+    /// Sets the projection of `seller` from user-information's answer, dropping the cache
+    /// entries of the products that change.
+    async fn reconcile(
+        &self,
+        seller: SellerId,
+        standing: SellerStanding,
+        version: i64,
+    ) -> Result<(), ServiceError> {
+        let update = self
+            .store
+            .reconcile_seller(seller, standing, version, now())
+            .await?;
+        if let SellerUpdate::Applied { deactivated } = update {
+            for id in deactivated {
+                self.cache.invalidate(id).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares up to `max` sellers with active products (least recently checked first) with
+    /// user-information, correcting the projection where it is wrong; returns how many it
+    /// checked. Stops at the first unavailable answer (the next round tries again).
+    pub async fn reconcile_sellers(&self, max: i64) -> Result<usize, ServiceError> {
+        let mut checked = 0;
+        for seller in self.store.sellers_to_reconcile(max).await? {
+            match self
+                .directory
+                .lookup(seller.as_uuid(), self.lookup_timeout)
+                .await
+            {
+                Lookup::Found {
+                    status,
+                    version: Some(version),
+                    ..
+                } => self.reconcile(seller, standing_of(status), version).await?,
+                Lookup::Found { version: None, .. } => {}
+                Lookup::NotFound => {
+                    tracing::warn!(seller_id = %seller, "a seller with active products is unknown to user-information");
+                }
+                Lookup::Unavailable(why) => {
+                    tracing::warn!(reason = %why, "seller reconciliation paused: user-information unavailable");
+                    break;
+                }
+            }
+            checked += 1;
+        }
+        Ok(checked)
     }
 
     /// A product, from the cache when the read has no consistency requirement.
@@ -180,16 +255,40 @@ impl Catalog {
             .await?)
     }
 
+    /// Changes a product. Re-activating one whose seller this service believes is not active
+    /// asks user-information first: the projection may be the one that is wrong.
     pub async fn update(
         &self,
         id: ProductId,
         expected_version: Option<i64>,
         changes: &ProductChanges,
     ) -> Result<Written<Product>, ServiceError> {
-        let written = self
-            .store
-            .update_product(id, expected_version, changes, now())
-            .await?;
+        let update = || {
+            self.store
+                .update_product(id, expected_version, changes, now())
+        };
+        let written = match update().await {
+            Err(StoreError::SellerNotActive(standing)) => {
+                let seller = self.get(id, Freshness::Primary).await?.seller_id;
+                match self
+                    .directory
+                    .lookup(seller.as_uuid(), self.lookup_timeout)
+                    .await
+                {
+                    Lookup::Found {
+                        status: CustomerStatus::Active,
+                        version: Some(version),
+                        ..
+                    } => {
+                        self.reconcile(seller, SellerStanding::Active, version)
+                            .await?;
+                        update().await?
+                    }
+                    _ => return Err(ServiceError::SellerNotActive(standing)),
+                }
+            }
+            result => result?,
+        };
         self.cache.invalidate(id).await;
         Ok(written)
     }

@@ -45,6 +45,7 @@ impl CustomerDirectory for EverySellerActive {
             cnpj: "12ABC34501DE35".to_owned(),
             legal_name: "Loja de teste".to_owned(),
             status: CustomerStatus::Active,
+            version: Some(1),
         }
     }
 }
@@ -474,6 +475,22 @@ impl ProductStore for ReadThenWrite {
         self.inner
             .apply_seller_standing(consumer, message_id, seller, standing, version, now)
             .await
+    }
+
+    async fn reconcile_seller(
+        &self,
+        seller: SellerId,
+        standing: SellerStanding,
+        version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<SellerUpdate, StoreError> {
+        self.inner
+            .reconcile_seller(seller, standing, version, now)
+            .await
+    }
+
+    async fn sellers_to_reconcile(&self, max: i64) -> Result<Vec<SellerId>, StoreError> {
+        self.inner.sellers_to_reconcile(max).await
     }
 
     async fn current_position(&self) -> Result<products::store::ConsistencyToken, StoreError> {

@@ -192,6 +192,10 @@ macro_rules! suite {
                 super::suspended_sellers_lose_their_active_products(super::$backend().await).await;
             }
             #[tokio::test]
+            async fn reconciliation_corrects_a_wrong_or_pinned_projection() {
+                super::reconciliation_corrects_a_wrong_or_pinned_projection(super::$backend().await).await;
+            }
+            #[tokio::test]
             async fn concurrent_reservations_never_oversell() {
                 super::concurrent_reservations_never_oversell(super::$backend().await).await;
             }
@@ -805,6 +809,98 @@ async fn suspended_sellers_lose_their_active_products(b: Backend) {
         .await
         .unwrap();
     create(&b, seller, "THREE", 0).await;
+}
+
+/// user-information's own answer corrects the projection: a suspension whose event never
+/// arrived, and a row pinned by an absurd version; an event newer than the answer is kept.
+async fn reconciliation_corrects_a_wrong_or_pinned_projection(b: Backend) {
+    let seller = SellerId::new();
+    let product = create(&b, seller, "RECONCILED", 1).await;
+    let quiet = SellerId::new();
+    create(&b, quiet, "QUIET", 1).await;
+    let due = b.store.sellers_to_reconcile(10).await.unwrap();
+    assert!(due.contains(&seller) && due.contains(&quiet), "{due:?}");
+
+    // The suspension event was lost; the answer says suspended at version 2.
+    let update = b
+        .store
+        .reconcile_seller(seller, SellerStanding::Suspended, 2, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        update,
+        SellerUpdate::Applied {
+            deactivated: vec![product.id]
+        }
+    );
+    assert_eq!(fresh(&b, product.id).await.status, ProductStatus::Inactive);
+    let due = b.store.sellers_to_reconcile(10).await.unwrap();
+    assert!(!due.contains(&seller), "no active products left: {due:?}");
+
+    // A bad event pins the row far ahead; the answer (active, version 3) still wins.
+    b.store
+        .apply_seller_standing(
+            "test",
+            uuid::Uuid::now_v7(),
+            seller,
+            SellerStanding::Suspended,
+            1_000_000_000_000,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.store
+            .reconcile_seller(seller, SellerStanding::Active, 3, now())
+            .await
+            .unwrap(),
+        SellerUpdate::Applied { .. }
+    ));
+    create(&b, seller, "AGAIN", 1).await;
+
+    // An event a little newer than the answer is real history: it stays.
+    b.store
+        .apply_seller_standing(
+            "test",
+            uuid::Uuid::now_v7(),
+            seller,
+            SellerStanding::Suspended,
+            5,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        b.store
+            .reconcile_seller(seller, SellerStanding::Active, 4, now())
+            .await
+            .unwrap(),
+        SellerUpdate::Stale
+    );
+    let refused = b
+        .store
+        .insert_product(
+            ProductId::new(),
+            &new_product(seller, "NOPE", 0),
+            None,
+            now(),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::SellerNotActive(_))),
+        "{refused:?}"
+    );
+
+    // Checked sellers go to the back of the line.
+    b.store
+        .reconcile_seller(quiet, SellerStanding::Active, 1, now())
+        .await
+        .unwrap();
+    let due = b.store.sellers_to_reconcile(10).await.unwrap();
+    let never_checked = create(&b, SellerId::new(), "NEW", 1).await.seller_id;
+    let due_after = b.store.sellers_to_reconcile(10).await.unwrap();
+    assert_eq!(due_after.first(), Some(&never_checked), "{due_after:?}");
+    assert_eq!(due.last(), Some(&quiet), "{due:?}");
 }
 
 async fn concurrent_reservations_never_oversell(b: Backend) {

@@ -25,6 +25,8 @@ pub enum Lookup {
         cnpj: String,
         legal_name: String,
         status: CustomerStatus,
+        /// The customer's version, when the answering user-information sends it.
+        version: Option<i64>,
     },
     NotFound,
     /// No usable answer in time (timeout, fault, transport down): the caller should answer 503.
@@ -39,11 +41,13 @@ impl From<CustomerLookupReply> for Lookup {
                 cnpj,
                 legal_name,
                 status,
+                version,
             } => Lookup::Found {
                 id,
                 cnpj,
                 legal_name,
                 status,
+                version,
             },
             CustomerLookupReply::NotFound { .. } => Lookup::NotFound,
         }

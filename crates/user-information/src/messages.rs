@@ -41,6 +41,7 @@ pub fn lookup_reply(customer: &Customer) -> contract::CustomerLookupReply {
         cnpj: customer.details.cnpj.as_str().to_owned(),
         legal_name: customer.details.legal_name.as_str().to_owned(),
         status: status(customer.status),
+        version: Some(customer.version),
     }
 }
 

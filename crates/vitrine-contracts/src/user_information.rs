@@ -101,6 +101,10 @@ pub enum CustomerLookupReply {
         cnpj: String,
         legal_name: String,
         status: CustomerStatus,
+        /// The customer's version (the one its status events carry), so a projection can tell
+        /// whether it is behind. Absent in replies from versions before it was added.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<i64>,
     },
     NotFound {
         id: Uuid,

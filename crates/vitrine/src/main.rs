@@ -289,6 +289,7 @@ async fn lookup(settings: &Settings, id: uuid::Uuid, timeout: Duration) -> anyho
             cnpj,
             legal_name,
             status,
+            ..
         } => (
             0,
             serde_json::json!({"outcome": "found", "id": id, "cnpj": cnpj, "legal_name": legal_name, "status": status}),

@@ -687,14 +687,7 @@ mod checks {
             }})
         );
         app.get("/v1/customers", &app.admin()).await;
-        let metrics = app
-            .request(Method::GET, "/metrics", None)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics().await;
         assert!(
             metrics.contains(
                 "http_requests_total{method=\"GET\",route=\"/v1/customers\",status=\"200\"}"

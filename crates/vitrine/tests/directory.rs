@@ -26,6 +26,7 @@ async fn answers_match(app: &TestApp, directory: &dyn CustomerDirectory) {
             cnpj: "12ABC34501DE35".into(),
             legal_name: "Comercial Exemplo Ltda".into(),
             status: CustomerStatus::Active,
+            version: Some(1),
         }
     );
     assert_eq!(

@@ -640,20 +640,78 @@ mod checks {
         );
     }
 
+    /// Status facts count only from their owner, and user-information's live answer corrects a
+    /// projection that a bad event pinned: the seller lists and re-activates again.
+    pub async fn seller_standing_cannot_be_forged_or_pinned(app: TestApp) {
+        use vitrine_contracts::user_information as customers;
+        use vitrine_messaging::Envelope;
+
+        let seller = seller(&app).await;
+        let product = create_product(&app, &seller, "STANDING", 1).await;
+        let publish = |source: &'static str, version: i64| {
+            let app = &app;
+            let seller = seller.clone();
+            async move {
+                let event = customers::CustomerStatusChanged {
+                    customer_id: seller.parse().unwrap(),
+                    from: customers::CustomerStatus::Active,
+                    to: customers::CustomerStatus::Suspended,
+                    version,
+                };
+                let envelope = Envelope::new(source, customers::CUSTOMER_STATUS_CHANGED, &event)
+                    .unwrap()
+                    .with_subject(seller);
+                app.transport
+                    .publish(customers::TOPIC, &envelope)
+                    .await
+                    .unwrap();
+            }
+        };
+        let status = async || -> Value {
+            app.get(&format!("/v1/products/{product}"), &app.admin())
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()["status"]
+                .clone()
+        };
+
+        publish("vitrine.somebody-else", 2).await;
+        eventually(10, "the forged event is refused", async || {
+            let metrics = app.metrics().await;
+            metrics.contains("vitrine_messages_refused_total{reason=\"source\"}")
+        })
+        .await;
+        assert_eq!(
+            status().await,
+            "active",
+            "a forged suspension changed nothing"
+        );
+
+        publish(customers::SOURCE, 1_000_000_000_000).await;
+        eventually(10, "the pinned suspension applies", async || {
+            status().await == "inactive"
+        })
+        .await;
+        // user-information says active: creating asks it, and its answer wins.
+        create_product(&app, &seller, "STANDING-2", 1).await;
+        let reactivated = patch(
+            &app,
+            &format!("/v1/products/{product}"),
+            &app.admin(),
+            &json!({"status": "active"}),
+        )
+        .await;
+        assert_eq!(reactivated.status(), StatusCode::OK);
+    }
+
     pub async fn the_cache_counts_hits_and_misses(app: TestApp) {
         let seller = seller(&app).await;
         let id = create_product(&app, &seller, "CACHED", 1).await;
         let path = format!("/v1/products/{id}");
         let missing = format!("/v1/products/{}", uuid::Uuid::now_v7());
         let metrics = async || -> (f64, f64) {
-            let text = app
-                .request(Method::GET, "/metrics", None)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = app.metrics().await;
             let count = |result: &str| -> f64 {
                 text.lines()
                     .find(|l| {
@@ -723,6 +781,7 @@ products_suite!(
     reservation_posts_are_idempotent,
     suspending_a_seller_deactivates_its_products,
     suspended_buyers_cannot_reserve_or_commit,
+    seller_standing_cannot_be_forged_or_pinned,
     the_cache_counts_hits_and_misses,
 );
 

@@ -82,7 +82,11 @@ pub struct ProductFilter {
     pub name_contains: Option<String>,
 }
 
-/// What a status event from user-information did here.
+/// How far a projected seller version may run ahead of user-information's own before the
+/// projection is deemed pinned by a bogus event and overwritten.
+pub const ABSURD_VERSION_LEAD: i64 = 1000;
+
+/// What a status event (or a reconciliation) from user-information did here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SellerUpdate {
     /// This message was handled before (inbox): nothing changed.
@@ -203,6 +207,22 @@ pub trait ProductStore: Send + Sync + std::fmt::Debug {
         version: i64,
         now: DateTime<Utc>,
     ) -> Result<SellerUpdate, StoreError>;
+
+    /// Sets a seller's standing from user-information's own answer (not an event), when that
+    /// answer is at least as new as the projection, or when the projection's version is absurdly
+    /// ahead of it (more than [`ABSURD_VERSION_LEAD`]: no real history moves that fast, so the
+    /// row was pinned by a bad event). Records the check either way. A suspended or closed
+    /// seller's active products become inactive, as with the event.
+    async fn reconcile_seller(
+        &self,
+        seller: SellerId,
+        standing: SellerStanding,
+        version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<SellerUpdate, StoreError>;
+
+    /// Up to `max` sellers with active products, least recently reconciled first.
+    async fn sellers_to_reconcile(&self, max: i64) -> Result<Vec<SellerId>, StoreError>;
 
     /// A token at least as new as every write committed so far, for reads that must not see
     /// anything older than "now" (filling the cache). Zero when every read is fresh anyway.

@@ -188,6 +188,7 @@ impl PostgresStore {
 }
 
 impl Backend for PostgresStore {
+    type Database = sqlx::Postgres;
     type Connection = PgConnection;
 }
 

@@ -95,6 +95,57 @@ macro_rules! impl_product_store {
                 }
             }
 
+            /// After a seller's row was written (`applied`) or left alone: a seller that is
+            /// not active loses its active products, announced with the change; commits.
+            async fn finish_standing(
+                &self,
+                mut tx: sqlx::Transaction<'static, <Self as $crate::store::shared::Backend>::Database>,
+                seller: $crate::domain::SellerId,
+                standing: $crate::domain::SellerStanding,
+                applied: bool,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::store::SellerUpdate, $crate::store::StoreError> {
+                use $crate::domain::SellerStanding;
+                use $crate::store::SellerUpdate;
+                if !applied {
+                    tx.commit().await?;
+                    return Ok(SellerUpdate::Stale);
+                }
+                let mut deactivated = Vec::new();
+                if standing != SellerStanding::Active {
+                    let before: Vec<$crate::store::rows::ProductRow> = sqlx::query_as(concat!(
+                        "SELECT ",
+                        $crate::store::rows::product_columns!(),
+                        " FROM products WHERE seller_id = $1 AND status = 'active' \
+                           AND deleted_at IS NULL ORDER BY id",
+                        $lock
+                    ))
+                    .bind(seller.as_uuid())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let mut messages = Vec::new();
+                    for row in before {
+                        let before = $crate::domain::Product::try_from(row)?;
+                        let row: $crate::store::rows::ProductRow = sqlx::query_as(concat!(
+                            "UPDATE products SET status = 'inactive', version = version + 1, \
+                               updated_at = $1 WHERE id = $2 RETURNING ",
+                            $crate::store::rows::product_columns!()
+                        ))
+                        .bind(now)
+                        .bind(before.id.as_uuid())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let after = $crate::domain::Product::try_from(row)?;
+                        messages.extend($crate::events::product_updated(&before, &after));
+                        deactivated.push(after.id);
+                    }
+                    Self::enqueue(&mut tx, &messages).await?;
+                }
+                tx.commit().await?;
+                self.committed().await?;
+                Ok(SellerUpdate::Applied { deactivated })
+            }
+
             async fn reservation_in(
                 conn: &mut <Self as $crate::store::shared::Backend>::Connection,
                 id: $crate::domain::ReservationId,
@@ -736,7 +787,6 @@ macro_rules! impl_product_store {
                 version: i64,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<$crate::store::SellerUpdate, $crate::store::StoreError> {
-                use $crate::domain::SellerStanding;
                 use $crate::store::SellerUpdate;
                 let mut tx = self.begin_write().await?;
                 if !Self::first_delivery(&mut tx, consumer, message_id, now).await? {
@@ -758,43 +808,65 @@ macro_rules! impl_product_store {
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
+                self.finish_standing(tx, seller, standing, applied.is_some(), now)
+                    .await
+            }
+
+            async fn reconcile_seller(
+                &self,
+                seller: $crate::domain::SellerId,
+                standing: $crate::domain::SellerStanding,
+                version: i64,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::store::SellerUpdate, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                // The answer wins unless a newer event got here since it was given; a projected
+                // version absurdly far ahead of the answer's is a pin, not history.
+                let applied: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO sellers (id, standing, version, updated_at, checked_at) \
+                     VALUES ($1, $2, $3, $4, $4) \
+                     ON CONFLICT (id) DO UPDATE SET standing = excluded.standing, \
+                       version = excluded.version, updated_at = excluded.updated_at, \
+                       checked_at = excluded.checked_at \
+                     WHERE sellers.version <= excluded.version \
+                        OR sellers.version > excluded.version + $5 \
+                     RETURNING standing",
+                )
+                .bind(seller.as_uuid())
+                .bind(standing.as_str())
+                .bind(version)
+                .bind(now)
+                .bind($crate::store::ABSURD_VERSION_LEAD)
+                .fetch_optional(&mut *tx)
+                .await?;
                 if applied.is_none() {
-                    tx.commit().await?;
-                    return Ok(SellerUpdate::Stale);
-                }
-                let mut deactivated = Vec::new();
-                if standing != SellerStanding::Active {
-                    let before: Vec<$crate::store::rows::ProductRow> = sqlx::query_as(concat!(
-                        "SELECT ",
-                        $crate::store::rows::product_columns!(),
-                        " FROM products WHERE seller_id = $1 AND status = 'active' \
-                           AND deleted_at IS NULL ORDER BY id",
-                        $lock
-                    ))
-                    .bind(seller.as_uuid())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    let mut messages = Vec::new();
-                    for row in before {
-                        let before = $crate::domain::Product::try_from(row)?;
-                        let row: $crate::store::rows::ProductRow = sqlx::query_as(concat!(
-                            "UPDATE products SET status = 'inactive', version = version + 1, \
-                               updated_at = $1 WHERE id = $2 RETURNING ",
-                            $crate::store::rows::product_columns!()
-                        ))
+                    sqlx::query("UPDATE sellers SET checked_at = $2 WHERE id = $1")
+                        .bind(seller.as_uuid())
                         .bind(now)
-                        .bind(before.id.as_uuid())
-                        .fetch_one(&mut *tx)
+                        .execute(&mut *tx)
                         .await?;
-                        let after = $crate::domain::Product::try_from(row)?;
-                        messages.extend($crate::events::product_updated(&before, &after));
-                        deactivated.push(after.id);
-                    }
-                    Self::enqueue(&mut tx, &messages).await?;
                 }
-                tx.commit().await?;
-                self.committed().await?;
-                Ok(SellerUpdate::Applied { deactivated })
+                self.finish_standing(tx, seller, standing, applied.is_some(), now)
+                    .await
+            }
+
+            async fn sellers_to_reconcile(
+                &self,
+                max: i64,
+            ) -> Result<Vec<$crate::domain::SellerId>, $crate::store::StoreError> {
+                let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+                    "SELECT s.id FROM sellers s \
+                     WHERE EXISTS (SELECT 1 FROM products p WHERE p.seller_id = s.id \
+                       AND p.status = 'active' AND p.deleted_at IS NULL) \
+                     ORDER BY s.checked_at NULLS FIRST, s.id LIMIT $1",
+                )
+                .bind(max)
+                .fetch_all(self.primary())
+                .await?;
+                Ok(ids
+                    .into_iter()
+                    .map($crate::domain::SellerId::from_uuid)
+                    .collect())
             }
 
             async fn current_position(
@@ -828,6 +900,7 @@ macro_rules! impl_product_store {
 
 /// What the shared implementation needs to name per backend.
 pub(super) trait Backend {
+    type Database: sqlx::Database;
     type Connection;
 }
 

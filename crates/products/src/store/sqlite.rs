@@ -105,6 +105,7 @@ impl SqliteStore {
 }
 
 impl Backend for SqliteStore {
+    type Database = sqlx::Sqlite;
     type Connection = SqliteConnection;
 }
 

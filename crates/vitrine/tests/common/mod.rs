@@ -160,6 +160,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The Prometheus exposition of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.request(Method::GET, "/metrics", None)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POSTs a body of `len` bytes over a raw socket and returns (status, content type).
     ///
     /// The server answers 413 from the Content-Length alone and closes the connection, often
