@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use axum::Router;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
+use user_information_client::CustomerDirectory;
 use utoipa::openapi::OpenApi;
 use vitrine_contracts::products as contract;
 use vitrine_contracts::user_information as customers;
@@ -86,7 +87,7 @@ impl Products {
         .await?;
         let catalog = Catalog::new(
             Arc::clone(&store),
-            directory,
+            Arc::clone(&directory),
             cache.clone(),
             Duration::from_millis(settings.seller_lookup_timeout_ms),
         );
@@ -112,6 +113,7 @@ impl Products {
                 queue: contract::QUEUE,
             }),
             Arc::new(CacheCheck(cache.clone())),
+            Arc::new(DirectoryCheck(directory)),
         ];
         Ok(Self {
             router,
@@ -326,6 +328,21 @@ impl ReadinessCheck for DatabaseCheck {
 
 /// Reported, but reads do not need it: without the cache they go to the database.
 #[derive(Debug)]
+/// Whether seller checks can be answered: with request/reply, whether this process's reply
+/// queue exists (it is recreated if another replica's janitor deleted it after a stall).
+struct DirectoryCheck(Arc<dyn CustomerDirectory>);
+
+#[async_trait]
+impl ReadinessCheck for DirectoryCheck {
+    fn name(&self) -> &'static str {
+        "products-directory"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.check()
+    }
+}
+
 struct CacheCheck(ProductCache);
 
 #[async_trait]

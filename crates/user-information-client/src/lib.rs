@@ -63,6 +63,11 @@ pub trait CustomerDirectory: Send + Sync + std::fmt::Debug {
     async fn close(&self) -> anyhow::Result<()> {
         Ok(())
     }
+
+    /// Whether answers can reach this process now (for readiness); `Err` says why not.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Asks over messaging: a request to user-information's queue, the reply on this process's
@@ -112,6 +117,10 @@ impl CustomerDirectory for MessagingDirectory {
 
     async fn close(&self) -> anyhow::Result<()> {
         Ok(self.requester.close().await?)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.requester.reply_path()
     }
 }
 

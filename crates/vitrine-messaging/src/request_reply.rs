@@ -15,8 +15,12 @@
 //!   shutdown. A process killed without shutdown stops renewing; every requester also runs the
 //!   janitor ([`Transport::delete_expired_queues`]), so any live replica (or the restarted one)
 //!   deletes the dead one's queue once it expires.
+//! - **Self-healing**: a process that stalled longer than the TTL finds its queue deleted by
+//!   another's janitor; its listener or heartbeat notices (the queue is unknown) and recreates
+//!   it, and [`Requester::reply_path`] reports the reply path down until then (readiness).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +72,38 @@ pub struct Requester {
     transport: Arc<dyn Transport>,
     reply_queue: String,
     waiters: Waiters,
+    reply_path: Arc<ReplyPath>,
+}
+
+/// Whether this process's reply queue exists, and how to bring it back.
+#[derive(Debug)]
+struct ReplyPath {
+    queue: String,
+    ttl: Duration,
+    up: AtomicBool,
+    /// One recreation at a time (the listener and the heartbeat may both notice).
+    recreating: tokio::sync::Mutex<()>,
+}
+
+impl ReplyPath {
+    /// The queue turned out to be gone: recreate it, reporting the path down until it is back.
+    async fn recreate(&self, transport: &dyn Transport) {
+        let _one = self.recreating.lock().await;
+        self.up.store(false, Ordering::SeqCst);
+        tracing::warn!(queue = %self.queue, "reply queue was deleted (this process stalled past its TTL?); recreating it");
+        match transport
+            .create_temporary_queue(&self.queue, self.ttl)
+            .await
+        {
+            Ok(()) => {
+                self.up.store(true, Ordering::SeqCst);
+                tracing::info!(queue = %self.queue, "reply queue recreated");
+            }
+            Err(error) => {
+                tracing::warn!(%error, queue = %self.queue, "recreating the reply queue failed; retrying")
+            }
+        }
+    }
 }
 
 impl Requester {
@@ -83,23 +119,40 @@ impl Requester {
         transport
             .create_temporary_queue(&reply_queue, options.queue_ttl)
             .await?;
+        let reply_path = Arc::new(ReplyPath {
+            queue: reply_queue.clone(),
+            ttl: options.queue_ttl,
+            up: AtomicBool::new(true),
+            recreating: tokio::sync::Mutex::new(()),
+        });
         let requester = Arc::new(Requester {
             transport: Arc::clone(&transport),
             reply_queue: reply_queue.clone(),
             waiters: Arc::default(),
+            reply_path: Arc::clone(&reply_path),
         });
         tokio::spawn(listen(
             Arc::clone(&transport),
-            reply_queue.clone(),
+            Arc::clone(&reply_path),
             Arc::clone(&requester.waiters),
             shutdown.clone(),
         ));
-        tokio::spawn(heartbeat(transport, reply_queue, options, shutdown));
+        tokio::spawn(heartbeat(transport, reply_path, options, shutdown));
         Ok(requester)
     }
 
     pub fn reply_queue(&self) -> &str {
         &self.reply_queue
+    }
+
+    /// Whether replies can reach this process: `Err` while its reply queue is gone and not yet
+    /// recreated (for readiness).
+    pub fn reply_path(&self) -> Result<(), String> {
+        if self.reply_path.up.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("reply queue missing; recreating it".to_owned())
+        }
     }
 
     /// Deletes the reply queue now (for short-lived callers such as CLI commands, which exit
@@ -155,10 +208,11 @@ impl Requester {
 
 async fn listen(
     transport: Arc<dyn Transport>,
-    queue: String,
+    path: Arc<ReplyPath>,
     waiters: Waiters,
     shutdown: CancellationToken,
 ) {
+    let queue = path.queue.clone();
     while !shutdown.is_cancelled() {
         let received = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -184,6 +238,10 @@ async fn listen(
                     }
                 }
             }
+            Err(TransportError::Unknown(_)) => {
+                path.recreate(&*transport).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
             Err(error) => {
                 tracing::warn!(%error, %queue, "receiving replies failed");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -194,10 +252,11 @@ async fn listen(
 
 async fn heartbeat(
     transport: Arc<dyn Transport>,
-    queue: String,
+    path: Arc<ReplyPath>,
     options: RequesterOptions,
     shutdown: CancellationToken,
 ) {
+    let queue = path.queue.clone();
     let mut tick = tokio::time::interval(options.heartbeat);
     loop {
         tokio::select! {
@@ -207,12 +266,7 @@ async fn heartbeat(
                     Ok(()) => {}
                     // Deleted as expired (this process stalled longer than the TTL): without
                     // its queue every later request would time out, so bring it back.
-                    Err(TransportError::Unknown(_)) => {
-                        tracing::warn!(%queue, "reply queue was deleted; recreating it");
-                        if let Err(error) = transport.create_temporary_queue(&queue, options.queue_ttl).await {
-                            tracing::warn!(%error, %queue, "recreating the reply queue failed");
-                        }
-                    }
+                    Err(TransportError::Unknown(_)) => path.recreate(&*transport).await,
                     Err(error) => tracing::warn!(%error, %queue, "renewing the reply queue failed"),
                 }
                 match transport.delete_expired_queues().await {

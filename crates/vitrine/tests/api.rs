@@ -683,7 +683,7 @@ mod checks {
             json!({"status": "ready", "checks": {
                 "database": "up", "secrets": "up", "messaging": "up",
                 "products-database": "up", "products-messaging": "up", "products-cache": "up",
-                "background": "up",
+                "products-directory": "up", "background": "up",
             }})
         );
         app.get("/v1/customers", &app.admin()).await;

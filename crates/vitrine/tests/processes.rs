@@ -190,6 +190,11 @@ struct Stack {
 const AUDIT: &str = "audit";
 
 async fn start_stack() -> Stack {
+    start_stack_with(&[]).await
+}
+
+/// [`start_stack`] with settings added to both services' environment.
+async fn start_stack_with(extra: &[(&'static str, String)]) -> Stack {
     use vitrine_contracts::{products as product_events, user_information as customer_events};
     use vitrine_messaging::transport::{QueueSpec, Subscription};
 
@@ -234,7 +239,10 @@ async fn start_stack() -> Stack {
             "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
         ),
         ("VITRINE_SHUTDOWN_GRACE_SECS", "5".to_owned()),
-    ];
+    ]
+    .into_iter()
+    .chain(extra.iter().cloned())
+    .collect();
     let mut customers_env = common.clone();
     customers_env.extend([
         (
@@ -526,4 +534,90 @@ async fn restarts_under_load_lose_no_committed_message() {
         missing.len(),
         expected.len()
     );
+}
+
+/// A products replica that stalls (SIGSTOP) past its reply queue's TTL finds the queue deleted
+/// by the other replica's janitor. It recreates it, reporting the reply path down meanwhile,
+/// and its next seller check succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_caller_gets_its_reply_queue_back() {
+    let stack = start_stack_with(&[("VITRINE_REPLY_QUEUE_TTL_SECS", "2".to_owned())]).await;
+    let (customers, stalled, client) = (&stack.customers, &stack.products, &stack.client);
+    let mut other = Process::start("products", &stalled.dir, &stalled.env);
+    other.wait_ready(client).await;
+    let admin = token(&["admin"], None);
+    let seller: Value = client
+        .post(format!("{}/v1/customers", customers.base))
+        .bearer_auth(&admin)
+        .json(&customer_body("12.ABC.345/01DE-35"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seller = seller["id"].as_str().unwrap().to_owned();
+    let reply_queues = async || {
+        stack
+            .sqs
+            .list_queues("products-replies-")
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(reply_queues().await, 2, "one reply queue per replica");
+
+    let signal = |signal: &str| {
+        let pid = stalled.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while reply_queues().await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the janitor never deleted it"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal("-CONT");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let listed = client
+            .post(format!("{}/v1/products", stalled.base))
+            .bearer_auth(&admin)
+            .json(
+                &json!({"seller_id": seller, "sku": format!("HEAL-{n}"), "name": "Depois da pausa",
+                          "price": {"amount": 100, "currency": "BRL"}, "initial_stock": 1}),
+            )
+            .send()
+            .await
+            .unwrap();
+        if listed.status() == 201 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled replica never answered again: {}",
+            listed.text().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(reply_queues().await, 2, "its reply queue is back");
+    let ready = client
+        .get(format!("{}/health/ready", stalled.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(ready.status().is_success());
+    drop(other);
 }

@@ -689,14 +689,23 @@ impl Transport for SqsTransport {
         let url = self.queue_url(name).await?;
         let expires = chrono::Utc::now().timestamp_millis()
             + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        self.sqs
+        let tagged = self
+            .sqs
             .tag_queue()
             .queue_url(url)
             .tags(EXPIRES_TAG, expires.to_string())
             .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+            .await;
+        match tagged.map_err(|error| queue_error(name, error)) {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                if matches!(error, TransportError::Unknown(_)) {
+                    // Deleted behind our back: the cached URL names nothing any more.
+                    self.queue_urls.write().await.remove(name);
+                }
+                Err(error)
+            }
+        }
     }
 
     async fn delete_queue(&self, name: &str) -> Result<(), TransportError> {
