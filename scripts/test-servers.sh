@@ -205,11 +205,14 @@ start_openbao() {
 install_api_tools() {
   local dir=$1 venv
   venv=$(venv_dir)
-  if ! "$venv/bin/python" -c "import openapi_spec_validator, openapi_python_client" 2>/dev/null; then
-    log "installing openapi-spec-validator and openapi-python-client into $venv"
-    "$venv/bin/pip" install -q openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
+  if ! "$venv/bin/python" -c "import openapi_spec_validator, openapi_python_client, schemathesis" 2>/dev/null \
+    || [ "$("$venv/bin/st" --version 2>/dev/null)" != "st, version 4.32.5" ]; then
+    log "installing openapi-spec-validator, openapi-python-client and schemathesis into $venv"
+    "$venv/bin/pip" install -q openapi-spec-validator==0.9.0 openapi-python-client==0.29.1 \
+      schemathesis==4.32.5
   fi
   echo "export VITRINE_TEST_PYTHON=$venv/bin/python" >>"$dir/env"
+  echo "export VITRINE_TEST_SCHEMATHESIS=$venv/bin/st" >>"$dir/env"
 }
 
 stop_openbao() {

@@ -28,10 +28,11 @@ const SEARCH_MAX: usize = 100;
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyDto {
-    /// Integer minor units (centavos).
-    #[schema(example = 1990)]
+    /// Integer minor units (centavos); a price is never negative.
+    #[schema(example = 1990, minimum = 0)]
     pub amount: i64,
-    #[schema(example = "BRL")]
+    /// ISO 4217 code; only `BRL` is supported.
+    #[schema(example = "BRL", pattern = "^BRL$")]
     pub currency: String,
 }
 
@@ -40,36 +41,52 @@ pub struct MoneyDto {
 #[serde(deny_unknown_fields)]
 pub struct ProductIn {
     /// The selling customer (a user-information customer id); a `customer` may only use its own.
+    #[schema(format = Uuid)]
     pub seller_id: String,
     /// Unique per seller: letters, digits, `-`, `_`, `.`, `/`; at most 64.
-    #[schema(example = "CAFE-500G")]
+    #[schema(example = "CAFE-500G", pattern = "^ *[A-Za-z0-9._/-]{1,64} *$")]
     pub sku: String,
-    #[schema(example = "Café torrado 500 g")]
+    #[schema(
+        example = "Café torrado 500 g",
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^ ]"
+    )]
     pub name: String,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 5000, pattern = "[^ ]")]
     pub description: Option<String>,
     #[serde(default)]
-    #[schema(example = "alimentos")]
+    #[schema(
+        example = "alimentos",
+        min_length = 1,
+        max_length = 100,
+        pattern = "[^ ]"
+    )]
     pub category: Option<String>,
     pub price: MoneyDto,
     /// Units on hand at creation (default 0); recorded in the ledger as `initial`.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub initial_stock: Option<i64>,
 }
 
 /// A partial update: send only what changes; `null` clears `description` or `category`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct ProductPatch {
+    #[schema(min_length = 1, max_length = 200, pattern = "[^ ]")]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 5000, pattern = "[^ ]")]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, pattern = "[^ ]")]
     pub category: Option<Option<String>>,
     pub price: Option<MoneyDto>,
     /// `active` or `inactive`.
+    #[schema(pattern = "^(active|inactive)$")]
     pub status: Option<String>,
 }
 
@@ -114,15 +131,21 @@ pub struct ProductList {
 #[into_params(parameter_in = Query)]
 pub struct ListProductsQuery {
     /// 1-100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (opaque).
+    #[param(min_length = 1, max_length = 256, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
+    #[param(format = Uuid)]
     pub seller_id: Option<String>,
     /// Exact category.
+    #[param(min_length = 1, max_length = 100, pattern = "[^ ]")]
     pub category: Option<String>,
     /// `active` or `inactive`.
+    #[param(pattern = "^(active|inactive)$")]
     pub status: Option<String>,
     /// Case-insensitive part of the name.
+    #[param(min_length = 1, max_length = 100, pattern = "[^ ]")]
     pub q: Option<String>,
 }
 
@@ -131,10 +154,10 @@ pub struct ListProductsQuery {
 #[serde(deny_unknown_fields)]
 pub struct MovementIn {
     /// Non-zero; negative removes units (never below what is reserved).
-    #[schema(example = 25)]
+    #[schema(example = 25, minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub delta: i64,
     /// `restock`, `adjustment` or `loss`.
-    #[schema(example = "restock")]
+    #[schema(example = "restock", pattern = "^(restock|adjustment|loss)$")]
     pub reason: String,
 }
 
@@ -161,7 +184,11 @@ pub struct MovementList {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListMovementsQuery {
+    /// 1-100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page (opaque).
+    #[param(min_length = 1, max_length = 256, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 

@@ -29,17 +29,20 @@ const MAX_TTL_SECONDS: i64 = 3600;
 #[serde(deny_unknown_fields)]
 pub struct ReservationIn {
     /// 1-100 items, each product at most once.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ItemIn>,
     /// 1-3600, default 900: after this the reservation expires and its units return.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3600)]
     pub ttl_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemIn {
+    #[schema(format = Uuid)]
     pub product_id: String,
-    #[schema(example = 2)]
+    #[schema(example = 2, minimum = 1, maximum = 1_000_000_000)]
     pub quantity: i64,
 }
 

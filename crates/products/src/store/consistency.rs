@@ -42,10 +42,12 @@ impl ConsistencyToken {
         format!("v1.{:016x}", self.0)
     }
 
+    /// Exactly what [`ConsistencyToken::encode`] writes (the OpenAPI document states it as a
+    /// pattern): `v1.` and 16 lower-case hex digits.
     pub fn decode(raw: &str) -> Result<ConsistencyToken, String> {
         let invalid = || "is not a token returned by a write".to_owned();
-        let hex = raw.trim().strip_prefix("v1.").ok_or_else(invalid)?;
-        if hex.len() != 16 {
+        let hex = raw.strip_prefix("v1.").ok_or_else(invalid)?;
+        if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(invalid());
         }
         u64::from_str_radix(hex, 16)
@@ -100,6 +102,8 @@ mod tests {
         assert_eq!(ConsistencyToken::decode(&b.encode()), Ok(b));
         assert_eq!(b.encode(), "v1.0000000100000000");
         assert!(ConsistencyToken::decode("v1.zz").is_err());
+        assert!(ConsistencyToken::decode("v1.+000000000000000").is_err());
+        assert!(ConsistencyToken::decode("v1.000000010000000A").is_err());
         assert!(ConsistencyToken::decode("0/16B3748").is_err());
         assert!(ConsistencyToken::from_lsn("1FFFFFFFF/0").is_none());
         assert!(ConsistencyToken::ZERO <= a);

@@ -28,18 +28,33 @@ const PLACE_MAX: usize = 100;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerIn {
-    /// Numeric or 2026 alphanumeric CNPJ, with or without mask (`12.ABC.345/01DE-35`).
-    #[schema(example = "12.ABC.345/01DE-35")]
+    /// Numeric or 2026 alphanumeric CNPJ, with or without mask (`12.ABC.345/01DE-35`); the
+    /// check digits must match.
+    #[schema(
+        example = "12.ABC.345/01DE-35",
+        pattern = "^ *([0-9A-Za-z]{14}|[0-9A-Za-z]{2}\\.[0-9A-Za-z]{3}\\.[0-9A-Za-z]{3}/[0-9A-Za-z]{4}-[0-9]{2}) *$"
+    )]
     pub cnpj: String,
-    #[schema(example = "Comercial Exemplo Ltda")]
+    #[schema(
+        example = "Comercial Exemplo Ltda",
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^ ]"
+    )]
     pub legal_name: String,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200, pattern = "[^ ]")]
     pub trade_name: Option<String>,
-    #[schema(example = "compras@exemplo.com.br")]
+    #[schema(example = "compras@exemplo.com.br", format = Email, max_length = 254)]
     pub email: String,
     /// Brazilian phone in any common form; stored as E.164 (`+5511987654321`).
     #[serde(default)]
-    #[schema(example = "(11) 98765-4321")]
+    #[schema(
+        example = "(11) 98765-4321",
+        min_length = 8,
+        max_length = 25,
+        pattern = "^[0-9 ()+.-]+$"
+    )]
     pub phone: Option<String>,
     pub address: AddressIn,
 }
@@ -47,17 +62,28 @@ pub struct CustomerIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressIn {
+    #[schema(min_length = 1, max_length = 200, pattern = "[^ ]")]
     pub street: String,
+    #[schema(min_length = 1, max_length = 20, pattern = "[^ ]")]
     pub number: String,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, pattern = "[^ ]")]
     pub complement: Option<String>,
+    #[schema(min_length = 1, max_length = 100, pattern = "[^ ]")]
     pub district: String,
+    #[schema(min_length = 1, max_length = 100, pattern = "[^ ]")]
     pub city: String,
-    /// Two-letter UF code.
-    #[schema(example = "SP")]
+    /// Two-letter UF code (any case).
+    #[schema(
+        example = "SP",
+        pattern = "^ *(AC|AL|AP|AM|BA|CE|DF|ES|GO|MA|MT|MS|MG|PA|PB|PR|PE|PI|RJ|RN|RS|RO|RR|SC|SP|SE|TO) *$"
+    )]
     pub state: String,
     /// CEP, 8 digits with or without the dash.
-    #[schema(example = "01310-100")]
+    #[schema(
+        example = "01310-100",
+        pattern = "^ *([0-9]{8}|[0-9]{5}-[0-9]{3}|[0-9]{2}\\.[0-9]{3}-[0-9]{3}) *$"
+    )]
     pub postal_code: String,
 }
 
@@ -65,15 +91,21 @@ pub struct AddressIn {
 /// replaced as a whole. Only admins may change `status`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct CustomerPatch {
+    #[schema(
+        pattern = "^ *([0-9A-Za-z]{14}|[0-9A-Za-z]{2}\\.[0-9A-Za-z]{3}\\.[0-9A-Za-z]{3}/[0-9A-Za-z]{4}-[0-9]{2}) *$"
+    )]
     pub cnpj: Option<String>,
+    #[schema(min_length = 1, max_length = 200, pattern = "[^ ]")]
     pub legal_name: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200, pattern = "[^ ]")]
     pub trade_name: Option<Option<String>>,
+    #[schema(format = Email, max_length = 254)]
     pub email: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 8, max_length = 25, pattern = "^[0-9 ()+.-]+$")]
     pub phone: Option<Option<String>>,
     pub address: Option<AddressIn>,
     pub status: Option<StatusChange>,
@@ -140,12 +172,18 @@ pub struct CustomerList {
 #[into_params(parameter_in = Query)]
 pub struct ListCustomersQuery {
     /// 1-100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (opaque).
+    #[param(min_length = 1, max_length = 256, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
     /// Exact CNPJ, masked or not.
+    #[param(
+        pattern = "^ *([0-9A-Za-z]{14}|[0-9A-Za-z]{2}\\.[0-9A-Za-z]{3}\\.[0-9A-Za-z]{3}/[0-9A-Za-z]{4}-[0-9]{2}) *$"
+    )]
     pub cnpj: Option<String>,
     /// `active`, `suspended` or `closed`.
+    #[param(pattern = "^(active|suspended|closed)$")]
     pub status: Option<String>,
 }
 
@@ -380,6 +418,7 @@ pub async fn create(
     responses(
         (status = 200, body = CustomerOut, headers(("ETag" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A role without access to customers (only `admin`, or the customer itself)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such customer, or not yours", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -446,6 +485,7 @@ pub async fn list(
     request_body = CustomerPatch,
     responses(
         (status = 200, body = CustomerOut, headers(("ETag" = String))),
+        (status = 403, description = "A role without access to customers (only `admin`, or the customer itself)", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "CNPJ taken, or customer closed", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),

@@ -47,6 +47,7 @@ pub enum PaymentMethodType {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentMethodIn {
+    /// Which of `card` and `pix` is required (the other must be absent).
     #[serde(rename = "type")]
     pub kind: PaymentMethodType,
     pub card: Option<CardIn>,
@@ -57,12 +58,18 @@ pub struct PaymentMethodIn {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardIn {
-    #[schema(example = "4111 1111 1111 1111")]
+    /// 12-19 digits, spaces or dashes allowed; the Luhn check digit must match.
+    #[schema(
+        example = "4111 1111 1111 1111",
+        pattern = "^ *[0-9][0-9 -]{10,40}[0-9] *$"
+    )]
     pub number: String,
+    #[schema(min_length = 1, max_length = 100, pattern = "[^ ]")]
     pub holder_name: String,
     #[schema(minimum = 1, maximum = 12)]
     pub exp_month: u32,
-    #[schema(example = 2030)]
+    /// Not in the past.
+    #[schema(example = 2030, minimum = 2000, maximum = 2100)]
     pub exp_year: u32,
     // Recognised only to be refused with a clear message; the value is never kept.
     #[serde(default)]
@@ -80,7 +87,10 @@ pub struct CardIn {
 #[serde(deny_unknown_fields)]
 pub struct PixIn {
     /// `cpf`, `cnpj`, `email`, `phone` or `evp`.
+    #[schema(pattern = "^(cpf|cnpj|email|phone|evp)$")]
     pub key_type: String,
+    /// The key, in the form its type requires (CPF and CNPJ with check digits).
+    #[schema(min_length = 1, max_length = 254)]
     pub key: String,
 }
 
@@ -150,7 +160,11 @@ pub struct PixSecretOut {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1-100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page (opaque).
+    #[param(min_length = 1, max_length = 256, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -303,6 +317,7 @@ fn method_id(raw: &str) -> Result<PaymentMethodId, ApiError> {
     responses(
         (status = 201, description = "Added; only the masked view is returned", body = PaymentMethodOut,
             headers(("Location" = String))),
+        (status = 403, description = "A role without access to customers (only `admin`, or the customer itself)", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Customer closed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Luhn, brand, expiry or PIX format invalid; security code sent", body = Problem, content_type = "application/problem+json"),
@@ -336,6 +351,7 @@ pub async fn add(
     params(("id" = Uuid, Path), ListQuery),
     responses(
         (status = 200, body = PaymentMethodList),
+        (status = 403, description = "A role without access to customers (only `admin`, or the customer itself)", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -370,6 +386,7 @@ pub async fn list(
     params(("id" = Uuid, Path), ("pm_id" = Uuid, Path)),
     responses(
         (status = 204, description = "Removed and its secret destroyed"),
+        (status = 403, description = "A role without access to customers (only `admin`, or the customer itself)", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ),

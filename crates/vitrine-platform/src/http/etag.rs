@@ -52,24 +52,30 @@ impl IfMatch {
         }
     }
 
+    /// RFC 9110's grammar, exactly (the OpenAPI document states it as a pattern): `*`, or
+    /// entity tags (`"opaque"`, `W/"opaque"`) separated by commas with optional spaces.
     fn parse(raw: &str) -> Result<IfMatch, ApiError> {
-        let raw = raw.trim();
         if raw == "*" {
             return Ok(IfMatch::Any);
         }
+        let invalid = || ApiError::invalid("If-Match", "must be `*` or quoted entity tags");
         let mut versions = Vec::new();
-        for tag in raw.split(',').map(str::trim) {
-            // Weak tags never satisfy If-Match (RFC 9110 strong comparison); keep them out.
-            if tag.starts_with("W/") {
-                continue;
-            }
-            let inner = tag
+        for tag in raw.split(',').map(|tag| tag.trim_matches(' ')) {
+            let (weak, quoted) = match tag.strip_prefix("W/") {
+                Some(rest) => (true, rest),
+                None => (false, tag),
+            };
+            let inner = quoted
                 .strip_prefix('"')
                 .and_then(|t| t.strip_suffix('"'))
-                .ok_or_else(|| {
-                    ApiError::invalid("If-Match", "must be `*` or quoted entity tags")
-                })?;
-            if let Ok(version) = inner.parse() {
+                .filter(|inner| {
+                    inner
+                        .bytes()
+                        .all(|b| b == b'!' || (b'#'..=b'~').contains(&b))
+                })
+                .ok_or_else(invalid)?;
+            // Weak tags never satisfy If-Match (RFC 9110 strong comparison); keep them out.
+            if !weak && let Ok(version) = inner.parse() {
                 versions.push(version);
             }
         }
@@ -109,6 +115,9 @@ mod tests {
             IfMatch::Versions(vec![])
         );
         assert!(IfMatch::parse("3").is_err());
+        assert!(IfMatch::parse("W/3").is_err());
+        assert!(IfMatch::parse("\"a b\"").is_err());
+        assert!(IfMatch::parse("").is_err());
     }
 
     #[test]

@@ -57,7 +57,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         Some(_) => return Err(ApiError::invalid("body", "must be a JSON object")),
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let bytes = whole_numbers(bytes);
+    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
@@ -81,6 +82,56 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::BadRequest("the body has trailing characters after the JSON document".to_owned())
     })?;
     Ok(value)
+}
+
+/// JSON has one number type: `2030.0` is the integer 2030 (RFC 8259 §6; JSON Schema's
+/// `integer` accepts it too), but serde refuses it for an integer field. Number tokens whose
+/// fraction is all zeros lose it before parsing; everything else (strings included) is left as
+/// it is, and nothing is copied when there is nothing to rewrite.
+fn whole_numbers(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let end = bytes[i..]
+                .iter()
+                .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .map_or(bytes.len(), |n| i + n);
+            let token = &bytes[i..end];
+            if let Some(dot) = token.iter().position(|c| *c == b'.')
+                && dot > 0
+                && !token[dot + 1..].is_empty()
+                && token[dot + 1..].iter().all(|c| *c == b'0')
+            {
+                let out = out.get_or_insert_with(|| bytes[..i].to_vec());
+                out.extend_from_slice(&token[..dot]);
+            } else if let Some(out) = out.as_mut() {
+                out.extend_from_slice(token);
+            }
+            i = end;
+            continue;
+        }
+        if let Some(out) = out.as_mut() {
+            out.push(b);
+        }
+        i += 1;
+    }
+    match out {
+        Some(out) => std::borrow::Cow::Owned(out),
+        None => std::borrow::Cow::Borrowed(bytes),
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -208,6 +259,21 @@ mod tests {
             Err(ApiError::Validation(mut errors)) => errors.remove(0),
             other => panic!("expected a validation error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn whole_numbers_lose_their_zero_fraction_and_nothing_else_changes() {
+        let raw =
+            br#"{"a": 2030.0, "b": -7.000, "c": 1.5, "d": "9.0", "e": [3.0, 1e2], "f": "\"4.0"}"#;
+        assert_eq!(
+            std::str::from_utf8(&whole_numbers(raw)).unwrap(),
+            r#"{"a": 2030, "b": -7, "c": 1.5, "d": "9.0", "e": [3, 1e2], "f": "\"4.0"}"#
+        );
+        let untouched = br#"{"a": 1, "b": "x.0"}"#;
+        assert!(matches!(
+            whole_numbers(untouched),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

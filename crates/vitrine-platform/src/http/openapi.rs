@@ -22,9 +22,18 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// - every response has a description (OpenAPI requires one): the handler's own, else the
 ///   standard meaning of its status in this API;
 /// - service-to-service operations (under `/internal/`) carry `x-internal: true`, which the
-///   gateway configuration reads to never route them.
+///   gateway configuration reads to never route them;
+/// - the headers every service validates the same way (`If-Match`, `Idempotency-Key`,
+///   `Consistency-Token`) are described with the constraints the code enforces, and an
+///   operation that takes them, or query parameters, can answer 422;
+/// - an operation with a JSON body can answer 400 (not JSON), 413 (too large), 415 (not
+///   `application/json`) and 422 (a field is invalid), as the shared extractor does;
+/// - a create (`201` to a `POST` on a collection) links to every operation on what it created
+///   (`{collection}/{id}...`, the new `id` taken from its body), so clients and stateful
+///   testers can follow a resource's life.
 pub fn conventions(openapi: &mut OpenApi) {
     declare_bearer(openapi);
+    link_creations(openapi);
     for (path, item) in openapi.paths.paths.iter_mut() {
         let internal = path.starts_with(super::auth::INTERNAL_PREFIX);
         for operation in operations(item) {
@@ -38,9 +47,23 @@ pub fn conventions(openapi: &mut OpenApi) {
                 .security
                 .as_ref()
                 .is_some_and(|requirements| !requirements.is_empty());
+            let validated = describe_shared_headers(operation.parameters.as_deref_mut());
+            let body = operation.request_body.is_some();
             let responses = &mut operation.responses.responses;
-            if secured && !responses.contains_key("401") {
-                responses.insert("401".to_owned(), RefOr::T(problem_response("")));
+            let mut statuses = Vec::new();
+            if secured {
+                statuses.push("401");
+            }
+            if validated {
+                statuses.push("422");
+            }
+            if body {
+                statuses.extend(["400", "413", "415", "422"]);
+            }
+            for status in statuses {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::T(problem_response("")));
             }
             for (status, response) in responses.iter_mut() {
                 if let RefOr::T(response) = response
@@ -52,6 +75,101 @@ pub fn conventions(openapi: &mut OpenApi) {
         }
     }
 }
+
+fn link_creations(openapi: &mut OpenApi) {
+    use utoipa::openapi::link::LinkBuilder;
+    // (path, operation id) of every operation, to link to.
+    let targets: Vec<(String, String)> = openapi
+        .paths
+        .paths
+        .iter_mut()
+        .flat_map(|(path, item)| {
+            operations(item)
+                .filter_map(|operation| operation.operation_id.clone())
+                .map(|id| (path.clone(), id))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let Some(create) = item.post.as_mut() else {
+            continue;
+        };
+        let Some(RefOr::T(created)) = create.responses.responses.get_mut("201") else {
+            continue;
+        };
+        let prefix = format!("{path}/{{");
+        for (target_path, operation_id) in &targets {
+            let Some(rest) = target_path.strip_prefix(&prefix) else {
+                continue;
+            };
+            // Only operations on the new resource itself: deeper ones (`{pm_id}`) are linked
+            // from their own create.
+            let Some((new_id, after)) = rest.split_once('}') else {
+                continue;
+            };
+            if after.contains('{') {
+                continue;
+            }
+            let mut link = LinkBuilder::new()
+                .operation_id(operation_id.clone())
+                .parameter(new_id, "$response.body#/id");
+            for param in path_parameters(path) {
+                link = link.parameter(param, format!("$request.path.{param}"));
+            }
+            created
+                .links
+                .insert(operation_id.clone(), RefOr::T(link.build()));
+        }
+    }
+}
+
+/// The `{names}` of a path template, in order.
+fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+}
+
+/// Gives the shared headers the schema of what the code accepts (a plain, non-null string with
+/// its pattern); returns whether the operation takes any validated header or query parameter.
+fn describe_shared_headers(
+    parameters: Option<&mut [RefOr<utoipa::openapi::path::Parameter>]>,
+) -> bool {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let mut validated = false;
+    for parameter in parameters.into_iter().flatten() {
+        let RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        let (pattern, min, max) = match (&parameter.parameter_in, parameter.name.as_str()) {
+            (ParameterIn::Query, _) => {
+                validated = true;
+                continue;
+            }
+            (ParameterIn::Header, "If-Match") => (IF_MATCH_PATTERN, 1, 1024),
+            (ParameterIn::Header, "Idempotency-Key") => (IDEMPOTENCY_KEY_PATTERN, 1, 255),
+            (ParameterIn::Header, "Consistency-Token") => (CONSISTENCY_TOKEN_PATTERN, 19, 19),
+            _ => continue,
+        };
+        validated = true;
+        parameter.schema = Some(RefOr::T(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern))
+                .min_length(Some(min))
+                .max_length(Some(max))
+                .into(),
+        ));
+    }
+    validated
+}
+
+/// `*`, or one or more entity tags (`"3"`, `W/"3"`), comma-separated.
+pub const IF_MATCH_PATTERN: &str = r#"^(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*)$"#;
+/// 1-255 visible ASCII characters.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]+$";
+/// `v1.` and 16 lower-case hex digits, as writes return it.
+pub const CONSISTENCY_TOKEN_PATTERN: &str = r"^v1\.[0-9a-f]{16}$";
 
 /// The `bearer` (JWT) security scheme the operations' `security(("bearer" = []))` refers to.
 fn declare_bearer(openapi: &mut OpenApi) {
