@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, Provider};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -48,11 +48,13 @@ pub enum DirectoryKind {
     Http,
 }
 
-/// Every setting of a Vitrine process. See the README's configuration reference.
+/// Every setting of a Vitrine process. See the README's configuration reference. A key it does
+/// not know (a typo, a wrong case) is an error, never silently ignored ([`Settings::load`]).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub mode: Mode,
-    /// Address the HTTP API listens on.
+    /// Address the HTTP API listens on: `host:port`, the host a name (`localhost`) or an IP.
+    #[serde(deserialize_with = "socket_address")]
     pub listen: SocketAddr,
     /// Where embedded data lives: SQLite databases, sealed secrets, generated keys.
     pub data_dir: PathBuf,
@@ -118,6 +120,9 @@ pub struct Settings {
 /// Where embedded data lives unless `VITRINE_DATA_DIR` says otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./vitrine-data";
 
+/// `VITRINE_*` variables that belong to the project's scripts, not to a process's settings.
+const SCRIPT_PREFIXES: [&str; 3] = ["test_", "stack_", "tools_"];
+
 /// The defaults, as a serialisable layer (the lowest one).
 #[derive(Debug, Serialize)]
 struct Defaults {
@@ -164,11 +169,32 @@ impl Default for Defaults {
     }
 }
 
+/// `host:port`, resolved once at start-up (a name like `localhost` to its first address).
+fn socket_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SocketAddr, D::Error> {
+    use std::net::ToSocketAddrs;
+    let raw = String::deserialize(deserializer)?;
+    raw.to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{raw}` is not host:port (e.g. `127.0.0.1:8080` or `localhost:8080`)"
+            ))
+        })
+}
+
 impl Settings {
-    /// Loads defaults -> `$VITRINE_CONFIG` (if set) -> `VITRINE_*` environment.
-    pub fn load() -> Result<Settings, Box<figment::Error>> {
+    /// Loads defaults -> `$VITRINE_CONFIG` (if set) -> `VITRINE_*` environment, and checks what
+    /// serde cannot (the log filter). Every problem is reported, each naming its setting as its
+    /// source spells it (`VITRINE_LISTEN`, or `listen` in the file) and what it accepts.
+    pub fn load() -> Result<Settings, ConfigError> {
         let file = std::env::var_os("VITRINE_CONFIG").map(PathBuf::from);
-        Self::figment(file.as_deref()).extract().map_err(Box::new)
+        let figment = Self::figment(file.as_deref());
+        let settings = ConfigError::check(&figment, figment.extract())?;
+        check_log_filter(&settings.log).map_err(|problem| ConfigError(vec![problem]))?;
+        Ok(settings)
     }
 
     /// The layered sources, exposed so tests and tools can add layers on top.
@@ -177,8 +203,12 @@ impl Settings {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        // `VITRINE_CONFIG` names the file; it is not itself a setting.
-        figment.merge(Env::prefixed("VITRINE_").ignore(&["config"]))
+        // `VITRINE_CONFIG` names the file; it is not itself a setting. Nor are the variables of
+        // the project's own scripts (`VITRINE_TEST_*`, `VITRINE_STACK_*`, `VITRINE_TOOLS_*`).
+        figment.merge(Env::prefixed("VITRINE_").ignore(&["config"]).filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            !SCRIPT_PREFIXES.iter().any(|p| key.starts_with(p))
+        }))
     }
 
     /// Settings for tests and tools: defaults plus the given overrides, ignoring the environment.
@@ -188,6 +218,185 @@ impl Settings {
             .merge(Serialized::default("listen", "127.0.0.1:0"))
             .extract()
             .expect("built-in defaults are valid")
+    }
+}
+
+/// A `tracing` filter of levels and `target=level` directives. A bare word that is not a level
+/// (`verbose`) would be read as a target name and silently drop every line, `ready` included.
+fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let refuse = |why: String| {
+        format!(
+            "VITRINE_LOG (or `log`): `{filter}` is not a log filter: {why}; use a level \
+             (`trace`, `debug`, `info`, `warn`, `error`, `off`) and `target=level` directives, \
+             e.g. `info,sqlx=warn`"
+        )
+    };
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains('=') && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(refuse(format!("`{directive}` is not a level")));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|error| refuse(error.to_string()))
+}
+
+/// What is wrong with the configuration, one line per problem.
+#[derive(Debug)]
+pub struct ConfigError(Vec<String>);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "invalid configuration: {one}"),
+            many => write!(f, "invalid configuration:\n  - {}", many.join("\n  - ")),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    /// Every key no setting has, then what extracting the settings found wrong.
+    fn check(
+        figment: &Figment,
+        extracted: Result<Settings, figment::Error>,
+    ) -> Result<Settings, ConfigError> {
+        let known = setting_names();
+        let mut problems = Vec::new();
+        if let Ok(data) = figment.data()
+            && let Some(values) = data.get(figment.profile())
+        {
+            for key in values.keys().filter(|key| !known.contains(&key.as_str())) {
+                let origin = Origin::of(figment.find_metadata(key));
+                problems.push(unknown(&origin, key, known));
+            }
+        }
+        match extracted {
+            Ok(settings) if problems.is_empty() => Ok(settings),
+            Ok(_) => Err(ConfigError(problems)),
+            Err(errors) => {
+                problems.extend(errors.into_iter().map(describe));
+                Err(ConfigError(problems))
+            }
+        }
+    }
+}
+
+/// The names of the settings, as serde reads them (asked of the `Deserialize` impl itself, so
+/// the list cannot drift from the struct).
+fn setting_names() -> &'static [&'static str] {
+    struct Names(Option<&'static [&'static str]>);
+
+    impl<'de> serde::Deserializer<'de> for &mut Names {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("only the field names are read"))
+        }
+
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = Some(fields);
+            Err(serde::de::Error::custom("only the field names are read"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    static NAMES: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names = Names(None);
+        let _ = Settings::deserialize(&mut names);
+        names.0.unwrap_or_default()
+    })
+}
+
+fn unknown(origin: &Origin, key: &str, known: &[&str]) -> String {
+    let names: Vec<String> = known.iter().map(|k| origin.name(k)).collect();
+    format!(
+        "{} ({}) is not a Vitrine setting (names are exact and lower case in the file); the \
+         settings are: {}",
+        origin.name(key),
+        origin.describe(),
+        names.join(", ")
+    )
+}
+
+/// Where a value came from, and how that source spells a key.
+enum Origin {
+    Environment,
+    File(PathBuf),
+    Default,
+}
+
+impl Origin {
+    fn of(metadata: Option<&figment::Metadata>) -> Origin {
+        match metadata {
+            Some(metadata) => match &metadata.source {
+                Some(figment::Source::File(path)) => Origin::File(path.clone()),
+                _ if metadata.name.contains("environment") => Origin::Environment,
+                _ => Origin::Default,
+            },
+            None => Origin::Default,
+        }
+    }
+
+    fn name(&self, key: &str) -> String {
+        match self {
+            Origin::Environment => format!("VITRINE_{}", key.to_ascii_uppercase()),
+            Origin::File(_) | Origin::Default => format!("`{key}`"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Origin::Environment => "environment".to_owned(),
+            Origin::File(path) => format!("file {}", path.display()),
+            Origin::Default => "built-in default".to_owned(),
+        }
+    }
+}
+
+/// One figment error as a sentence naming the setting, its source and what it accepts.
+fn describe(error: figment::Error) -> String {
+    use figment::error::Kind;
+    let origin = Origin::of(error.metadata.as_ref());
+    let key = error.path.join(".");
+    let name = |key: &str| origin.name(key);
+    let source = origin.describe();
+    let list = |values: &[&str]| {
+        values
+            .iter()
+            .map(|v| format!("`{v}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match error.kind {
+        Kind::UnknownField(field, expected) => unknown(&origin, &field, expected),
+        Kind::UnknownVariant(value, expected) => format!(
+            "{} ({source}): `{value}` is not one of {}",
+            name(&key),
+            list(expected)
+        ),
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+            format!("{} ({source}): expected {expected}", name(&key))
+        }
+        Kind::MissingField(field) => format!("{} ({source}) is required", name(&field)),
+        Kind::Message(message) => format!("{} ({source}): {message}", name(&key)),
+        other => format!("{} ({source}): {other}", name(&key)),
     }
 }
 
@@ -229,6 +438,79 @@ mod tests {
             let debug = format!("{settings:?}");
             assert!(!debug.contains("hunter2"), "{debug}");
             assert!(!debug.contains("c2VjcmV0"), "{debug}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn mistakes_are_errors_naming_the_setting_its_source_and_what_it_accepts() {
+        Jail::expect_with(|jail| {
+            jail.create_file("vitrine.toml", "max_body_byte = 100\nMode = \"embedded\"\n")?;
+            jail.set_env("VITRINE_CUSTOMER_DIRECTORY", "grpc");
+            jail.set_env("VITRINE_LISTN", "127.0.0.1:1");
+            jail.set_env("VITRINE_TEST_ANYTHING", "belongs to the test scripts");
+            let figment = Settings::figment(Some(Path::new("vitrine.toml")));
+            let errors = ConfigError::check(&figment, figment.extract())
+                .unwrap_err()
+                .to_string();
+            for expected in [
+                "`max_body_byte` (file vitrine.toml) is not a Vitrine setting",
+                "`Mode` (file vitrine.toml) is not a Vitrine setting",
+                "VITRINE_LISTN (environment) is not a Vitrine setting",
+                "VITRINE_LISTEN",
+                "VITRINE_CUSTOMER_DIRECTORY (environment): `grpc` is not one of `messaging`, `http`",
+            ] {
+                assert!(
+                    errors.contains(expected),
+                    "{expected:?} missing from:\n{errors}"
+                );
+            }
+            assert!(!errors.contains("TEST_ANYTHING"), "{errors}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn log_filters_are_levels_and_directives() {
+        for good in [
+            "info",
+            "INFO",
+            "info,sqlx=warn",
+            "vitrine=debug",
+            "warn,tower_http=trace",
+        ] {
+            assert!(check_log_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["verbose", "info,loud", "sqlx=shouting"] {
+            assert!(check_log_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_setting_names_are_the_struct_fields() {
+        let names = setting_names();
+        assert_eq!(names.len(), 32, "{names:?}");
+        for name in ["mode", "listen", "max_body_bytes", "shutdown_grace_secs"] {
+            assert!(names.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn listen_takes_a_host_name() {
+        Jail::expect_with(|jail| {
+            jail.set_env("VITRINE_LISTEN", "localhost:8080");
+            let settings: Settings = Settings::figment(None).extract()?;
+            assert!(settings.listen.ip().is_loopback());
+            assert_eq!(settings.listen.port(), 8080);
+            jail.set_env("VITRINE_LISTEN", "nowhere");
+            let figment = Settings::figment(None);
+            let error = ConfigError::check(&figment, figment.extract())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("VITRINE_LISTEN (environment): `nowhere` is not host:port"),
+                "{error}"
+            );
             Ok(())
         });
     }

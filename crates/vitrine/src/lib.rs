@@ -141,7 +141,7 @@ pub async fn run_single(service: &'static dyn Service) -> anyhow::Result<()> {
              VITRINE_CONFIG, as `vitrine` is; see the README's configuration reference.",
         )
         .get_matches();
-    let settings = Settings::load().context("reading configuration")?;
+    let settings = Settings::load()?;
     telemetry::init(&settings.log, settings.log_format);
     let shared = host::shared(&settings, &[service]).await?;
     let host = Host::start(&shared, &[service], service.openapi()).await?;

@@ -840,3 +840,45 @@ async fn requests_cut_off_at_shutdown_are_counted_and_fail_the_exit() {
     assert_eq!(last["cut_off"], 1, "{last}");
     drop(slow);
 }
+
+/// Configuration mistakes stop start-up with a message naming the setting as its source spells
+/// it, instead of being ignored (a misspelt key) or silently dropping every log line (a bad
+/// filter).
+#[test]
+fn configuration_mistakes_are_refused_by_name() {
+    let (_root, data_dir, _logs) = scratch();
+    for (variable, value, says) in [
+        (
+            "VITRINE_MAX_BODY_BYTE",
+            "100",
+            "VITRINE_MAX_BODY_BYTE (environment) is not a Vitrine setting",
+        ),
+        ("VITRINE_LOG", "verbose", "VITRINE_LOG"),
+        (
+            "VITRINE_TRANSPORT",
+            "kafka",
+            "`kafka` is not one of `local`, `sqs`",
+        ),
+    ] {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .env("VITRINE_DATA_DIR", &data_dir)
+            .env("VITRINE_LISTEN", "localhost:0")
+            .env(variable, value)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A server that started anyway is the failure, not a hang.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{variable}={value} was accepted: the server started");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        refused(&child.wait_with_output().unwrap(), says);
+    }
+    assert!(!data_dir.exists(), "nothing started");
+}
