@@ -183,9 +183,12 @@ async fn schemathesis(
         "--no-color".into(),
     ];
     args.extend(extra.iter().map(|a| (*a).to_owned()));
+    // Schemathesis keeps caches in its working directory: a scratch one, not the repository.
+    let scratch = tempfile::tempdir().unwrap();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(st)
             .args(args)
+            .current_dir(scratch.path())
             .output()
             .expect("schemathesis runs")
     })
