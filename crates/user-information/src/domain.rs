@@ -154,6 +154,8 @@ pub struct SecretAccess {
     pub payment_method_id: PaymentMethodId,
     pub actor: String,
     pub accessed_at: DateTime<Utc>,
+    /// The revealing request's `X-Request-Id`, to find it in the logs.
+    pub request_id: Option<String>,
 }
 
 /// `customers/<id>`: everything secret of one customer lives under here.

@@ -292,12 +292,14 @@ impl Customers {
         Ok(())
     }
 
-    /// Reveals a payment secret to `actor`, recording the access before anything is returned.
+    /// Reveals a payment secret to `actor` (in request `request_id`), recording the access before
+    /// anything is returned.
     pub async fn reveal(
         &self,
         customer: CustomerId,
         id: PaymentMethodId,
         actor: &str,
+        request_id: Option<&str>,
     ) -> Result<(PaymentMethod, SecretValue), ServiceError> {
         let method = self
             .store
@@ -310,6 +312,7 @@ impl Customers {
                 payment_method_id: id,
                 actor: actor.to_owned(),
                 accessed_at: now(),
+                request_id: request_id.map(str::to_owned),
             })
             .await?;
         tracing::info!(customer_id = %customer, payment_method_id = %id, actor, "payment secret revealed");
@@ -323,10 +326,18 @@ impl Customers {
         Ok((method, secret))
     }
 
+    /// The reveal audit trail of a payment method of `customer`, oldest first (also for a
+    /// method since removed: the trail outlives it).
     pub async fn secret_accesses(
         &self,
+        customer: CustomerId,
         id: PaymentMethodId,
     ) -> Result<Vec<SecretAccess>, ServiceError> {
-        Ok(self.store.secret_accesses(id).await?)
+        self.get(customer).await?;
+        let accesses = self.store.secret_accesses(id).await?;
+        Ok(accesses
+            .into_iter()
+            .filter(|access| access.customer_id == customer)
+            .collect())
     }
 }

@@ -558,13 +558,14 @@ mod suite {
     pub async fn secret_accesses_are_kept_in_order(b: Backend) {
         let customer = CustomerId::new();
         let method = PaymentMethodId::new();
-        let accesses: Vec<SecretAccess> = ["payments-a", "payments-b"]
+        let accesses: Vec<SecretAccess> = [("payments-a", Some("req-1")), ("payments-b", None)]
             .into_iter()
-            .map(|actor| SecretAccess {
+            .map(|(actor, request)| SecretAccess {
                 customer_id: customer,
                 payment_method_id: method,
                 actor: actor.to_owned(),
                 accessed_at: now(),
+                request_id: request.map(str::to_owned),
             })
             .collect();
         for access in &accesses {

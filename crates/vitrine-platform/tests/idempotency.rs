@@ -87,11 +87,20 @@ async fn a_request_held_past_its_ttl_keeps_its_key(store: Arc<dyn IdempotencySto
         async move { send(&app, request("held", "{}", Some(&token))).await }
     });
     tokio::time::sleep(LOCK_TTL * 2).await;
-    let (status, _, _) = send(&app, request("held", "{}", Some(&token))).await;
+    let busy = app
+        .clone()
+        .oneshot(request("held", "{}", Some(&token)))
+        .await
+        .unwrap();
     assert_eq!(
-        status,
+        busy.status(),
         StatusCode::CONFLICT,
         "the held request still owns the key"
+    );
+    assert_eq!(
+        busy.headers()["retry-after"],
+        "1",
+        "and says when to ask again"
     );
 
     let (status, body, _) = first.await.unwrap();

@@ -191,6 +191,18 @@ mod checks {
             .send()
             .await
             .unwrap();
+        let mut allowed: Vec<String> = wrong_method.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .collect();
+        allowed.sort();
+        assert_eq!(
+            allowed,
+            ["GET", "HEAD", "POST"],
+            "a 405 says what is allowed"
+        );
         problem_fields(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
 
         let bad_limit = app.get("/v1/customers?limit=0", &admin).await;
@@ -391,17 +403,32 @@ mod checks {
         let revealed: Value = revealed.json().await.unwrap();
         assert_eq!(revealed["card"]["number"], CARD);
 
-        let audit = app
-            .user_information
-            .secret_accesses(pm.parse().unwrap())
-            .await
-            .unwrap();
+        // The audit trail, through the API: who, when, which request.
+        let accesses = format!("{methods}/{pm}/secret-accesses");
+        problem_fields(app.get(&accesses, &owner).await, StatusCode::FORBIDDEN).await;
+        let audit: Value = app.get(&accesses, &app.admin()).await.json().await.unwrap();
+        let items = audit["items"].as_array().unwrap();
         assert_eq!(
-            audit.len(),
+            items.len(),
             1,
-            "every reveal is audited, refused ones are not reveals"
+            "every reveal is audited, refused ones are not reveals: {audit}"
         );
-        assert_eq!(audit[0].actor, "test-payments");
+        assert_eq!(items[0]["actor"], "test-payments");
+        assert!(
+            items[0]["request_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty()),
+            "{audit}"
+        );
+        let elsewhere = format!(
+            "/v1/customers/{}/payment-methods/{pm}/secret-accesses",
+            uuid::Uuid::now_v7()
+        );
+        problem_fields(
+            app.get(&elsewhere, &app.admin()).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
 
         let rows = app.database_text().await;
         assert!(

@@ -386,6 +386,18 @@ mod checks {
         .await["stock"]
             .clone();
         assert_eq!(stock["reserved"], 0, "all or nothing");
+        // A product that does not exist is a mistake in the request, not a shortage.
+        let ghost = uuid::Uuid::now_v7().to_string();
+        let unknown = app
+            .post(
+                "/v1/reservations",
+                &buyer,
+                &json!({"items": [{"product_id": a, "quantity": 1}, {"product_id": ghost, "quantity": 1}]}),
+            )
+            .await;
+        let body = json_of(unknown, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(body["errors"][0]["field"], "items[1].product_id", "{body}");
+        assert_eq!(body["errors"][0]["message"], "no such product");
 
         let invalid = app
             .post(

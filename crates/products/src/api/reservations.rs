@@ -15,7 +15,7 @@ use vitrine_platform::http::{
 use super::{AppState, ReadAfter, reservation_status, shortage_message, token_header};
 use crate::domain::{
     BuyerId, NewReservation, ProductId, Quantity, Reservation, ReservationId, ReservationItem,
-    ReservationStatus,
+    ReservationStatus, Shortage,
 };
 use crate::service::{ServiceError, now};
 use crate::store::{ConsistencyToken, Freshness};
@@ -183,8 +183,8 @@ fn reservation_response(
         (status = 201, body = ReservationOut, headers(("Location" = String), ("Consistency-Token" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a customer or admin token, or the customer is suspended or closed", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not enough stock: `errors` names each short item (`items[i].product_id`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock, or a product is inactive: `errors` names each such item (`items[i].product_id`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid input, or a product that does not exist: `errors` names each field (`items[i].product_id`: no such product)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -220,8 +220,14 @@ pub async fn create(
             ))
         }
         Err(ServiceError::Shortages(shortages)) => {
+            // A product that does not exist is a mistake in the request (422); stock that is
+            // short or a product that is inactive is the catalogue's state (409).
+            let unknown = shortages
+                .iter()
+                .any(|(_, shortage)| matches!(shortage, Shortage::Unknown));
             let errors = shortages
                 .into_iter()
+                .filter(|(_, shortage)| !unknown || matches!(shortage, Shortage::Unknown))
                 .filter_map(|(product, shortage)| {
                     let index = requested.iter().position(|(id, _)| *id == product)?;
                     Some(FieldError::new(
@@ -230,6 +236,9 @@ pub async fn create(
                     ))
                 })
                 .collect();
+            if unknown {
+                return Err(ApiError::Validation(errors));
+            }
             Err(ApiError::ConflictOn {
                 detail: "not enough stock: nothing was reserved".to_owned(),
                 errors,

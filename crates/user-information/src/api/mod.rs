@@ -73,6 +73,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payment_methods::add, payment_methods::list))
         .routes(routes!(payment_methods::remove))
         .routes(routes!(payment_methods::reveal))
+        .routes(routes!(payment_methods::secret_accesses))
         .routes(routes!(customers::lookup))
 }
 

@@ -423,12 +423,16 @@ pub async fn reveal(
     State(state): State<AppState>,
     principal: Principal,
     AppPath((id, pm_id)): AppPath<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     principal.require_any(&[Role::Payments])?;
     let customer = customer_id(&id)?;
+    let request_id = headers
+        .get(vitrine_platform::http::REQUEST_ID)
+        .and_then(|value| value.to_str().ok());
     let (method, secret) = state
         .customers
-        .reveal(customer, method_id(&pm_id)?, &principal.subject)
+        .reveal(customer, method_id(&pm_id)?, &principal.subject, request_id)
         .await?;
     let body = match method.instrument {
         MaskedInstrument::Card {
@@ -462,4 +466,56 @@ pub async fn reveal(
         AppJson(body),
     )
         .into_response())
+}
+
+/// One reveal of a payment secret: who, when, in which request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretAccessOut {
+    /// The token's subject that revealed it.
+    #[schema(example = "ana@financeiro")]
+    pub actor: String,
+    pub accessed_at: DateTime<Utc>,
+    /// The request's `X-Request-Id` (absent for reveals recorded before it was kept).
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretAccessList {
+    /// Oldest first.
+    pub items: Vec<SecretAccessOut>,
+}
+
+/// Who revealed this payment method's secret, and when (`admin` or `payments`); kept after the
+/// method is removed.
+#[utoipa::path(
+    get, path = "/v1/customers/{id}/payment-methods/{pm_id}/secret-accesses", tag = "payment-methods",
+    operation_id = "payment_methods_secret_accesses",
+    params(("id" = Uuid, Path), ("pm_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = SecretAccessList),
+        (status = 403, description = "Not an admin or payments token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such customer", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn secret_accesses(
+    State(state): State<AppState>,
+    principal: Principal,
+    AppPath((id, pm_id)): AppPath<(String, String)>,
+) -> Result<AppJson<SecretAccessList>, ApiError> {
+    principal.require_any(&[Role::Admin, Role::Payments])?;
+    let accesses = state
+        .customers
+        .secret_accesses(customer_id(&id)?, method_id(&pm_id)?)
+        .await?;
+    Ok(AppJson(SecretAccessList {
+        items: accesses
+            .into_iter()
+            .map(|access| SecretAccessOut {
+                actor: access.actor,
+                accessed_at: access.accessed_at,
+                request_id: access.request_id,
+            })
+            .collect(),
+    }))
 }

@@ -348,14 +348,15 @@ impl CustomerStore for PostgresStore {
 
     async fn record_secret_access(&self, access: &SecretAccess) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO secret_access_audit (id, customer_id, payment_method_id, actor, accessed_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO secret_access_audit (id, customer_id, payment_method_id, actor, accessed_at, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(uuid::Uuid::now_v7())
         .bind(access.customer_id.as_uuid())
         .bind(access.payment_method_id.as_uuid())
         .bind(&access.actor)
         .bind(access.accessed_at)
+        .bind(&access.request_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -363,7 +364,7 @@ impl CustomerStore for PostgresStore {
 
     async fn secret_accesses(&self, id: PaymentMethodId) -> Result<Vec<SecretAccess>, StoreError> {
         let rows: Vec<SecretAccessRow> = sqlx::query_as(
-            "SELECT customer_id, payment_method_id, actor, accessed_at FROM secret_access_audit \
+            "SELECT customer_id, payment_method_id, actor, accessed_at, request_id FROM secret_access_audit \
              WHERE payment_method_id = $1 ORDER BY accessed_at, id",
         )
         .bind(id.as_uuid())

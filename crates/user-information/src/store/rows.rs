@@ -243,6 +243,7 @@ pub(super) struct SecretAccessRow {
     pub payment_method_id: Uuid,
     pub actor: String,
     pub accessed_at: DateTime<Utc>,
+    pub request_id: Option<String>,
 }
 
 impl From<SecretAccessRow> for SecretAccess {
@@ -252,6 +253,7 @@ impl From<SecretAccessRow> for SecretAccess {
             payment_method_id: PaymentMethodId::from_uuid(row.payment_method_id),
             actor: row.actor,
             accessed_at: row.accessed_at,
+            request_id: row.request_id,
         }
     }
 }

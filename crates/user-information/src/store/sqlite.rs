@@ -365,14 +365,15 @@ impl CustomerStore for SqliteStore {
 
     async fn record_secret_access(&self, access: &SecretAccess) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO secret_access_audit (id, customer_id, payment_method_id, actor, accessed_at) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO secret_access_audit (id, customer_id, payment_method_id, actor, accessed_at, request_id) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(uuid::Uuid::now_v7())
         .bind(access.customer_id.as_uuid())
         .bind(access.payment_method_id.as_uuid())
         .bind(&access.actor)
         .bind(access.accessed_at)
+        .bind(&access.request_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -380,7 +381,7 @@ impl CustomerStore for SqliteStore {
 
     async fn secret_accesses(&self, id: PaymentMethodId) -> Result<Vec<SecretAccess>, StoreError> {
         let rows: Vec<SecretAccessRow> = sqlx::query_as(
-            "SELECT customer_id, payment_method_id, actor, accessed_at FROM secret_access_audit \
+            "SELECT customer_id, payment_method_id, actor, accessed_at, request_id FROM secret_access_audit \
              WHERE payment_method_id = ? ORDER BY id",
         )
         .bind(id.as_uuid())

@@ -194,10 +194,13 @@ fn describe_data_error(path: &str, raw: &str) -> (String, String) {
         let name = rest.trim_end_matches('`');
         return (join(&field, name), "appears more than once".to_owned());
     }
-    let message = if message.starts_with("invalid type") {
+    // An array where an object is expected reaches serde's sequence form of the struct.
+    let array_for_object =
+        message.starts_with("invalid length") && expected.is_some_and(|e| e.starts_with("struct "));
+    let message = if message.starts_with("invalid type") || array_for_object {
         format!(
             "has the wrong type: expected {}",
-            expected.unwrap_or("another type")
+            expected.map_or("another type", json_type)
         )
     } else if message.starts_with("invalid value") || message.starts_with("unknown variant") {
         format!(
@@ -223,6 +226,20 @@ fn describe_data_error(path: &str, raw: &str) -> (String, String) {
         },
         message,
     )
+}
+
+/// serde's expectation in JSON's words: clients see `an integer`, never `i64`.
+fn json_type(expected: &str) -> &str {
+    match expected {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
+        "f32" | "f64" => "a number",
+        "a string" | "a borrowed string" | "a character" => "a string",
+        "a boolean" => "true or false",
+        "a sequence" => "an array",
+        other if other.starts_with("struct ") || other == "a map" => "an object",
+        other => other,
+    }
 }
 
 fn join(parent: &str, name: &str) -> String {
@@ -301,6 +318,19 @@ mod tests {
             field_error(r#"{"name":4111111111111111,"exp_month":1,"address":{"postal_code":"1"}}"#);
         assert_eq!(error.field, "name");
         assert!(!error.message.contains("4111"), "{}", error.message);
+    }
+
+    #[test]
+    fn type_errors_speak_json_not_rust() {
+        let error = field_error(r#"{"name":"a","exp_month":"x","address":{"postal_code":"1"}}"#);
+        assert_eq!(
+            error.message,
+            "has the wrong type: expected a non-negative integer"
+        );
+        let error = field_error(r#"{"name":"a","exp_month":1,"address":[]}"#);
+        assert_eq!(error.message, "has the wrong type: expected an object");
+        let error = field_error(r#"{"name":true,"exp_month":1,"address":{"postal_code":"1"}}"#);
+        assert_eq!(error.message, "has the wrong type: expected a string");
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub use json::AppJson;
 pub use path::AppPath;
 pub use query::AppQuery;
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The header carrying each request's id (set when the client sends none, echoed back).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps a service router with what every Vitrine endpoint gets: request ids, a request span,
 /// metrics, a body limit, a timeout, panics and bare errors turned into problem+json, and a

@@ -47,6 +47,10 @@ pub fn conventions(openapi: &mut OpenApi) {
                 .security
                 .as_ref()
                 .is_some_and(|requirements| !requirements.is_empty());
+            let idempotent =
+                operation.parameters.iter().flatten().any(
+                    |parameter| matches!(parameter, RefOr::T(p) if p.name == "Idempotency-Key"),
+                );
             let validated = describe_shared_headers(operation.parameters.as_deref_mut());
             let body = operation.request_body.is_some();
             let responses = &mut operation.responses.responses;
@@ -59,6 +63,10 @@ pub fn conventions(openapi: &mut OpenApi) {
             }
             if body {
                 statuses.extend(["400", "413", "415", "422"]);
+            }
+            if idempotent {
+                // The same key while its first request still runs (with `Retry-After`).
+                statuses.push("409");
             }
             for status in statuses {
                 responses

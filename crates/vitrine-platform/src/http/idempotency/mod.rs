@@ -361,10 +361,19 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
         .map_err(|e| ApiError::internal(e).into_response())?;
     match begin {
         Begin::Replay(stored) => Ok(replay(stored)),
-        Begin::InFlight => Err(ApiError::Conflict(
-            "a request with this Idempotency-Key is still being processed".to_owned(),
-        )
-        .into_response()),
+        Begin::InFlight => {
+            let mut busy = ApiError::Conflict(
+                "a request with this Idempotency-Key is still being processed; retry after \
+                 Retry-After seconds to get its response"
+                    .to_owned(),
+            )
+            .into_response();
+            busy.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+            Err(busy)
+        }
         Begin::Mismatch => Err(ApiError::invalid(
             "Idempotency-Key",
             "was already used for a different request; use a new key",
