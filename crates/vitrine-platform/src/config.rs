@@ -120,6 +120,16 @@ pub struct Settings {
 /// Where embedded data lives unless `VITRINE_DATA_DIR` says otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./vitrine-data";
 
+/// Kubernetes injects `VITRINE_PORT`, `VITRINE_SERVICE_HOST`, `VITRINE_PORT_8080_TCP_ADDR`...
+/// into every pod when a Service is named `vitrine`: they are not settings.
+fn service_link(key: &str) -> bool {
+    key == "port"
+        || key.starts_with("port_")
+        || key == "service_host"
+        || key == "service_port"
+        || key.starts_with("service_port_")
+}
+
 /// `VITRINE_*` variables that belong to the project's scripts, not to a process's settings.
 const SCRIPT_PREFIXES: [&str; 3] = ["test_", "stack_", "tools_"];
 
@@ -207,7 +217,7 @@ impl Settings {
         // the project's own scripts (`VITRINE_TEST_*`, `VITRINE_STACK_*`, `VITRINE_TOOLS_*`).
         figment.merge(Env::prefixed("VITRINE_").ignore(&["config"]).filter(|key| {
             let key = key.as_str().to_ascii_lowercase();
-            !SCRIPT_PREFIXES.iter().any(|p| key.starts_with(p))
+            !SCRIPT_PREFIXES.iter().any(|p| key.starts_with(p)) && !service_link(&key)
         }))
     }
 
@@ -449,6 +459,8 @@ mod tests {
             jail.set_env("VITRINE_CUSTOMER_DIRECTORY", "grpc");
             jail.set_env("VITRINE_LISTN", "127.0.0.1:1");
             jail.set_env("VITRINE_TEST_ANYTHING", "belongs to the test scripts");
+            jail.set_env("VITRINE_PORT_8080_TCP_ADDR", "10.0.0.1");
+            jail.set_env("VITRINE_SERVICE_HOST", "10.0.0.1");
             let figment = Settings::figment(Some(Path::new("vitrine.toml")));
             let errors = ConfigError::check(&figment, figment.extract())
                 .unwrap_err()
@@ -466,6 +478,10 @@ mod tests {
                 );
             }
             assert!(!errors.contains("TEST_ANYTHING"), "{errors}");
+            assert!(
+                !errors.contains("SERVICE_HOST") && !errors.contains("PORT_8080"),
+                "{errors}"
+            );
             Ok(())
         });
     }

@@ -19,8 +19,8 @@ use vitrine_platform::http::idempotency::{
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 /// How long the handler holds a request: several reservation TTLs.
-const HOLD: Duration = Duration::from_millis(1200);
-const LOCK_TTL: Duration = Duration::from_millis(300);
+const HOLD: Duration = Duration::from_millis(4500);
+const LOCK_TTL: Duration = Duration::from_millis(1500);
 
 /// A POST whose effect is counted; `deny` in the body gets 403 (nothing runs).
 fn app(store: Arc<dyn IdempotencyStore>, effects: Arc<AtomicU32>) -> Router {

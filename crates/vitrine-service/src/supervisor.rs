@@ -203,9 +203,21 @@ mod tests {
 
     fn quick() -> Backoff {
         Backoff {
-            first: Duration::from_millis(300),
-            max: Duration::from_millis(300),
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(1),
             reset_after: Duration::from_secs(60),
+        }
+    }
+
+    /// Waits up to `seconds` for `condition` (a loaded machine may be slow, never fast).
+    async fn within(seconds: u64, condition: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        while !condition() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not within {seconds} s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -225,12 +237,12 @@ mod tests {
         let shutdown = CancellationToken::new();
         let running = supervisor.spawn(vec![task], shutdown.clone());
 
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let reason = check.check().await.expect_err("down after the panic");
         assert!(reason.contains("relay panicked: worker bug"), "{reason}");
 
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(runs.load(Ordering::SeqCst), 2, "restarted once");
+        within(5, || runs.load(Ordering::SeqCst) == 2).await;
+        within(5, || supervisor.down().is_empty()).await;
         assert_eq!(check.check().await, Ok(()), "ready again");
 
         shutdown.cancel();
@@ -249,13 +261,12 @@ mod tests {
         let supervisor = Supervisor::new(quick());
         let shutdown = CancellationToken::new();
         let running = supervisor.spawn(vec![task], shutdown.clone());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             supervisor.down(),
             vec![("sweeper", "stopped on its own".to_owned())]
         );
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        assert!(runs.load(Ordering::SeqCst) >= 3, "kept restarting");
+        within(10, || runs.load(Ordering::SeqCst) >= 3).await;
         shutdown.cancel();
         running.await.unwrap();
     }

@@ -277,6 +277,7 @@ mod checks {
         assert_eq!(looked_up.json::<Value>().await.unwrap()["outcome"], "found");
         problem_fields(app.get(&lookup, &as_alice).await, StatusCode::FORBIDDEN).await;
         for public in [
+            app.get("/v1/products", &service).await,
             app.get(&format!("/v1/customers/{alice}"), &service).await,
             app.get("/v1/customers", &service).await,
             app.post("/v1/customers", &service, &customer_body(&unique_cnpj()))

@@ -235,9 +235,13 @@ impl Authenticator {
                 retry_after: Duration::from_secs(5),
             },
         })?;
-        if !parts.uri.path().starts_with(INTERNAL_PREFIX) {
-            // Checked here, once for every handler, rather than trusted to each role check.
+        if !parts.uri.path().starts_with(INTERNAL_PREFIX) && principal.has(Role::Service) {
+            // Checked here, once for every handler, rather than trusted to each role check;
+            // a service-only token is refused outright (some public reads need no role).
             principal.roles.retain(|role| *role != Role::Service);
+            if principal.roles.is_empty() {
+                return Err(ApiError::Forbidden);
+            }
         }
         Ok(principal)
     }

@@ -416,21 +416,36 @@ impl Reservation {
     /// Runs `work`, extending the reservation every third of its TTL until it finishes: a slow
     /// handler keeps its key; only a dead (or stalled) process loses it.
     async fn held_while<F: std::future::Future>(&self, work: F) -> F::Output {
-        tokio::pin!(work);
-        let every = self.ttl / 3;
-        loop {
-            tokio::select! {
-                output = &mut work => return output,
-                () = tokio::time::sleep(every) => {
-                    let until = until(Utc::now(), self.ttl);
-                    match self.store.extend(&self.scope, &self.key, &self.owner, until).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!("an idempotency key was taken over while its request ran"),
-                        Err(error) => tracing::warn!(error = format!("{error:#}"), "extending an idempotency key failed"),
+        // The extender runs on its own task: the handler keeps running while an extension
+        // waits (for SQLite's write lock, or a pooled connection the handler itself holds).
+        let (store, scope, key, owner, ttl) = (
+            Arc::clone(&self.store),
+            self.scope.clone(),
+            self.key.clone(),
+            self.owner.clone(),
+            self.ttl,
+        );
+        let extender = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                match store
+                    .extend(&scope, &key, &owner, until(Utc::now(), ttl))
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("an idempotency key was taken over while its request ran")
                     }
+                    Err(error) => tracing::warn!(
+                        error = format!("{error:#}"),
+                        "extending an idempotency key failed"
+                    ),
                 }
             }
-        }
+        });
+        let output = work.await;
+        extender.abort();
+        output
     }
 
     async fn release(&self) {
