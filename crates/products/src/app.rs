@@ -326,8 +326,6 @@ impl ReadinessCheck for DatabaseCheck {
     }
 }
 
-/// Reported, but reads do not need it: without the cache they go to the database.
-#[derive(Debug)]
 /// Whether seller checks can be answered: with request/reply, whether this process's reply
 /// queue exists (it is recreated if another replica's janitor deleted it after a stall).
 struct DirectoryCheck(Arc<dyn CustomerDirectory>);
@@ -343,6 +341,8 @@ impl ReadinessCheck for DirectoryCheck {
     }
 }
 
+/// Reported, but reads do not need it: without the cache they go to the database.
+#[derive(Debug)]
 struct CacheCheck(ProductCache);
 
 #[async_trait]

@@ -7,8 +7,6 @@ use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. Safe to call more than once (later calls are no-ops), which
-/// keeps tests that build several apps in one process simple.
 /// Standard output that drops what it cannot write. When the reader went away (`vitrine | head
 /// -1`), a failed write must not turn into a panic (tracing reports write errors on stderr,
 /// which may be the same closed pipe) or keep the process from shutting down.
@@ -26,6 +24,8 @@ impl std::io::Write for LossyStdout {
     }
 }
 
+/// Installs the global subscriber. Safe to call more than once (later calls are no-ops), which
+/// keeps tests that build several apps in one process simple.
 pub fn init(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
