@@ -531,10 +531,12 @@ pub async fn close(
     let id = customer_id(&id)?;
     // Closing is an end state: closing again (a retry of this request, whatever its If-Match)
     // is the same success, and the erasure it started is already guaranteed.
-    if state.customers.get(id).await?.status == crate::domain::CustomerStatus::Closed {
+    let current = state.customers.get(id).await?;
+    if current.status == crate::domain::CustomerStatus::Closed {
         return Ok(StatusCode::NO_CONTENT);
     }
-    let expected = expected_version(&state, id, &if_match).await?;
+    // The same read answers If-Match (no second fetch).
+    let expected = if_match.expect(current.version)?;
     state.customers.close(id, expected).await?;
     Ok(StatusCode::NO_CONTENT)
 }
