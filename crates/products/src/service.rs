@@ -192,11 +192,13 @@ impl Catalog {
 
     /// Compares up to `max` sellers with active products (least recently checked first) with
     /// user-information, correcting the projection where it is wrong; returns how many it
-    /// checked. Stops at the first unavailable answer (the next round tries again).
+    /// checked. A seller whose answer cannot be used (unknown, no version, or a failed write) is
+    /// still stamped as checked, so it cannot hold the head of every round; the round stops
+    /// only when user-information is unavailable (the next round tries again).
     pub async fn reconcile_sellers(&self, max: i64) -> Result<usize, ServiceError> {
         let mut checked = 0;
         for seller in self.store.sellers_to_reconcile(max).await? {
-            match self
+            let outcome = match self
                 .directory
                 .lookup(seller.as_uuid(), self.lookup_timeout)
                 .await
@@ -205,15 +207,31 @@ impl Catalog {
                     status,
                     version: Some(version),
                     ..
-                } => self.reconcile(seller, standing_of(status), version).await?,
-                Lookup::Found { version: None, .. } => {}
+                } => self.reconcile(seller, standing_of(status), version).await,
+                Lookup::Found { version: None, .. } => {
+                    tracing::warn!(seller_id = %seller, "user-information answered without a version; seller not reconciled");
+                    self.store
+                        .seller_checked(seller, now())
+                        .await
+                        .map_err(Into::into)
+                }
                 Lookup::NotFound => {
                     tracing::warn!(seller_id = %seller, "a seller with active products is unknown to user-information");
+                    self.store
+                        .seller_checked(seller, now())
+                        .await
+                        .map_err(Into::into)
                 }
                 Lookup::Unavailable(why) => {
                     tracing::warn!(reason = %why, "seller reconciliation paused: user-information unavailable");
                     break;
                 }
+            };
+            if let Err(error) = outcome {
+                tracing::error!(seller_id = %seller, error = %error, "seller reconciliation failed for this seller; moving on");
+                // Best effort: if even the stamp fails, the database is down and the next
+                // round starts over anyway.
+                let _ = self.store.seller_checked(seller, now()).await;
             }
             checked += 1;
         }

@@ -493,6 +493,10 @@ impl ProductStore for ReadThenWrite {
         self.inner.sellers_to_reconcile(max).await
     }
 
+    async fn seller_checked(&self, seller: SellerId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.seller_checked(seller, now).await
+    }
+
     async fn current_position(&self) -> Result<products::store::ConsistencyToken, StoreError> {
         self.inner.current_position().await
     }

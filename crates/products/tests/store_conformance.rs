@@ -9,16 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use products::cache::ProductCache;
 use products::domain::{
     Delta, ManualMovement, MovementReason, NewProduct, NewReservation, Price, Product,
     ProductChanges, ProductDetails, ProductId, ProductStatus, Quantity, ReservationId,
     ReservationItem, ReservationStatus, SellerId, SellerStanding, Shortage, Sku, Text,
 };
+use products::service::Catalog;
 use products::store::{
     Freshness, PostgresStore, ProductFilter, ProductStore, ReplicaOptions, SellerUpdate,
     SqliteStore, StoreError,
 };
+use user_information_client::{CustomerDirectory, CustomerStatus, Lookup};
 use vitrine_kernel::{Currency, Money, PageLimit};
+use vitrine_platform::cache::MemoryCache;
 
 /// A store under test, with whatever must outlive it, and a way to check the invariants.
 struct Backend {
@@ -194,6 +198,10 @@ macro_rules! suite {
             #[tokio::test]
             async fn reconciliation_corrects_a_wrong_or_pinned_projection() {
                 super::reconciliation_corrects_a_wrong_or_pinned_projection(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn a_seller_that_cannot_be_reconciled_does_not_hold_the_line() {
+                super::a_seller_that_cannot_be_reconciled_does_not_hold_the_line(super::$backend().await).await;
             }
             #[tokio::test]
             async fn concurrent_reservations_never_oversell() {
@@ -901,6 +909,66 @@ async fn reconciliation_corrects_a_wrong_or_pinned_projection(b: Backend) {
     let due_after = b.store.sellers_to_reconcile(10).await.unwrap();
     assert_eq!(due_after.first(), Some(&never_checked), "{due_after:?}");
     assert_eq!(due.last(), Some(&quiet), "{due:?}");
+}
+
+/// A directory that knows only `known` and records whom it was asked about.
+#[derive(Debug)]
+struct ScriptedDirectory {
+    known: SellerId,
+    asked: std::sync::Mutex<Vec<SellerId>>,
+}
+
+#[async_trait::async_trait]
+impl CustomerDirectory for ScriptedDirectory {
+    async fn lookup(&self, id: uuid::Uuid, _timeout: Duration) -> Lookup {
+        let seller = SellerId::from_uuid(id);
+        self.asked.lock().unwrap().push(seller);
+        if seller == self.known {
+            Lookup::Found {
+                id,
+                cnpj: "11222333000181".to_owned(),
+                legal_name: "Conhecida".to_owned(),
+                status: CustomerStatus::Suspended,
+                version: Some(2),
+            }
+        } else {
+            Lookup::NotFound
+        }
+    }
+}
+
+/// A seller user-information does not know is stamped as checked, so the next round (one
+/// seller at a time here) reaches the seller behind it instead of asking about it forever.
+async fn a_seller_that_cannot_be_reconciled_does_not_hold_the_line(b: Backend) {
+    let unknown = SellerId::new();
+    create(&b, unknown, "UNKNOWN", 1).await;
+    let known = SellerId::new();
+    let product = create(&b, known, "KNOWN", 1).await;
+    let directory = Arc::new(ScriptedDirectory {
+        known,
+        asked: Default::default(),
+    });
+    let catalog = Catalog::new(
+        Arc::clone(&b.store),
+        Arc::clone(&directory) as Arc<dyn CustomerDirectory>,
+        ProductCache::new(
+            Arc::new(MemoryCache::new(10)),
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        ),
+        Duration::from_secs(1),
+    );
+    for _ in 0..2 {
+        assert_eq!(catalog.reconcile_sellers(1).await.unwrap(), 1);
+    }
+    let asked = directory.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2);
+    assert!(
+        asked.contains(&unknown) && asked.contains(&known),
+        "each round asked about a different seller: {asked:?}"
+    );
+    assert_eq!(fresh(&b, product.id).await.status, ProductStatus::Inactive);
+    b.check_invariants().await;
 }
 
 async fn concurrent_reservations_never_oversell(b: Backend) {

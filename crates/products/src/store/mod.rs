@@ -224,6 +224,11 @@ pub trait ProductStore: Send + Sync + std::fmt::Debug {
     /// Up to `max` sellers with active products, least recently reconciled first.
     async fn sellers_to_reconcile(&self, max: i64) -> Result<Vec<SellerId>, StoreError>;
 
+    /// Records that `seller` was looked at without changing its standing (user-information
+    /// does not know it, or its answer could not be applied), so it goes to the back of the
+    /// line instead of holding the head of every round.
+    async fn seller_checked(&self, seller: SellerId, now: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// A token at least as new as every write committed so far, for reads that must not see
     /// anything older than "now" (filling the cache). Zero when every read is fresh anyway.
     async fn current_position(&self) -> Result<ConsistencyToken, StoreError>;

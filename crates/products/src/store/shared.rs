@@ -869,6 +869,19 @@ macro_rules! impl_product_store {
                     .collect())
             }
 
+            async fn seller_checked(
+                &self,
+                seller: $crate::domain::SellerId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE sellers SET checked_at = $2 WHERE id = $1")
+                    .bind(seller.as_uuid())
+                    .bind(now)
+                    .execute(self.primary())
+                    .await?;
+                Ok(())
+            }
+
             async fn current_position(
                 &self,
             ) -> Result<$crate::store::ConsistencyToken, $crate::store::StoreError> {
