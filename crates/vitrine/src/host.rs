@@ -64,6 +64,22 @@ pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
     }
 }
 
+/// In embedded mode, the lock on the data directory for `services`: taken before anything
+/// opens the directory's databases, queues or signing key, so a second process is refused
+/// before it has touched them.
+pub fn lock_data_dir(
+    settings: &Settings,
+    services: &[&dyn Service],
+) -> anyhow::Result<Option<DataDirLock>> {
+    match settings.mode {
+        Mode::Embedded => Ok(Some(DataDirLock::acquire(
+            &settings.data_dir,
+            &services.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        )?)),
+        Mode::Production => Ok(None),
+    }
+}
+
 /// The adapters every hosted service shares, chosen from configuration. The embedded transport
 /// belongs to this process, so its topology (that of `services`) is provisioned here; shared
 /// SNS/SQS topology is provisioned once per environment by `vitrine provision`.
@@ -109,21 +125,14 @@ pub struct Host {
 impl Host {
     /// Starts each service with the shared adapters, binds `settings.listen` (port 0 picks a
     /// free one) and assembles their routes with the operational endpoints. `openapi` is the
-    /// document `/docs` shows.
+    /// document `/docs` shows; `data_lock` (from [`lock_data_dir`]) is held while it serves.
     pub async fn start(
         shared: &Shared,
+        data_lock: Option<DataDirLock>,
         services: &[&dyn Service],
         openapi: OpenApi,
     ) -> anyhow::Result<Host> {
         let settings = &shared.settings;
-        // Before anything opens the directory's databases or queues.
-        let data_lock = match settings.mode {
-            Mode::Embedded => Some(DataDirLock::acquire(
-                &settings.data_dir,
-                &services.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            )?),
-            Mode::Production => None,
-        };
         let mut started = Vec::with_capacity(services.len());
         for service in services {
             started.push(

@@ -19,6 +19,8 @@ use vitrine_platform::http::auth::Authenticator;
 use vitrine_platform::{Settings, server, telemetry};
 use vitrine_service::{Service, Shared};
 
+use crate::data_lock::DataDirLock;
+
 pub use host::{Host, MESSAGING_FILE, authenticator, transport};
 
 /// Every Vitrine service. A new service is one line here (see the README's checklist).
@@ -70,7 +72,8 @@ pub struct Server {
 impl Server {
     /// Opens every store, runs migrations and binds `settings.listen` (port 0 picks a free one).
     pub async fn build(settings: &Settings) -> anyhow::Result<Server> {
-        Self::start(host::shared(settings, SERVICES).await?).await
+        let lock = host::lock_data_dir(settings, SERVICES)?;
+        Self::start(host::shared(settings, SERVICES).await?, lock).await
     }
 
     /// Builds with a given token verifier and message transport (already provisioned).
@@ -79,16 +82,17 @@ impl Server {
         authenticator: Arc<Authenticator>,
         transport: Arc<dyn Transport>,
     ) -> anyhow::Result<Server> {
-        Self::start(Shared {
+        let lock = host::lock_data_dir(settings, SERVICES)?;
+        let shared = Shared {
             settings: settings.clone(),
             authenticator,
             transport,
-        })
-        .await
+        };
+        Self::start(shared, lock).await
     }
 
-    async fn start(shared: Shared) -> anyhow::Result<Server> {
-        let host = Host::start(&shared, SERVICES, openapi()).await?;
+    async fn start(shared: Shared, lock: Option<DataDirLock>) -> anyhow::Result<Server> {
+        let host = Host::start(&shared, lock, SERVICES, openapi()).await?;
         Ok(Server {
             host,
             transport: shared.transport,
@@ -143,8 +147,9 @@ pub async fn run_single(service: &'static dyn Service) -> anyhow::Result<()> {
         .get_matches();
     let settings = Settings::load()?;
     telemetry::init(&settings.log, settings.log_format);
+    let lock = host::lock_data_dir(&settings, &[service])?;
     let shared = host::shared(&settings, &[service]).await?;
-    let host = Host::start(&shared, &[service], service.openapi()).await?;
+    let host = Host::start(&shared, lock, &[service], service.openapi()).await?;
     tracing::info!(address = %host.local_addr(), "{} ready", service.name());
     let shutdown = CancellationToken::new();
     server::cancel_on_signal(shutdown.clone());

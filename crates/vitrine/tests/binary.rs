@@ -730,6 +730,31 @@ async fn one_server_per_data_directory() {
     stop(third);
 }
 
+/// The refusal comes before anything else touches the directory: a refused process has not
+/// created a signing key, a database or a queue file there.
+#[test]
+fn a_refused_server_leaves_the_data_directory_untouched() {
+    let (_root, data_dir, _logs) = scratch();
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let held = std::fs::File::create(data_dir.join("products.lock")).unwrap();
+    held.try_lock().unwrap();
+
+    let refused = Command::new(BIN)
+        .env_clear()
+        .env("VITRINE_DATA_DIR", &data_dir)
+        .env("VITRINE_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "the server ran");
+    let mut left: Vec<String> = std::fs::read_dir(&data_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".lock"))
+        .collect();
+    left.sort();
+    assert!(left.is_empty(), "the refused process wrote {left:?}");
+}
+
 /// Waits up to `seconds` for `process` to exit; its status.
 fn exited_within(process: &mut Process, seconds: u64) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(seconds);
