@@ -16,8 +16,10 @@
 //!   janitor ([`Transport::delete_expired_queues`]), so any live replica (or the restarted one)
 //!   deletes the dead one's queue once it expires.
 //! - **Self-healing**: a process that stalled longer than the TTL finds its queue deleted by
-//!   another's janitor; its listener or heartbeat notices (the queue is unknown) and recreates
-//!   it, and [`Requester::reply_path`] reports the reply path down until then (readiness).
+//!   another's janitor; its listener or heartbeat notices (the queue is unknown) and creates a
+//!   new one under a new name (SQS refuses a queue name for 60 s after its deletion), and
+//!   [`Requester::reply_path`] reports the reply path down until then (readiness). Requests
+//!   sent meanwhile name the old queue and time out, as they would have anyway.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,15 +72,15 @@ type Waiters = Arc<Mutex<HashMap<Uuid, oneshot::Sender<Envelope>>>>;
 #[derive(Debug)]
 pub struct Requester {
     transport: Arc<dyn Transport>,
-    reply_queue: String,
     waiters: Waiters,
     reply_path: Arc<ReplyPath>,
 }
 
-/// Whether this process's reply queue exists, and how to bring it back.
+/// This process's reply queue: its current name, whether it exists, and how to bring it back.
 #[derive(Debug)]
 struct ReplyPath {
-    queue: String,
+    prefix: String,
+    queue: Mutex<String>,
     ttl: Duration,
     up: AtomicBool,
     /// One recreation at a time (the listener and the heartbeat may both notice).
@@ -86,21 +88,33 @@ struct ReplyPath {
 }
 
 impl ReplyPath {
-    /// The queue turned out to be gone: recreate it, reporting the path down until it is back.
-    async fn recreate(&self, transport: &dyn Transport) {
+    fn fresh_name(prefix: &str) -> String {
+        format!("{prefix}-replies-{}", Uuid::now_v7().simple())
+    }
+
+    fn queue(&self) -> String {
+        self.queue.lock().expect("reply queue lock").clone()
+    }
+
+    /// The queue `gone` turned out to be deleted: create a new one, reporting the path down
+    /// until it exists. A new name, because SQS refuses to create a queue under a name deleted
+    /// less than 60 s ago; nothing else knows the old name but requests already lost.
+    async fn recreate(&self, transport: &dyn Transport, gone: &str) {
         let _one = self.recreating.lock().await;
+        if self.queue() != gone {
+            return; // the other task got here first
+        }
         self.up.store(false, Ordering::SeqCst);
-        tracing::warn!(queue = %self.queue, "reply queue was deleted (this process stalled past its TTL?); recreating it");
-        match transport
-            .create_temporary_queue(&self.queue, self.ttl)
-            .await
-        {
+        let queue = Self::fresh_name(&self.prefix);
+        tracing::warn!(%gone, %queue, "reply queue was deleted (this process stalled past its TTL?); creating a new one");
+        match transport.create_temporary_queue(&queue, self.ttl).await {
             Ok(()) => {
+                *self.queue.lock().expect("reply queue lock") = queue.clone();
                 self.up.store(true, Ordering::SeqCst);
-                tracing::info!(queue = %self.queue, "reply queue recreated");
+                tracing::info!(%queue, "reply queue recreated");
             }
             Err(error) => {
-                tracing::warn!(%error, queue = %self.queue, "recreating the reply queue failed; retrying")
+                tracing::warn!(%error, %queue, "creating a new reply queue failed; retrying")
             }
         }
     }
@@ -115,19 +129,19 @@ impl Requester {
         options: RequesterOptions,
         shutdown: CancellationToken,
     ) -> Result<Arc<Requester>, TransportError> {
-        let reply_queue = format!("{prefix}-replies-{}", Uuid::now_v7().simple());
+        let reply_queue = ReplyPath::fresh_name(prefix);
         transport
             .create_temporary_queue(&reply_queue, options.queue_ttl)
             .await?;
         let reply_path = Arc::new(ReplyPath {
-            queue: reply_queue.clone(),
+            prefix: prefix.to_owned(),
+            queue: Mutex::new(reply_queue),
             ttl: options.queue_ttl,
             up: AtomicBool::new(true),
             recreating: tokio::sync::Mutex::new(()),
         });
         let requester = Arc::new(Requester {
             transport: Arc::clone(&transport),
-            reply_queue: reply_queue.clone(),
             waiters: Arc::default(),
             reply_path: Arc::clone(&reply_path),
         });
@@ -141,8 +155,9 @@ impl Requester {
         Ok(requester)
     }
 
-    pub fn reply_queue(&self) -> &str {
-        &self.reply_queue
+    /// The current name of this process's reply queue (it changes if the queue is recreated).
+    pub fn reply_queue(&self) -> String {
+        self.reply_path.queue()
     }
 
     /// Whether replies can reach this process: `Err` while its reply queue is gone and not yet
@@ -158,7 +173,7 @@ impl Requester {
     /// Deletes the reply queue now (for short-lived callers such as CLI commands, which exit
     /// right after their request and cannot wait for the shutdown path).
     pub async fn close(&self) -> Result<(), TransportError> {
-        self.transport.delete_queue(&self.reply_queue).await
+        self.transport.delete_queue(&self.reply_queue()).await
     }
 
     /// Sends `request` to `queue` and waits up to `timeout` for the reply, decoded as `R`.
@@ -168,7 +183,7 @@ impl Requester {
         mut request: Envelope,
         timeout: Duration,
     ) -> Result<Outcome<R>, TransportError> {
-        request.replyto = Some(self.reply_queue.clone());
+        request.replyto = Some(self.reply_queue());
         request.deadline =
             Some(Utc::now() + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX));
         let (sender, receiver) = oneshot::channel();
@@ -212,8 +227,8 @@ async fn listen(
     waiters: Waiters,
     shutdown: CancellationToken,
 ) {
-    let queue = path.queue.clone();
     while !shutdown.is_cancelled() {
+        let queue = path.queue();
         let received = tokio::select! {
             () = shutdown.cancelled() => break,
             received = transport.receive(&queue, 10, Duration::from_secs(1), Duration::from_secs(30)) => received,
@@ -239,7 +254,7 @@ async fn listen(
                 }
             }
             Err(TransportError::Unknown(_)) => {
-                path.recreate(&*transport).await;
+                path.recreate(&*transport, &queue).await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(error) => {
@@ -256,17 +271,17 @@ async fn heartbeat(
     options: RequesterOptions,
     shutdown: CancellationToken,
 ) {
-    let queue = path.queue.clone();
     let mut tick = tokio::time::interval(options.heartbeat);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {
+                let queue = path.queue();
                 match transport.renew_queue(&queue, options.queue_ttl).await {
                     Ok(()) => {}
                     // Deleted as expired (this process stalled longer than the TTL): without
                     // its queue every later request would time out, so bring it back.
-                    Err(TransportError::Unknown(_)) => path.recreate(&*transport).await,
+                    Err(TransportError::Unknown(_)) => path.recreate(&*transport, &queue).await,
                     Err(error) => tracing::warn!(%error, %queue, "renewing the reply queue failed"),
                 }
                 match transport.delete_expired_queues().await {
@@ -277,6 +292,7 @@ async fn heartbeat(
             }
         }
     }
+    let queue = path.queue();
     if let Err(error) = transport.delete_queue(&queue).await {
         tracing::warn!(%error, %queue, "deleting the reply queue on shutdown failed; it will expire");
     }

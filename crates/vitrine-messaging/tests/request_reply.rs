@@ -174,7 +174,7 @@ async fn reply_queues_of_dead_callers_are_deleted() {
         if !queues.contains(&dead.to_owned()) {
             assert_eq!(
                 queues,
-                vec![live.reply_queue().to_owned()],
+                vec![live.reply_queue()],
                 "the live caller's queue stays"
             );
             break;

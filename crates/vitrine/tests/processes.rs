@@ -557,15 +557,9 @@ async fn a_stalled_caller_gets_its_reply_queue_back() {
         .await
         .unwrap();
     let seller = seller["id"].as_str().unwrap().to_owned();
-    let reply_queues = async || {
-        stack
-            .sqs
-            .list_queues("products-replies-")
-            .await
-            .unwrap()
-            .len()
-    };
-    assert_eq!(reply_queues().await, 2, "one reply queue per replica");
+    let reply_queues = async || stack.sqs.list_queues("products-replies-").await.unwrap();
+    let before = reply_queues().await;
+    assert_eq!(before.len(), 2, "one reply queue per replica");
 
     let signal = |signal: &str| {
         let pid = stalled.child.id().to_string();
@@ -579,13 +573,18 @@ async fn a_stalled_caller_gets_its_reply_queue_back() {
     };
     signal("-STOP");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while reply_queues().await != 1 {
+    let survivor = loop {
+        let left = reply_queues().await;
+        if left.len() == 1 {
+            break left;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "the janitor never deleted it"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    let deleted: Vec<_> = before.iter().filter(|q| !survivor.contains(q)).collect();
     signal("-CONT");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -612,7 +611,12 @@ async fn a_stalled_caller_gets_its_reply_queue_back() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert_eq!(reply_queues().await, 2, "its reply queue is back");
+    let after = reply_queues().await;
+    assert_eq!(after.len(), 2, "its reply queue is back: {after:?}");
+    assert!(
+        deleted.iter().all(|q| !after.contains(q)),
+        "under a new name (SQS refuses a deleted name for 60 s): {after:?}"
+    );
     let ready = client
         .get(format!("{}/health/ready", stalled.base))
         .send()
