@@ -1,6 +1,7 @@
 //! The `Idempotency-Key` middleware end to end, on both stores: a request that outlives the
 //! reservation's TTL keeps its key (a retry meanwhile is 409, never a second effect); nothing is
-//! judged before the caller is authenticated; a refused request does not burn its key.
+//! judged before the caller is authenticated, and a caller the middleware cannot authenticate
+//! is answered there; a refused request does not burn its key.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,10 +25,21 @@ const LOCK_TTL: Duration = Duration::from_millis(1500);
 
 /// A POST whose effect is counted; `deny` in the body gets 403 (nothing runs).
 fn app(store: Arc<dyn IdempotencyStore>, effects: Arc<AtomicU32>) -> Router {
+    app_verifying(store, effects, KEY)
+}
+
+/// As [`app`], with the middleware verifying tokens with `middleware_key` while the handler
+/// verifies them with [`KEY`]: a stand-in for the key provider answering one check and not the
+/// other.
+fn app_verifying(
+    store: Arc<dyn IdempotencyStore>,
+    effects: Arc<AtomicU32>,
+    middleware_key: &[u8],
+) -> Router {
     let authenticator = Arc::new(Authenticator::hs256(KEY).unwrap());
     let mut state = Idempotency::new(
         store,
-        Arc::clone(&authenticator),
+        Arc::new(Authenticator::hs256(middleware_key).unwrap()),
         1024,
         Arc::from(&b"fp"[..]),
     );
@@ -115,16 +127,27 @@ async fn a_request_held_past_its_ttl_keeps_its_key(store: Arc<dyn IdempotencySto
 
 async fn nothing_is_judged_or_kept_for_refused_callers(store: Arc<dyn IdempotencyStore>) {
     let effects = Arc::new(AtomicU32::new(0));
-    let app = app(store, Arc::clone(&effects));
+    let app = app(Arc::clone(&store), Arc::clone(&effects));
     let token = token();
 
-    // Unauthenticated: 401 from the handler's auth, whatever the key looks like.
+    // Unauthenticated: 401, whatever the key looks like.
     let anonymous = Request::post("/things")
         .header("idempotency-key", "")
         .body(Body::empty())
         .unwrap();
     let response = app.clone().oneshot(anonymous).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // The middleware's own check decides: a caller it cannot authenticate is answered there,
+    // never handed on to run without its key reserved.
+    let flickering = app_verifying(
+        Arc::clone(&store),
+        Arc::clone(&effects),
+        b"another key, as when the provider is unreachable",
+    );
+    let (status, _, _) = send(&flickering, request("unverified", "{}", Some(&token))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(effects.load(Ordering::SeqCst), 0, "nothing ran unreserved");
 
     // Refused (403): the key stays free for the caller's next, different request.
     let (status, _, _) = send(&app, request("refused", "deny", Some(&token))).await;

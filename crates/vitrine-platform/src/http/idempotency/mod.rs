@@ -330,11 +330,15 @@ pub async fn idempotency(
 
 async fn run(state: Idempotency, request: Request, next: Next) -> Result<Response, Response> {
     let (mut parts, body) = request.into_parts();
-    // Unauthenticated requests pass through untouched, whatever their key: the handler answers
-    // 401 before anything else is judged.
-    let Ok(principal) = state.authenticator.authenticate(&parts).await else {
-        return Ok(next.run(Request::from_parts(parts, body)).await);
-    };
+    // The caller is authenticated before anything else is judged, and a failure is answered
+    // here (401, 403, or 503 when the signing keys cannot be fetched): handing the request on
+    // would run it unreserved if the handler's own check then succeeded (the key provider back
+    // between the two), which is exactly the double effect the key exists to prevent.
+    let principal = state
+        .authenticator
+        .authenticate(&parts)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let key = parse_key(&parts.headers[&IDEMPOTENCY_KEY])
         .map_err(IntoResponse::into_response)?
         .to_owned();
