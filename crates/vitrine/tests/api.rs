@@ -421,6 +421,32 @@ mod checks {
                 .is_some_and(|id| !id.is_empty()),
             "{audit}"
         );
+        // A caller's well-formed id is kept for correlation; anything else is replaced by a
+        // generated one before it reaches the logs or the audit.
+        let payments = app.token(Role::Payments, None);
+        for (sent, kept) in [("req-2026.12:01_a", true), ("<script> 'x'", false)] {
+            let revealed = app
+                .client
+                .get(format!("{}{secret}", app.base))
+                .bearer_auth(&payments)
+                .header("x-request-id", sent)
+                .send()
+                .await
+                .unwrap();
+            let answered = revealed.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(answered == sent, kept, "{sent:?} answered as {answered:?}");
+            if !kept {
+                uuid::Uuid::parse_str(&answered).expect("a generated id");
+            }
+            let audit: Value = app.get(&accesses, &app.admin()).await.json().await.unwrap();
+            assert_eq!(
+                audit["items"].as_array().unwrap().last().unwrap()["request_id"],
+                answered.as_str()
+            );
+        }
         let elsewhere = format!(
             "/v1/customers/{}/payment-methods/{pm}/secret-accesses",
             uuid::Uuid::now_v7()

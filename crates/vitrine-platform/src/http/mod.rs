@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -70,6 +70,31 @@ pub fn with_common_layers(router: Router, max_body_bytes: usize) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(drop_malformed_request_id))
+}
+
+/// A caller's (or the gateway's) `X-Request-Id` is kept for correlation when it looks like an
+/// id: 1 to 128 characters of letters, digits and `-._:`. Anything else is dropped, so a fresh
+/// one is generated: the id goes into every log line and into audit records, where a caller
+/// must not be able to write arbitrary text.
+async fn drop_malformed_request_id(mut request: Request, next: Next) -> Response {
+    let well_formed = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        (1..=128).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(b))
+    };
+    let mut ids = request.headers().get_all(REQUEST_ID).iter();
+    let keep = match (ids.next(), ids.next()) {
+        (None, _) => true,
+        (Some(id), None) => well_formed(id),
+        (Some(_), Some(_)) => false,
+    };
+    if !keep {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
 }
 
 /// Gives error responses produced outside our handlers (405, timeouts) a problem+json body.
