@@ -22,7 +22,7 @@ use vitrine_platform::http::idempotency::{
     Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
 };
 use vitrine_platform::requirements::Requirements;
-use vitrine_platform::{Mode, Settings, db, keyfile};
+use vitrine_platform::{DirectoryKind, Mode, Settings, db, keyfile};
 use vitrine_service::supervisor::housekeeping;
 use vitrine_service::{QueueCheck, Service, Shared, Started, Task};
 
@@ -390,6 +390,22 @@ impl Service for Definition {
             "the product cache shared by every replica",
         );
         requirements.fingerprint_key(settings);
+        if settings.customer_directory == DirectoryKind::Http {
+            requirements.require(
+                settings.user_information_url.is_some(),
+                "VITRINE_USER_INFORMATION_URL",
+                "user-information's base URL, for customer_directory = http",
+            );
+            requirements.https(
+                settings.user_information_url.as_deref(),
+                "VITRINE_USER_INFORMATION_URL",
+            );
+            requirements.require(
+                settings.service_token.is_some(),
+                "VITRINE_SERVICE_TOKEN",
+                "the service token sent to user-information, for customer_directory = http",
+            );
+        }
     }
 
     async fn migrate(&self, settings: &Settings) -> anyhow::Result<()> {

@@ -630,6 +630,21 @@ fn production_mode_fails_closed_naming_the_missing_setting() {
         plain.contains("VITRINE_VAULT_ADDR: must be an https URL"),
         "{plain}"
     );
+    // The HTTP directory sends the service token to user-information.
+    let http_directory = run(&[
+        ("VITRINE_CUSTOMER_DIRECTORY", "http"),
+        ("VITRINE_USER_INFORMATION_URL", "http://users.example.test"),
+    ]);
+    for problem in [
+        "VITRINE_USER_INFORMATION_URL: must be an https URL",
+        "VITRINE_SERVICE_TOKEN",
+    ] {
+        assert!(http_directory.contains(problem), "{http_directory}");
+    }
+    assert!(
+        run(&[("VITRINE_CUSTOMER_DIRECTORY", "http")]).contains("VITRINE_USER_INFORMATION_URL"),
+        "a missing URL is named"
+    );
     let jwks = [("VITRINE_JWKS_URL", "https://id.example.test/jwks.json")];
     assert!(run(&jwks).contains("VITRINE_TRANSPORT"));
     let sqs = [
