@@ -23,6 +23,7 @@ use vitrine_platform::http::idempotency::{
 };
 use vitrine_platform::requirements::Requirements;
 use vitrine_platform::{DirectoryKind, Mode, Settings, db, keyfile};
+use vitrine_runtime::migrations::{Migrated, Schema};
 use vitrine_service::supervisor::housekeeping;
 use vitrine_service::{QueueCheck, Service, Shared, Started, Task};
 
@@ -70,7 +71,11 @@ impl Products {
         authenticator: Arc<Authenticator>,
         transport: Arc<dyn Transport>,
     ) -> anyhow::Result<Self> {
-        let (store, idempotency_store) = open_database(settings).await?;
+        let Opened {
+            store,
+            idempotency: idempotency_store,
+            ..
+        } = open_database(settings, Schema::Migrate).await?;
         let cache = ProductCache::new(
             open_cache(settings).await?,
             Duration::from_secs(settings.cache_ttl_secs),
@@ -242,11 +247,17 @@ async fn expire_reservations(catalog: Catalog, shutdown: CancellationToken) {
     }
 }
 
-async fn open_database(
-    settings: &Settings,
-) -> anyhow::Result<(Arc<dyn ProductStore>, Arc<dyn IdempotencyStore>)> {
+/// A service's database, opened.
+struct Opened {
+    store: Arc<dyn ProductStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    migrated: Migrated,
+}
+
+async fn open_database(settings: &Settings, schema: Schema) -> anyhow::Result<Opened> {
     match &settings.products_database_url {
         Some(url) => {
+            let database = db::describe_postgres(url);
             let primary = db::postgres(url, settings.database_max_connections).await?;
             let store = match &settings.products_replica_url {
                 Some(replica) => PostgresStore::with_replica(
@@ -259,30 +270,35 @@ async fn open_database(
                 ),
                 None => PostgresStore::new(primary.clone()),
             };
-            store
-                .migrate()
-                .await
-                .context("migrating the products database")?;
-            Ok((Arc::new(store), Arc::new(PgIdempotencyStore::new(primary))))
+            let applied = schema.apply(&database, store.migrate()).await?;
+            Ok(Opened {
+                store: Arc::new(store),
+                idempotency: Arc::new(PgIdempotencyStore::new(primary)),
+                migrated: Migrated { database, applied },
+            })
         }
         None if settings.mode == Mode::Production => anyhow::bail!(
             "mode = production needs VITRINE_PRODUCTS_DATABASE_URL (PostgreSQL); SQLite is embedded-only"
         ),
         None => {
-            let pool = db::sqlite(&settings.data_dir.join(SQLITE_FILE)).await?;
+            let path = settings.data_dir.join(SQLITE_FILE);
+            let database = format!("SQLite {}", path.display());
+            let pool = db::sqlite(&path).await?;
             let store = SqliteStore::new(pool.clone());
-            store
-                .migrate()
-                .await
-                .context("migrating the embedded products database")?;
-            Ok((Arc::new(store), Arc::new(SqliteIdempotencyStore::new(pool))))
+            let applied = schema.apply(&database, store.migrate()).await?;
+            Ok(Opened {
+                store: Arc::new(store),
+                idempotency: Arc::new(SqliteIdempotencyStore::new(pool)),
+                migrated: Migrated { database, applied },
+            })
         }
     }
 }
 
-/// Applies the schema migrations to the configured database and returns (`vitrine migrate`).
-pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    open_database(settings).await.map(|_| ())
+/// Applies the schema migrations to the configured database (`vitrine migrate`): which
+/// database, and what was applied.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<Migrated> {
+    Ok(open_database(settings, Schema::Migrate).await?.migrated)
 }
 
 async fn open_cache(settings: &Settings) -> anyhow::Result<Arc<dyn Cache>> {
@@ -408,7 +424,7 @@ impl Service for Definition {
         }
     }
 
-    async fn migrate(&self, settings: &Settings) -> anyhow::Result<()> {
+    async fn migrate(&self, settings: &Settings) -> anyhow::Result<Migrated> {
         migrate(settings).await
     }
 
@@ -416,7 +432,7 @@ impl Service for Definition {
         &self,
         settings: &Settings,
     ) -> anyhow::Result<Arc<dyn vitrine_messaging::outbox::OutboxStore>> {
-        Ok(open_database(settings).await?.0.outbox())
+        Ok(open_database(settings, Schema::AsIs).await?.store.outbox())
     }
 
     async fn start(&self, shared: &Shared) -> anyhow::Result<Arc<dyn Started>> {

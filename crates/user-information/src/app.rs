@@ -15,6 +15,7 @@ use vitrine_platform::http::idempotency::{
 use vitrine_platform::requirements::Requirements;
 use vitrine_platform::secrets::{LocalSecretStore, SecretStore, VaultAuth, VaultSecretStore};
 use vitrine_platform::{Mode, Settings, db, keyfile};
+use vitrine_runtime::migrations::{Migrated, Schema};
 
 use tokio_util::sync::CancellationToken;
 use vitrine_contracts::user_information as contract;
@@ -64,7 +65,11 @@ impl UserInformation {
     ) -> anyhow::Result<Self> {
         // Secrets first: a misconfigured production process stops before touching the database.
         let (secrets, secrets_key, vault) = open_secrets(settings).await?;
-        let (store, idempotency_store) = open_database(settings).await?;
+        let Opened {
+            store,
+            idempotency: idempotency_store,
+            ..
+        } = open_database(settings, Schema::Migrate).await?;
         let customers = Customers::new(Arc::clone(&store), Arc::clone(&secrets));
         let state = AppState {
             customers: customers.clone(),
@@ -168,18 +173,25 @@ pub fn topology() -> Topology {
     }
 }
 
-async fn open_database(
-    settings: &Settings,
-) -> anyhow::Result<(Arc<dyn CustomerStore>, Arc<dyn IdempotencyStore>)> {
+/// A service's database, opened.
+struct Opened {
+    store: Arc<dyn CustomerStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
+    migrated: Migrated,
+}
+
+async fn open_database(settings: &Settings, schema: Schema) -> anyhow::Result<Opened> {
     match &settings.database_url {
         Some(url) => {
+            let database = db::describe_postgres(url);
             let pool = db::postgres(url, settings.database_max_connections).await?;
             let store = PostgresStore::new(pool.clone());
-            store
-                .migrate()
-                .await
-                .context("migrating the user-information database")?;
-            Ok((Arc::new(store), Arc::new(PgIdempotencyStore::new(pool))))
+            let applied = schema.apply(&database, store.migrate()).await?;
+            Ok(Opened {
+                store: Arc::new(store),
+                idempotency: Arc::new(PgIdempotencyStore::new(pool)),
+                migrated: Migrated { database, applied },
+            })
         }
         None if settings.mode == Mode::Production => {
             anyhow::bail!(
@@ -187,20 +199,24 @@ async fn open_database(
             )
         }
         None => {
-            let pool = db::sqlite(&settings.data_dir.join(SQLITE_FILE)).await?;
+            let path = settings.data_dir.join(SQLITE_FILE);
+            let database = format!("SQLite {}", path.display());
+            let pool = db::sqlite(&path).await?;
             let store = SqliteStore::new(pool.clone());
-            store
-                .migrate()
-                .await
-                .context("migrating the embedded user-information database")?;
-            Ok((Arc::new(store), Arc::new(SqliteIdempotencyStore::new(pool))))
+            let applied = schema.apply(&database, store.migrate()).await?;
+            Ok(Opened {
+                store: Arc::new(store),
+                idempotency: Arc::new(SqliteIdempotencyStore::new(pool)),
+                migrated: Migrated { database, applied },
+            })
         }
     }
 }
 
-/// Applies the schema migrations to the configured database and returns (`vitrine migrate`).
-pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    open_database(settings).await.map(|_| ())
+/// Applies the schema migrations to the configured database (`vitrine migrate`): which
+/// database, and what was applied.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<Migrated> {
+    Ok(open_database(settings, Schema::Migrate).await?.migrated)
 }
 
 /// A purpose-bound key derived from the secrets key (HMAC-SHA256 as a PRF), so one key file
@@ -332,7 +348,7 @@ impl Service for Definition {
         requirements.fingerprint_key(settings);
     }
 
-    async fn migrate(&self, settings: &Settings) -> anyhow::Result<()> {
+    async fn migrate(&self, settings: &Settings) -> anyhow::Result<Migrated> {
         migrate(settings).await
     }
 
@@ -340,7 +356,7 @@ impl Service for Definition {
         &self,
         settings: &Settings,
     ) -> anyhow::Result<Arc<dyn vitrine_messaging::outbox::OutboxStore>> {
-        Ok(open_database(settings).await?.0.outbox())
+        Ok(open_database(settings, Schema::AsIs).await?.store.outbox())
     }
 
     async fn start(&self, shared: &Shared) -> anyhow::Result<Arc<dyn Started>> {

@@ -171,7 +171,7 @@ impl Default for Defaults {
             messaging_prefix: "vitrine".to_owned(),
             customer_directory: DirectoryKind::Messaging,
             reply_queue_ttl_secs: 120,
-            log: "info".to_owned(),
+            log: "info,sqlx::postgres::notice=warn".to_owned(),
             log_format: LogFormat::Auto,
             max_body_bytes: 1024 * 1024,
             shutdown_grace_secs: 20,

@@ -9,7 +9,7 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 
 /// Opens (creating if needed) the SQLite database at `path`.
 ///
@@ -35,11 +35,56 @@ pub async fn sqlite(path: &Path) -> anyhow::Result<SqlitePool> {
         .with_context(|| format!("opening SQLite database {}", path.display()))
 }
 
+/// Parses a PostgreSQL URL, refusing any other scheme by name (a `mysql://` URL would
+/// otherwise be tried as PostgreSQL and fail on something unrelated).
+fn postgres_options(url: &SecretString, what: &str) -> anyhow::Result<PgConnectOptions> {
+    let raw = url.expose_secret();
+    match raw.split_once("://") {
+        Some(("postgres" | "postgresql", _)) => {}
+        Some((scheme, _)) => anyhow::bail!(
+            "the {what} URL has the scheme `{scheme}`, which Vitrine does not support: it needs \
+             PostgreSQL (postgres://user:password@host:5432/database), or no URL at all for the \
+             embedded SQLite database"
+        ),
+        None => anyhow::bail!(
+            "the {what} URL is not a URL: expected postgres://user:password@host:5432/database"
+        ),
+    }
+    // sqlx's parse error may quote the URL, password included: say only that it is invalid.
+    PgConnectOptions::from_str(raw).map_err(|_| anyhow::anyhow!("the {what} URL is invalid"))
+}
+
+/// A PostgreSQL URL as it may be printed: user, host, port and database, never the password.
+pub fn describe_postgres(url: &SecretString) -> String {
+    match postgres_options(url, "database") {
+        Ok(options) => format!(
+            "PostgreSQL {}@{}:{}/{}",
+            options.get_username(),
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or(options.get_username())
+        ),
+        Err(_) => "PostgreSQL (unreadable URL)".to_owned(),
+    }
+}
+
 /// Connects to PostgreSQL. The URL is secret (it may hold a password) and never logged.
+///
+/// One direct connection comes first: a pool reports an unreachable server only as "timed out
+/// waiting for a connection", and the cause (refused, unknown host, bad password, no such
+/// database) is what the operator needs to read.
 pub async fn postgres(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url.expose_secret())
-        .context("the PostgreSQL URL is invalid")?
-        .application_name("vitrine");
+    let options = postgres_options(url, "PostgreSQL")?.application_name("vitrine");
+    let target = describe_postgres(url);
+    let probe = tokio::time::timeout(
+        Duration::from_secs(10),
+        PgConnection::connect_with(&options),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
+    .and_then(|connected| connected.map_err(anyhow::Error::from))
+    .with_context(|| format!("connecting to {target}"))?;
+    let _ = probe.close().await;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -48,15 +93,13 @@ pub async fn postgres(url: &SecretString, max_connections: u32) -> anyhow::Resul
         .test_before_acquire(false)
         .connect_with(options)
         .await
-        .context("connecting to PostgreSQL")
+        .with_context(|| format!("connecting to {target}"))
 }
 
 /// Pools to a read replica: connected lazily (the service starts while the replica is down) and
 /// quick to give up, because a read that cannot reach the replica falls back to the primary.
 pub fn postgres_replica(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url.expose_secret())
-        .context("the replica URL is invalid")?
-        .application_name("vitrine-replica-reader");
+    let options = postgres_options(url, "replica")?.application_name("vitrine-replica-reader");
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_millis(500))

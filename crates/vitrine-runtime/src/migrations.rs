@@ -9,9 +9,82 @@
 //! is numbered by its UTC creation time (`YYYYMMDDHHMMSS_name.sql`), so owners never collide and
 //! a database applies them in the order they were written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
-use sqlx::migrate::{Migration, Migrator};
+use sqlx::migrate::{Migrate, MigrateError, Migration, Migrator};
+use sqlx::{Database, Pool};
+
+/// Whether opening a database brings its schema up to date: services and `vitrine migrate` do;
+/// operator commands that only read or repair (the outbox quarantine) leave it as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    Migrate,
+    AsIs,
+}
+
+impl Schema {
+    /// Runs `migrate` (a store's) when asked to, with `database` named in its error; the
+    /// migrations applied.
+    pub async fn apply<F>(self, database: &str, migrate: F) -> anyhow::Result<Vec<String>>
+    where
+        F: Future<Output = anyhow::Result<Vec<String>>>,
+    {
+        match self {
+            Schema::Migrate => migrate
+                .await
+                .map_err(|error| error.context(format!("migrating {database}"))),
+            Schema::AsIs => Ok(Vec::new()),
+        }
+    }
+}
+
+/// What migrating one service's database did, for `vitrine migrate` to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// The database as it may be printed: a SQLite file's path, or PostgreSQL's
+    /// user@host:port/database (never the password).
+    pub database: String,
+    /// The migrations this run applied (`version description`), in order; empty when the
+    /// database was already up to date.
+    pub applied: Vec<String>,
+}
+
+/// Applies `migrator` to the database behind `pool`; the migrations it applied.
+pub async fn apply<DB>(migrator: &Migrator, pool: &Pool<DB>) -> Result<Vec<String>, MigrateError>
+where
+    DB: Database,
+    DB::Connection: Migrate,
+{
+    let before = {
+        let mut conn = pool.acquire().await?;
+        applied_versions(&mut *conn, migrator).await?
+    };
+    migrator.run(pool).await?;
+    Ok(newly_applied(migrator, &before))
+}
+
+/// Read outside the migrator's lock: two processes migrating the same database at once may
+/// both list a migration that only one of them applied. The schema is right either way.
+async fn applied_versions(
+    conn: &mut (impl Migrate + ?Sized),
+    migrator: &Migrator,
+) -> Result<HashSet<i64>, MigrateError> {
+    conn.ensure_migrations_table(&migrator.table_name).await?;
+    Ok(conn
+        .list_applied_migrations(&migrator.table_name)
+        .await?
+        .into_iter()
+        .map(|applied| applied.version)
+        .collect())
+}
+
+fn newly_applied(migrator: &Migrator, before: &HashSet<i64>) -> Vec<String> {
+    migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect()
+}
 
 /// One migrator running every owner's migrations in version order. Panics when two owners
 /// define the same version: a programming error that must not reach a database.

@@ -48,15 +48,18 @@ pub trait Service: Send + Sync {
     /// the host checks them all, with its own, before starting anything.
     fn production_requirements(&self, settings: &Settings, requirements: &mut Requirements);
 
-    /// The outbox in its database, for operator commands (opening it applies the migrations).
+    /// The outbox in its database, for operator commands (the schema is left as it is).
     async fn outbox(
         &self,
         settings: &Settings,
     ) -> anyhow::Result<Arc<dyn vitrine_messaging::outbox::OutboxStore>>;
 
     /// Applies its migrations (its own tables and those of the libraries it keeps in its
-    /// database) to the configured database.
-    async fn migrate(&self, settings: &Settings) -> anyhow::Result<()>;
+    /// database) to the configured database: which database, and what was applied.
+    async fn migrate(
+        &self,
+        settings: &Settings,
+    ) -> anyhow::Result<vitrine_runtime::migrations::Migrated>;
 
     /// Opens its stores (migrating them) and assembles it, ready to serve.
     async fn start(&self, shared: &Shared) -> anyhow::Result<Arc<dyn Started>>;

@@ -17,6 +17,7 @@ use utoipa::openapi::OpenApi;
 use vitrine_messaging::transport::{Topology, Transport};
 use vitrine_platform::http::auth::Authenticator;
 use vitrine_platform::{Settings, server, telemetry};
+use vitrine_runtime::migrations::Migrated;
 use vitrine_service::{Service, Shared};
 
 use crate::data_lock::DataDirLock;
@@ -51,15 +52,39 @@ pub fn topology() -> Topology {
     vitrine_service::topology(SERVICES.iter().copied())
 }
 
-/// Applies every service's migrations to its configured database (`vitrine migrate`).
-pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+/// Applies every service's migrations to its configured database (`vitrine migrate`), handing
+/// each service's report to `report` as soon as it is done (so a failure on the second still
+/// shows what happened to the first).
+pub async fn migrate(
+    settings: &Settings,
+    mut report: impl FnMut(&str, &Migrated),
+) -> anyhow::Result<()> {
     for service in SERVICES {
-        service
+        let migrated = service
             .migrate(settings)
             .await
             .with_context(|| format!("migrating {}", service.name()))?;
+        report(service.name(), &migrated);
     }
     Ok(())
+}
+
+/// The exit of a command: an error is printed as `error: ...` with its causes, one per line,
+/// and never a backtrace (even with `RUST_BACKTRACE=1`): these are the operator's mistakes
+/// and the world's failures, not bugs, and the causes say what to do.
+pub fn exit_with(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            let mut message = format!("error: {error}\n");
+            for cause in error.chain().skip(1) {
+                message.push_str(&format!("  caused by: {cause}\n"));
+            }
+            // Ignored: with stderr gone there is no one left to tell.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// A bound, ready-to-run embedded server: every service in this process.

@@ -123,8 +123,12 @@ impl From<RoleArg> for Role {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    vitrine::exit_with(run(cli).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&settings).await,
@@ -136,9 +140,22 @@ async fn main() -> anyhow::Result<()> {
         } => token(&settings, role.into(), customer_id, subject, ttl_hours),
         Command::Migrate => {
             telemetry::init(&settings.log, settings.log_format);
-            vitrine::migrate(&settings).await?;
-            println!("migrations applied");
-            Ok(())
+            vitrine::migrate(&settings, |service, migrated| {
+                match migrated.applied.as_slice() {
+                    [] => println!("{service}: {} is up to date", migrated.database),
+                    applied => {
+                        println!(
+                            "{service}: {} - applied {} migration(s):",
+                            migrated.database,
+                            applied.len()
+                        );
+                        for migration in applied {
+                            println!("  {migration}");
+                        }
+                    }
+                }
+            })
+            .await
         }
         Command::Openapi => {
             println!("{}", vitrine::openapi().to_pretty_json()?);

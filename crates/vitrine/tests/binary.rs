@@ -922,3 +922,79 @@ fn configuration_mistakes_are_refused_by_name() {
     }
     assert!(!data_dir.exists(), "nothing started");
 }
+
+/// `vitrine migrate` names each database (never its password) and the migrations it applied;
+/// a URL of another database is refused by its scheme; a connection failure shows its cause;
+/// and no error prints a backtrace, even with `RUST_BACKTRACE=1`.
+#[tokio::test]
+async fn migrate_says_what_it_did() {
+    let (_root, data_dir, _logs) = scratch();
+    let migrate = |env: &[(&str, &str)]| {
+        let mut command = Command::new(BIN);
+        command
+            .env_clear()
+            .env("VITRINE_DATA_DIR", &data_dir)
+            .env("RUST_BACKTRACE", "1")
+            .arg("migrate");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+
+    let (ok, first) = migrate(&[]);
+    assert!(ok, "{first}");
+    for expected in [
+        "user-information: SQLite",
+        "user-information.sqlite3 - applied",
+        "products: SQLite",
+        "  1 initial",
+    ] {
+        assert!(first.contains(expected), "{expected:?} in {first}");
+    }
+    let (ok, again) = migrate(&[]);
+    assert!(ok, "{again}");
+    assert_eq!(again.matches("is up to date").count(), 2, "{again}");
+
+    let url = vitrine_platform::testing::postgres_database().await;
+    let url = secrecy::ExposeSecret::expose_secret(&url).to_owned();
+    let (ok, postgres) = migrate(&[("VITRINE_DATABASE_URL", &url)]);
+    assert!(ok, "{postgres}");
+    let database = url.rsplit('/').next().unwrap();
+    assert!(
+        postgres.contains("user-information: PostgreSQL vitrine@127.0.0.1:")
+            && postgres.contains(&format!("/{database} - applied")),
+        "{postgres}"
+    );
+    assert!(
+        !postgres.contains("notice"),
+        "PostgreSQL's notices stay out: {postgres}"
+    );
+
+    let (ok, mysql) = migrate(&[("VITRINE_DATABASE_URL", "mysql://app:hunter2@db/shop")]);
+    assert!(!ok);
+    assert!(mysql.contains("the scheme `mysql`"), "{mysql}");
+    let closed = format!("postgres://app:hunter2@127.0.0.1:{}/shop", free_port());
+    let (ok, refused) = migrate(&[("VITRINE_PRODUCTS_DATABASE_URL", &closed)]);
+    assert!(!ok);
+    assert!(
+        refused.contains("user-information: SQLite") && refused.contains("is up to date"),
+        "the services before the failure are reported: {refused}"
+    );
+    assert!(
+        refused.contains("error: migrating products")
+            && refused.contains("caused by: connecting to PostgreSQL app@127.0.0.1:")
+            && refused.contains("Connection refused"),
+        "{refused}"
+    );
+    for output in [&mysql, &refused] {
+        assert!(!output.contains("hunter2"), "the password leaked: {output}");
+        assert!(!output.contains("backtrace"), "{output}");
+    }
+}

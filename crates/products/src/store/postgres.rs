@@ -77,9 +77,9 @@ impl PostgresStore {
         }
     }
 
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR.run(&self.primary).await?;
-        Ok(())
+    /// Brings the schema up to date; the migrations it applied (`version description`).
+    pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        Ok(vitrine_runtime::migrations::apply(&MIGRATOR, &self.primary).await?)
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -50,9 +50,9 @@ impl SqliteStore {
         }
     }
 
-    pub async fn migrate(&self) -> anyhow::Result<()> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+    /// Brings the schema up to date; the migrations it applied (`version description`).
+    pub async fn migrate(&self) -> anyhow::Result<Vec<String>> {
+        Ok(vitrine_runtime::migrations::apply(&MIGRATOR, &self.pool).await?)
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -1,6 +1,6 @@
 //! `user-information`: this service alone in a process, as production runs it.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    vitrine::run_single(&user_information::SERVICE).await
+async fn main() -> std::process::ExitCode {
+    vitrine::exit_with(vitrine::run_single(&user_information::SERVICE).await)
 }
