@@ -1,5 +1,6 @@
 //! `vitrine`: runs the embedded all-in-one server, and the admin commands.
 
+use anyhow::Context;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -73,6 +74,9 @@ enum CustomersCommand {
 
 #[derive(Debug, Subcommand)]
 enum MessagesCommand {
+    /// List every queue of the deployment with how many messages it and its dead-letter queue
+    /// hold (approximate on SQS).
+    Queues,
     /// Dead-letter queues: messages that failed every attempt.
     Dlq {
         #[command(subcommand)]
@@ -90,16 +94,44 @@ enum MessagesCommand {
 enum DlqCommand {
     /// Print the dead letters of a queue, one CloudEvent JSON per line, oldest first.
     List {
-        #[arg(long)]
+        /// The queue whose dead letters to print (see `vitrine messages queues`).
+        #[arg(long, value_parser = queue_name)]
         queue: String,
         #[arg(long, default_value_t = 100)]
         max: usize,
     },
     /// Move every dead letter of a queue back to it for another round of attempts.
     Redrive {
-        #[arg(long)]
+        /// The queue to move its dead letters back to (see `vitrine messages queues`).
+        #[arg(long, value_parser = queue_name)]
         queue: String,
     },
+}
+
+/// A queue of the deployment, by name. A dead-letter queue's own name is refused with the name
+/// to use instead: its dead letters are reached (and redriven) through the queue they left.
+fn queue_name(raw: &str) -> Result<String, String> {
+    let names: Vec<String> = vitrine::topology()
+        .queues
+        .into_iter()
+        .map(|queue| queue.name)
+        .collect();
+    if names.iter().any(|name| name == raw) {
+        return Ok(raw.to_owned());
+    }
+    if let Some(base) = names
+        .iter()
+        .find(|name| vitrine_messaging::transport::dead_letter_queue(name) == raw)
+    {
+        return Err(format!(
+            "`{raw}` is the dead-letter queue of `{base}`: name the queue itself \
+             (--queue {base}); its dead letters are listed and redriven through it"
+        ));
+    }
+    Err(format!(
+        "no such queue; the queues are: {}",
+        names.join(", ")
+    ))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -168,8 +200,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 settings.messaging_prefix = prefix;
             }
             let transport = vitrine::transport(&settings).await?;
-            transport.provision(&vitrine::topology()).await?;
-            println!("topology provisioned");
+            let report = transport.provision(&vitrine::topology()).await?;
+            for created in &report.created {
+                println!("created  {created}");
+            }
+            for found in &report.found {
+                println!("found    {found}");
+            }
+            println!(
+                "topology provisioned: {} created, {} already in place",
+                report.created.len(),
+                report.found.len()
+            );
             Ok(())
         }
         Command::Customers {
@@ -183,6 +225,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Messages {
             command: MessagesCommand::Quarantine { max },
         } => quarantine(&settings, max).await,
+        Command::Messages {
+            command: MessagesCommand::Queues,
+        } => queues(&settings).await,
         Command::Messages {
             command: MessagesCommand::Dlq { command },
         } => {
@@ -222,6 +267,44 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     server::cancel_on_signal(shutdown.clone());
     server.run(shutdown).await
+}
+
+/// Every queue of the deployment with its depth and its dead-letter queue's.
+async fn queues(settings: &Settings) -> anyhow::Result<()> {
+    let transport = existing_transport(settings).await?;
+    let topology = vitrine::topology();
+    let width = topology
+        .queues
+        .iter()
+        .map(|queue| queue.name.len())
+        .max()
+        .unwrap_or_default()
+        .max("QUEUE".len());
+    println!(
+        "{:width$}  {:>7}  {:>15}  {:>12}",
+        "QUEUE", "READY", "IN FLIGHT/DELAY", "DEAD LETTERS"
+    );
+    for queue in &topology.queues {
+        let depth = transport.depth(&queue.name).await.with_context(|| {
+            format!(
+                "reading the depth of {} (run `vitrine provision`?)",
+                queue.name
+            )
+        })?;
+        let dead = transport
+            .depth(&vitrine_messaging::transport::dead_letter_queue(
+                &queue.name,
+            ))
+            .await?;
+        println!(
+            "{:width$}  {:>7}  {:>15}  {:>12}",
+            queue.name,
+            depth.ready,
+            depth.not_visible,
+            dead.ready + dead.not_visible
+        );
+    }
+    Ok(())
 }
 
 /// Everything quarantined, per service outbox and per embedded queue.

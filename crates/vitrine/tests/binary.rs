@@ -258,7 +258,7 @@ fn token_refuses_what_no_server_would_accept() {
             &uuid::Uuid::now_v7().to_string(),
         ]
         .as_slice(),
-        &["messages", "dlq", "list", "--queue", "q"],
+        &["messages", "dlq", "list", "--queue", "products"],
     ] {
         let output = Command::new(BIN)
             .env_clear()
@@ -923,6 +923,30 @@ fn configuration_mistakes_are_refused_by_name() {
     assert!(!data_dir.exists(), "nothing started");
 }
 
+/// Runs `vitrine args` on `data_dir` with only `env` set: its exit code and its stdout and
+/// stderr together.
+fn command_output(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("VITRINE_DATA_DIR", data_dir)
+        .args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
 /// `vitrine migrate` names each database (never its password) and the migrations it applied;
 /// a URL of another database is refused by its scheme; a connection failure shows its cause;
 /// and no error prints a backtrace, even with `RUST_BACKTRACE=1`.
@@ -930,22 +954,10 @@ fn configuration_mistakes_are_refused_by_name() {
 async fn migrate_says_what_it_did() {
     let (_root, data_dir, _logs) = scratch();
     let migrate = |env: &[(&str, &str)]| {
-        let mut command = Command::new(BIN);
-        command
-            .env_clear()
-            .env("VITRINE_DATA_DIR", &data_dir)
-            .env("RUST_BACKTRACE", "1")
-            .arg("migrate");
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let output = command.output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
+        let mut env = env.to_vec();
+        env.push(("RUST_BACKTRACE", "1"));
+        let (code, text) = command_output(&data_dir, &["migrate"], &env);
+        (code == Some(0), text)
     };
 
     let (ok, first) = migrate(&[]);
@@ -997,4 +1009,72 @@ async fn migrate_says_what_it_did() {
         assert!(!output.contains("hunter2"), "the password leaked: {output}");
         assert!(!output.contains("backtrace"), "{output}");
     }
+}
+
+/// `vitrine provision` lists what it created and what it found, on the embedded queues and on
+/// SNS/SQS; `vitrine messages queues` lists every queue with its depth; a dead-letter queue's
+/// own name or an unknown one is refused with the names to use.
+#[test]
+fn queue_commands_say_what_they_touch() {
+    let (_root, data_dir, _logs) = scratch();
+    let endpoint = std::env::var("VITRINE_TEST_SQS_ENDPOINT")
+        .expect("VITRINE_TEST_SQS_ENDPOINT: run scripts/test.sh (it starts the SNS/SQS server)");
+    let prefix = format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let sqs: [(&str, &str); 6] = [
+        ("VITRINE_TRANSPORT", "sqs"),
+        ("VITRINE_MESSAGING_PREFIX", &prefix),
+        ("AWS_ENDPOINT_URL", &endpoint),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let vitrine = |args: &[&str], env: &[(&str, &str)]| command_output(&data_dir, args, env);
+
+    for env in [&[][..], &sqs[..]] {
+        let (code, first) = vitrine(&["provision"], env);
+        assert_eq!(code, Some(0), "{first}");
+        for line in [
+            "created  topic products-events",
+            "created  queue products",
+            "created  dead-letter queue products-dlq",
+            "created  subscription user-information-events -> products",
+            "8 created, 0 already in place",
+        ] {
+            assert!(first.contains(line), "{line:?} in {first}");
+        }
+        let (code, again) = vitrine(&["provision"], env);
+        assert_eq!(code, Some(0), "{again}");
+        assert!(
+            again.contains("found    queue products") && again.contains("0 created, 8 already"),
+            "{again}"
+        );
+        let (code, listed) = vitrine(&["messages", "queues"], env);
+        assert_eq!(code, Some(0), "{listed}");
+        assert!(listed.starts_with("QUEUE"), "{listed}");
+        for queue in ["user-information", "products"] {
+            assert!(
+                listed
+                    .lines()
+                    .any(|line| line.split_whitespace().collect::<Vec<_>>()
+                        == [queue, "0", "0", "0"]),
+                "{queue} with empty depths in {listed}"
+            );
+        }
+    }
+
+    let (code, dlq) = vitrine(
+        &["messages", "dlq", "redrive", "--queue", "products-dlq"],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{dlq}");
+    assert!(
+        dlq.contains("is the dead-letter queue of `products`"),
+        "{dlq}"
+    );
+    let (code, unknown) = vitrine(&["messages", "dlq", "list", "--queue", "orders"], &[]);
+    assert_eq!(code, Some(2), "{unknown}");
+    assert!(
+        unknown.contains("the queues are: user-information, products"),
+        "{unknown}"
+    );
 }

@@ -47,11 +47,21 @@ async fn topology(transport: &dyn Transport, max_receives: u32) -> (String, Stri
             },
         ],
     };
-    transport.provision(&topology).await.unwrap();
-    transport
+    let first = transport.provision(&topology).await.unwrap();
+    assert_eq!(
+        (first.created.len(), first.found.len()),
+        (7, 0),
+        "a topic, two queues, their dead-letter queues, two subscriptions: {first:?}"
+    );
+    let again = transport
         .provision(&topology)
         .await
         .expect("provisioning is idempotent");
+    assert_eq!(
+        (again.created.len(), again.found.len()),
+        (0, 7),
+        "{again:?}"
+    );
     (topic, all, some)
 }
 
@@ -81,6 +91,41 @@ pub async fn run_all(transport: &dyn Transport) {
     exhausted_messages_go_to_the_dead_letter_queue_and_back(transport).await;
     unknown_destinations_are_errors(transport).await;
     temporary_queues_expire_unless_renewed(transport).await;
+    depths_count_ready_and_invisible_messages(transport).await;
+}
+
+/// Depth is approximate on SQS, so this waits for the counts to settle.
+pub async fn depths_count_ready_and_invisible_messages(transport: &dyn Transport) {
+    let (_, all, _) = topology(transport, 5).await;
+    for n in 0..3 {
+        transport
+            .send(&all, &event("vitrine.test.kept.v1", n))
+            .await
+            .unwrap();
+    }
+    let taken = transport.receive(&all, 1, WAIT, VISIBILITY).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let expected = super::QueueDepth {
+        ready: 2,
+        not_visible: 1,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let depth = transport.depth(&all).await.unwrap();
+        if depth == expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{depth:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(matches!(
+        transport.depth("no-such-queue").await,
+        Err(TransportError::Unknown(_))
+    ));
+    drain(transport, &all).await;
 }
 
 pub async fn fan_out_respects_filters(transport: &dyn Transport) {

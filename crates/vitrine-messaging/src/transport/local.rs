@@ -13,7 +13,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{
-    Delivery, Publisher, QuarantinedMessage, Topology, Transport, TransportError, dead_letter_queue,
+    Delivery, Provisioned, Publisher, QuarantinedMessage, QueueDepth, Topology, Transport,
+    TransportError, dead_letter_queue,
 };
 use crate::envelope::Envelope;
 
@@ -269,20 +270,32 @@ impl Publisher for LocalTransport {
 
 #[async_trait]
 impl Transport for LocalTransport {
-    async fn provision(&self, topology: &Topology) -> Result<(), TransportError> {
+    async fn provision(&self, topology: &Topology) -> Result<Provisioned, TransportError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for topic in &topology.topics {
-            sqlx::query("INSERT INTO topics (name) VALUES (?) ON CONFLICT DO NOTHING")
-                .bind(topic)
-                .execute(&mut *tx)
-                .await?;
+        let mut report = Provisioned::default();
+        for topic in topology.all_topics() {
+            let created =
+                sqlx::query("INSERT INTO topics (name) VALUES (?) ON CONFLICT DO NOTHING")
+                    .bind(&topic)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+            report.record(created, format!("topic {topic}"));
         }
         for queue in &topology.queues {
             let dlq = dead_letter_queue(&queue.name);
-            sqlx::query("INSERT INTO queues (name, dead_letter, max_receives) VALUES (?, NULL, ?) ON CONFLICT DO NOTHING")
+            let created = sqlx::query("INSERT INTO queues (name, dead_letter, max_receives) VALUES (?, NULL, ?) ON CONFLICT DO NOTHING")
                 .bind(&dlq)
                 .bind(DLQ_MAX_RECEIVES)
                 .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+            report.record(created, format!("dead-letter queue {dlq}"));
+            let existed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM queues WHERE name = ?")
+                .bind(&queue.name)
+                .fetch_optional(&mut *tx)
                 .await?;
             sqlx::query(
                 "INSERT INTO queues (name, dead_letter, max_receives) VALUES (?, ?, ?) \
@@ -294,11 +307,14 @@ impl Transport for LocalTransport {
             .bind(i64::from(queue.max_receives))
             .execute(&mut *tx)
             .await?;
+            report.record(existed.is_none(), format!("queue {}", queue.name));
             for subscription in &queue.subscriptions {
-                sqlx::query("INSERT INTO topics (name) VALUES (?) ON CONFLICT DO NOTHING")
-                    .bind(&subscription.topic)
-                    .execute(&mut *tx)
-                    .await?;
+                let existed: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM subscriptions WHERE topic = ? AND queue = ?")
+                        .bind(&subscription.topic)
+                        .bind(&queue.name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 sqlx::query(
                     "INSERT INTO subscriptions (topic, queue, event_types) VALUES (?, ?, ?) \
                      ON CONFLICT (topic, queue) DO UPDATE SET event_types = excluded.event_types",
@@ -308,10 +324,30 @@ impl Transport for LocalTransport {
                 .bind(serde_json::to_string(&subscription.event_types).expect("strings serialise"))
                 .execute(&mut *tx)
                 .await?;
+                report.record(
+                    existed.is_none(),
+                    format!("subscription {} -> {}", subscription.topic, queue.name),
+                );
             }
         }
         tx.commit().await?;
-        Ok(())
+        Ok(report)
+    }
+
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {
+        self.require_queue(queue).await?;
+        let (ready, not_visible): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(visible_at <= ?1), 0), COALESCE(SUM(visible_at > ?1), 0) \
+             FROM messages WHERE queue = ?2",
+        )
+        .bind(now_ms())
+        .bind(queue)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueDepth {
+            ready: u64::try_from(ready).unwrap_or_default(),
+            not_visible: u64::try_from(not_visible).unwrap_or_default(),
+        })
     }
 
     async fn receive(

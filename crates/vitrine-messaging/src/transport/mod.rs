@@ -54,6 +54,23 @@ pub struct Topology {
     pub queues: Vec<QueueSpec>,
 }
 
+impl Topology {
+    /// The declared topics and those the queues subscribe to, each once, in that order.
+    pub fn all_topics(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        let subscribed = self
+            .queues
+            .iter()
+            .flat_map(|q| q.subscriptions.iter().map(|s| &s.topic));
+        for topic in self.topics.iter().chain(subscribed) {
+            if !all.contains(topic) {
+                all.push(topic.clone());
+            }
+        }
+        all
+    }
+}
+
 /// The name of the dead-letter queue of `queue`.
 pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}-dlq")
@@ -137,10 +154,43 @@ impl TransportError {
     }
 }
 
+/// What [`Transport::provision`] created and what it found already in place, each named as
+/// `topic <name>`, `queue <name>`, `dead-letter queue <name>` or
+/// `subscription <topic> -> <queue>`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Provisioned {
+    pub created: Vec<String>,
+    pub found: Vec<String>,
+}
+
+impl Provisioned {
+    pub(crate) fn record(&mut self, created: bool, what: String) {
+        if created {
+            self.created.push(what);
+        } else {
+            self.found.push(what);
+        }
+    }
+}
+
+/// How many messages a queue holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Visible, waiting for a consumer.
+    pub ready: u64,
+    /// Received and not yet acknowledged, or delayed for a retry.
+    pub not_visible: u64,
+}
+
 #[async_trait]
 pub trait Transport: Publisher {
-    /// Creates (idempotently) every topic, queue, dead-letter queue and subscription.
-    async fn provision(&self, topology: &Topology) -> Result<(), TransportError>;
+    /// Creates (idempotently) every topic, queue, dead-letter queue and subscription; reports
+    /// what it created and what was already there. Queue settings (dead-letter queue, maximum
+    /// receives, event-type filters) are brought up to date on existing ones too.
+    async fn provision(&self, topology: &Topology) -> Result<Provisioned, TransportError>;
+
+    /// How many messages `queue` holds now (approximate on SQS).
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError>;
 
     /// Receives up to `max` messages, waiting up to `wait` for the first. Each stays invisible
     /// for `visibility`, then is redelivered unless acked.

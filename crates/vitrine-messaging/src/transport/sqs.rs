@@ -14,7 +14,10 @@ use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use tokio::sync::RwLock;
 
-use super::{Delivery, Publisher, Topology, Transport, TransportError, dead_letter_queue};
+use super::{
+    Delivery, Provisioned, Publisher, QueueDepth, Topology, Transport, TransportError,
+    dead_letter_queue,
+};
 use crate::envelope::Envelope;
 
 /// SQS's limits: at most 10 messages and 20 s of long polling per receive, 12 h of visibility.
@@ -179,6 +182,32 @@ impl SqsTransport {
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
             .cloned()
             .ok_or_else(|| TransportError::Unavailable(anyhow::anyhow!("queue {url} has no ARN")))
+    }
+
+    /// Whether `queue_arn` is already subscribed to `topic_arn`.
+    async fn subscribed(&self, topic_arn: &str, queue_arn: &str) -> Result<bool, TransportError> {
+        let mut token = None;
+        loop {
+            let page = self
+                .sns
+                .list_subscriptions_by_topic()
+                .topic_arn(topic_arn)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if page
+                .subscriptions()
+                .iter()
+                .any(|s| s.endpoint() == Some(queue_arn))
+            {
+                return Ok(true);
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(false);
+            }
+        }
     }
 
     async fn topic_arn(&self, topic: &str) -> Result<String, TransportError> {
@@ -456,21 +485,19 @@ fn failure(code: &str, message: Option<&str>) -> String {
 
 #[async_trait]
 impl Transport for SqsTransport {
-    async fn provision(&self, topology: &Topology) -> Result<(), TransportError> {
+    async fn provision(&self, topology: &Topology) -> Result<Provisioned, TransportError> {
+        let mut report = Provisioned::default();
         let mut topic_arns = HashMap::new();
-        // Collected up front: an iterator chain of closures held across awaits is not `Send`.
-        let mut all_topics: Vec<String> = topology.topics.clone();
-        for queue in &topology.queues {
-            all_topics.extend(queue.subscriptions.iter().map(|s| s.topic.clone()));
-        }
-        for topic in &all_topics {
-            if topic_arns.contains_key(topic) {
-                continue;
-            }
+        for topic in topology.all_topics() {
+            let existed = match self.topic_arn(&topic).await {
+                Ok(_) => true,
+                Err(TransportError::Unknown(_)) => false,
+                Err(error) => return Err(error),
+            };
             let output = self
                 .sns
                 .create_topic()
-                .name(self.full_name(topic))
+                .name(self.full_name(&topic))
                 .send()
                 .await
                 .map_err(unavailable)?;
@@ -479,12 +506,15 @@ impl Transport for SqsTransport {
                 .write()
                 .await
                 .insert(topic.clone(), arn.clone());
-            topic_arns.insert(topic.clone(), arn);
+            report.record(!existed, format!("topic {topic}"));
+            topic_arns.insert(topic, arn);
         }
+        let existing_queues = self.list_queues("").await?;
         for queue in &topology.queues {
+            let dlq = dead_letter_queue(&queue.name);
             let dlq_url = self
                 .create_queue(
-                    &dead_letter_queue(&queue.name),
+                    &dlq,
                     &[
                         // Dead letters wait for an operator: keep them as long as SQS allows (14 days).
                         (
@@ -494,11 +524,19 @@ impl Transport for SqsTransport {
                     ],
                 )
                 .await?;
+            report.record(
+                !existing_queues.contains(&dlq),
+                format!("dead-letter queue {dlq}"),
+            );
             let dlq_arn = self.queue_arn(&dlq_url).await?;
             let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receives}).to_string();
             let url = self
                 .create_queue(&queue.name, &[(QueueAttributeName::RedrivePolicy, redrive)])
                 .await?;
+            report.record(
+                !existing_queues.contains(&queue.name),
+                format!("queue {}", queue.name),
+            );
             let arn = self.queue_arn(&url).await?;
             if queue.subscriptions.is_empty() {
                 continue;
@@ -528,6 +566,7 @@ impl Transport for SqsTransport {
                 .map_err(unavailable)?;
             for subscription in &queue.subscriptions {
                 let topic_arn = &topic_arns[&subscription.topic];
+                let existed = self.subscribed(topic_arn, &arn).await?;
                 let mut request = self
                     .sns
                     .subscribe()
@@ -542,9 +581,39 @@ impl Transport for SqsTransport {
                     request = request.attributes("FilterPolicy", filter);
                 }
                 request.send().await.map_err(unavailable)?;
+                report.record(
+                    !existed,
+                    format!("subscription {} -> {}", subscription.topic, queue.name),
+                );
             }
         }
-        Ok(())
+        Ok(report)
+    }
+
+    async fn depth(&self, queue: &str) -> Result<QueueDepth, TransportError> {
+        let url = self.queue_url(queue).await?;
+        let output = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|error| queue_error(queue, error))?;
+        let count = |name: QueueAttributeName| {
+            output
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_default()
+        };
+        Ok(QueueDepth {
+            ready: count(QueueAttributeName::ApproximateNumberOfMessages),
+            not_visible: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                + count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
     }
 
     async fn receive(
