@@ -114,6 +114,14 @@ async fn a_request_held_past_its_ttl_keeps_its_key(store: Arc<dyn IdempotencySto
         "1",
         "and says when to ask again"
     );
+    let detail = axum::body::to_bytes(busy.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let detail = String::from_utf8_lossy(&detail);
+    assert!(
+        detail.contains("the key is free again at 20"),
+        "and when the key lapses if its request was cut off: {detail}"
+    );
 
     let (status, body, _) = first.await.unwrap();
     assert_eq!((status, body.as_str()), (StatusCode::CREATED, "effect 1"));

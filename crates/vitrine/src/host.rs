@@ -195,7 +195,9 @@ impl Host {
         if cut_off > 0 {
             anyhow::bail!(
                 "{cut_off} request(s) were still running when the {} s shutdown grace period \
-                 ended and were cut off (VITRINE_SHUTDOWN_GRACE_SECS)",
+                 ended and were cut off (VITRINE_SHUTDOWN_GRACE_SECS); the Idempotency-Keys \
+                 they held stay reserved for up to a minute, since their effects may have \
+                 committed",
                 self.grace.as_secs()
             );
         }
