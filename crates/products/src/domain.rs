@@ -33,8 +33,9 @@ vitrine_kernel::define_id!(
 
 pub use vitrine_kernel::Text;
 
-/// A seller's stock-keeping unit: 1-64 characters of letters, digits, `-`, `_`, `.` and `/`,
-/// kept as given (SKUs are often case-sensitive codes printed on labels).
+/// A seller's stock-keeping unit: 1-64 characters of ASCII letters (no accents), digits, `-`,
+/// `_`, `.` and `/`, kept as given (SKUs are often case-sensitive codes printed on labels).
+/// Surrounding spaces are dropped; any other whitespace is refused, as the OpenAPI pattern says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sku(String);
 
@@ -42,7 +43,7 @@ impl Sku {
     pub const MAX: usize = 64;
 
     pub fn parse(raw: &str) -> Result<Sku, String> {
-        let raw = raw.trim();
+        let raw = raw.trim_matches(' ');
         if raw.is_empty() {
             return Err("must not be blank".to_owned());
         }
@@ -53,7 +54,11 @@ impl Sku {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
         {
-            return Err("may contain only letters, digits, '-', '_', '.' and '/'".to_owned());
+            return Err(
+                "may contain only ASCII letters A-Z and a-z (no accents), digits 0-9, '-', '_', \
+                 '.' and '/'"
+                    .to_owned(),
+            );
         }
         Ok(Sku(raw.to_owned()))
     }
@@ -407,7 +412,12 @@ mod tests {
         assert!(Sku::parse("").is_err());
         assert!(Sku::parse("has space").is_err());
         assert!(Sku::parse(&"A".repeat(65)).is_err());
-        assert!(Sku::parse("ção").is_err());
+        let accented = Sku::parse("ção").unwrap_err();
+        assert!(accented.contains("no accents"), "{accented}");
+        assert!(
+            Sku::parse("\tAB").is_err(),
+            "only spaces are trimmed, as the pattern says"
+        );
     }
 
     #[test]

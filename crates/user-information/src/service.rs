@@ -18,8 +18,8 @@ use vitrine_kernel::{Cursor, Page, PageLimit};
 use vitrine_platform::secrets::{SecretError, SecretStore, SecretValue};
 
 use crate::domain::{
-    Customer, CustomerChanges, CustomerDetails, CustomerId, MaskedInstrument, PaymentMethod,
-    PaymentMethodId, SecretAccess, customer_secrets, payment_method_secret,
+    Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, MaskedInstrument,
+    PaymentMethod, PaymentMethodId, SecretAccess, customer_secrets, payment_method_secret,
 };
 use crate::events;
 use crate::store::{CustomerFilter, CustomerStore, StoreError};
@@ -41,6 +41,12 @@ pub enum ServiceError {
     NotFound,
     #[error("{0} is already registered")]
     Duplicate(&'static str),
+    /// The CNPJ belongs to `existing` (closed customers keep theirs).
+    #[error("the CNPJ belongs to customer {existing}")]
+    CnpjRegistered {
+        existing: CustomerId,
+        status: CustomerStatus,
+    },
     #[error("the resource changed since it was read")]
     VersionMismatch,
     #[error("the customer is closed")]
@@ -129,11 +135,36 @@ impl Customers {
         detached(async move { this.remove_payment_method_now(customer, id).await }).await
     }
 
+    /// Registers a new customer. A CNPJ already registered is refused naming the customer that
+    /// has it, and whether that customer is closed (a closed customer keeps its CNPJ).
     pub async fn register(&self, details: &CustomerDetails) -> Result<Customer, ServiceError> {
-        Ok(self
+        let inserted = self
             .store
             .insert_customer(CustomerId::new(), details, now(), &events::customer_changed)
-            .await?)
+            .await;
+        match inserted {
+            Err(StoreError::Duplicate("cnpj")) => {
+                let filter = CustomerFilter {
+                    cnpj: Some(details.cnpj.clone()),
+                    status: None,
+                };
+                let holder = self
+                    .store
+                    .list_customers(&filter, PageLimit::DEFAULT, None)
+                    .await?
+                    .items
+                    .into_iter()
+                    .next();
+                Err(match holder {
+                    Some(existing) => ServiceError::CnpjRegistered {
+                        existing: existing.id,
+                        status: existing.status,
+                    },
+                    None => ServiceError::Duplicate("cnpj"),
+                })
+            }
+            other => Ok(other?),
+        }
     }
 
     pub async fn get(&self, id: CustomerId) -> Result<Customer, ServiceError> {

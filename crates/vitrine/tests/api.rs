@@ -62,16 +62,42 @@ mod checks {
         );
     }
 
+    /// A second registration of a CNPJ names the customer that has it, and says when that
+    /// customer is closed (closed customers keep their CNPJ).
     pub async fn a_cnpj_registers_once(app: TestApp) {
-        app.create_customer(&customer_body(CNPJ)).await;
-        let again = app
-            .post(
-                "/v1/customers",
-                &app.admin(),
-                &customer_body("12ABC34501DE35"),
+        let id = app.create_customer(&customer_body(CNPJ)).await;
+        let register_again = async || {
+            let again = app
+                .post(
+                    "/v1/customers",
+                    &app.admin(),
+                    &customer_body("12ABC34501DE35"),
+                )
+                .await;
+            assert_eq!(again.status(), StatusCode::CONFLICT);
+            let problem: Value = again.json().await.unwrap();
+            problem["detail"].as_str().unwrap().to_owned()
+        };
+        let detail = register_again().await;
+        assert!(
+            detail.contains("already registered") && detail.contains(&id),
+            "{detail}"
+        );
+        let closed = app
+            .request(
+                Method::DELETE,
+                &format!("/v1/customers/{id}"),
+                Some(&app.admin()),
             )
-            .await;
-        problem_fields(again, StatusCode::CONFLICT).await;
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(closed.status(), StatusCode::NO_CONTENT);
+        let detail = register_again().await;
+        assert!(
+            detail.contains(&id) && detail.contains("which is closed"),
+            "{detail}"
+        );
     }
 
     pub async fn idempotency_key_replays_the_first_response(app: TestApp) {

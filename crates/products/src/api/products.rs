@@ -43,7 +43,8 @@ pub struct ProductIn {
     /// The selling customer (a user-information customer id); a `customer` may only use its own.
     #[schema(format = Uuid)]
     pub seller_id: String,
-    /// Unique per seller: letters, digits, `-`, `_`, `.`, `/`; at most 64.
+    /// Unique per seller: ASCII letters (no accents), digits, `-`, `_`, `.`, `/`; at most 64;
+    /// surrounding spaces are dropped.
     #[schema(example = "CAFE-500G", pattern = "^ *[A-Za-z0-9._/-]{1,64} *$")]
     pub sku: String,
     #[schema(

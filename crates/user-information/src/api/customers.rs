@@ -393,7 +393,7 @@ fn customer_response(status: StatusCode, customer: Customer) -> Response {
             headers(("Location" = String, description = "URL of the new customer"), ("ETag" = String))),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "CNPJ already registered, or the same Idempotency-Key is in flight", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "CNPJ already registered (the detail names the customer that has it, and says when that customer is closed), or the same Idempotency-Key is in flight", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (one entry each)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

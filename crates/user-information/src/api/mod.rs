@@ -18,7 +18,7 @@ use vitrine_platform::http::{
     ApiError, Authenticator, FieldError, Fields, Principal, Problem, Role,
 };
 
-use crate::domain::CustomerId;
+use crate::domain::{CustomerId, CustomerStatus};
 use crate::service::{Customers, ServiceError};
 
 /// What every handler can reach.
@@ -83,6 +83,16 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound => ApiError::NotFound,
             ServiceError::Duplicate(field) => ApiError::Conflict(format!(
                 "a customer with this {field} is already registered"
+            )),
+            ServiceError::CnpjRegistered {
+                existing,
+                status: CustomerStatus::Closed,
+            } => ApiError::Conflict(format!(
+                "this CNPJ belongs to customer {existing}, which is closed; a closed customer \
+                 keeps its CNPJ, so it cannot be registered again"
+            )),
+            ServiceError::CnpjRegistered { existing, .. } => ApiError::Conflict(format!(
+                "a customer with this CNPJ is already registered: {existing}"
             )),
             ServiceError::VersionMismatch => ApiError::PreconditionFailed,
             ServiceError::Closed => ApiError::Conflict("the customer is closed".to_owned()),
