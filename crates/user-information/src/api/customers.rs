@@ -529,7 +529,8 @@ pub async fn close(
 ) -> Result<StatusCode, ApiError> {
     principal.require_any(&[Role::Admin])?;
     let id = customer_id(&id)?;
-    // Closing is an end state: closing again (a retry of this request, whatever its If-Match)
+    // Closing is an end state: closing again (a retry of this request, whatever version its
+    // If-Match names; a malformed one was refused by the extractor, as everywhere)
     // is the same success, and the erasure it started is already guaranteed.
     let current = state.customers.get(id).await?;
     if current.status == crate::domain::CustomerStatus::Closed {
@@ -549,7 +550,7 @@ pub async fn close(
     params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "Found", body = serde_json::Value,
-            example = json!({"outcome": "found", "id": "01a2227f-e7ab-77a2-b3cd-9559341bb6c2", "cnpj": "12ABC34501DE35", "legal_name": "Comercial Exemplo Ltda", "status": "active"})),
+            example = json!({"outcome": "found", "id": "01a2227f-e7ab-77a2-b3cd-9559341bb6c2", "cnpj": "12ABC34501DE35", "legal_name": "Comercial Exemplo Ltda", "status": "active", "version": 3})),
         (status = 403, description = "Not a `service` (or `admin`) token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such customer", body = Problem, content_type = "application/problem+json"),
     ),
