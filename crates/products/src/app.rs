@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use axum::Router;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use user_information_client::CustomerDirectory;
 use utoipa::openapi::OpenApi;
 use vitrine_contracts::products as contract;
@@ -52,6 +53,8 @@ pub struct Products {
     cache: ProductCache,
     /// Stops the request/reply listener once the service has stopped serving.
     requester_stop: CancellationToken,
+    /// Idempotent handlers running detached from their connections.
+    detached_work: TaskTracker,
 }
 
 impl std::fmt::Debug for Products {
@@ -101,13 +104,15 @@ impl Products {
             authenticator: Arc::clone(&authenticator),
         };
         let (router, _) = api::router(state);
+        let idempotency_state = Idempotency::new(
+            Arc::clone(&idempotency_store),
+            authenticator,
+            settings.max_body_bytes,
+            fingerprint_key(settings)?,
+        );
+        let detached_work = idempotency_state.work.clone();
         let router = router.layer(axum::middleware::from_fn_with_state(
-            Idempotency::new(
-                Arc::clone(&idempotency_store),
-                authenticator,
-                settings.max_body_bytes,
-                fingerprint_key(settings)?,
-            ),
+            idempotency_state,
             idempotency,
         ));
         let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![
@@ -126,6 +131,7 @@ impl Products {
             catalog,
             store,
             idempotency: idempotency_store,
+            detached_work,
             transport,
             cache,
             requester_stop,
@@ -453,6 +459,10 @@ impl Started for Products {
 
     fn readiness(&self) -> Vec<Arc<dyn ReadinessCheck>> {
         self.readiness.clone()
+    }
+
+    fn detached_work(&self) -> Option<TaskTracker> {
+        Some(self.detached_work.clone())
     }
 
     fn background(&self) -> Vec<Task> {

@@ -18,6 +18,7 @@ use vitrine_platform::{Mode, Settings, db, keyfile};
 use vitrine_runtime::migrations::{Migrated, Schema};
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use vitrine_contracts::user_information as contract;
 use vitrine_messaging::consumer::{Consumer, ConsumerOptions};
 use vitrine_messaging::relay::Relay;
@@ -46,6 +47,8 @@ pub struct UserInformation {
     transport: Arc<dyn Transport>,
     /// Set when secrets live in Vault: its token is renewed in the background.
     vault: Option<VaultSecretStore>,
+    /// Idempotent handlers running detached from their connections.
+    detached_work: TaskTracker,
 }
 
 impl std::fmt::Debug for UserInformation {
@@ -76,13 +79,15 @@ impl UserInformation {
             authenticator: Arc::clone(&authenticator),
         };
         let (router, _) = api::router(state);
+        let idempotency_state = Idempotency::new(
+            Arc::clone(&idempotency_store),
+            authenticator,
+            settings.max_body_bytes,
+            derive_key(&secrets_key, b"vitrine idempotency fingerprint v1"),
+        );
+        let detached_work = idempotency_state.work.clone();
         let router = router.layer(axum::middleware::from_fn_with_state(
-            Idempotency::new(
-                Arc::clone(&idempotency_store),
-                authenticator,
-                settings.max_body_bytes,
-                derive_key(&secrets_key, b"vitrine idempotency fingerprint v1"),
-            ),
+            idempotency_state,
             idempotency,
         ));
         let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![
@@ -100,6 +105,7 @@ impl UserInformation {
             customers,
             store,
             idempotency: idempotency_store,
+            detached_work,
             transport,
             vault,
         })
@@ -377,6 +383,10 @@ impl Started for UserInformation {
 
     fn readiness(&self) -> Vec<Arc<dyn ReadinessCheck>> {
         self.readiness.clone()
+    }
+
+    fn detached_work(&self) -> Option<TaskTracker> {
+        Some(self.detached_work.clone())
     }
 
     fn background(&self) -> Vec<Task> {

@@ -11,6 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::post;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use vitrine_platform::http::auth::{Authenticator, Principal, Role, TokenIssuer};
 use vitrine_platform::http::idempotency::{
@@ -25,7 +26,7 @@ const LOCK_TTL: Duration = Duration::from_millis(1500);
 
 /// A POST whose effect is counted; `deny` in the body gets 403 (nothing runs).
 fn app(store: Arc<dyn IdempotencyStore>, effects: Arc<AtomicU32>) -> Router {
-    app_verifying(store, effects, KEY)
+    app_verifying(store, effects, KEY, TaskTracker::new())
 }
 
 /// As [`app`], with the middleware verifying tokens with `middleware_key` while the handler
@@ -35,6 +36,7 @@ fn app_verifying(
     store: Arc<dyn IdempotencyStore>,
     effects: Arc<AtomicU32>,
     middleware_key: &[u8],
+    work: TaskTracker,
 ) -> Router {
     let authenticator = Arc::new(Authenticator::hs256(KEY).unwrap());
     let mut state = Idempotency::new(
@@ -44,6 +46,7 @@ fn app_verifying(
         Arc::from(&b"fp"[..]),
     );
     state.lock_ttl = LOCK_TTL;
+    state.work = work;
     Router::new()
         .route(
             "/things",
@@ -152,6 +155,7 @@ async fn nothing_is_judged_or_kept_for_refused_callers(store: Arc<dyn Idempotenc
         Arc::clone(&store),
         Arc::clone(&effects),
         b"another key, as when the provider is unreachable",
+        TaskTracker::new(),
     );
     let (status, _, _) = send(&flickering, request("unverified", "{}", Some(&token))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -162,6 +166,33 @@ async fn nothing_is_judged_or_kept_for_refused_callers(store: Arc<dyn Idempotenc
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _, replayed) = send(&app, request("refused", "{}", Some(&token))).await;
     assert_eq!((status, replayed), (StatusCode::CREATED, false));
+    assert_eq!(effects.load(Ordering::SeqCst), 1);
+}
+
+/// A shutdown cuts the connection off while the handler runs; the handler, detached, finishes
+/// within the window the host gives it and stores its response, so the retry after the
+/// restart is a replay, not a 409 and not a second effect.
+async fn a_cut_off_request_finishes_and_its_retry_replays(store: Arc<dyn IdempotencyStore>) {
+    let effects = Arc::new(AtomicU32::new(0));
+    let work = TaskTracker::new();
+    let cut_off = app_verifying(Arc::clone(&store), Arc::clone(&effects), KEY, work.clone());
+    let token = token();
+    let cut = tokio::time::timeout(
+        Duration::from_millis(300),
+        send(&cut_off, request("cut", "{}", Some(&token))),
+    )
+    .await;
+    assert!(cut.is_err(), "the connection was cut off mid-request");
+    work.close();
+    tokio::time::timeout(HOLD * 2, work.wait())
+        .await
+        .expect("the detached handler finished");
+    let restarted = app(store, Arc::clone(&effects));
+    let (status, body, replayed) = send(&restarted, request("cut", "{}", Some(&token))).await;
+    assert_eq!(
+        (status, body.as_str(), replayed),
+        (StatusCode::CREATED, "effect 1", true)
+    );
     assert_eq!(effects.load(Ordering::SeqCst), 1);
 }
 
@@ -195,6 +226,16 @@ async fn sqlite_held_request_keeps_its_key() {
 #[tokio::test]
 async fn postgres_held_request_keeps_its_key() {
     a_request_held_past_its_ttl_keeps_its_key(postgres_store().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_cut_off_request_replays() {
+    a_cut_off_request_finishes_and_its_retry_replays(sqlite_store().await).await;
+}
+
+#[tokio::test]
+async fn postgres_cut_off_request_replays() {
+    a_cut_off_request_finishes_and_its_retry_replays(postgres_store().await).await;
 }
 
 #[tokio::test]

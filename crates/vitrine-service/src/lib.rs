@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Router;
+use tokio_util::task::TaskTracker;
 use utoipa::openapi::OpenApi;
 use vitrine_messaging::transport::{Topology, Transport};
 use vitrine_platform::Settings;
@@ -72,6 +73,14 @@ pub trait Started: std::any::Any + Send + Sync + std::fmt::Debug {
     fn readiness(&self) -> Vec<Arc<dyn ReadinessCheck>>;
     /// Relays, consumers and housekeeping, which the host runs under a [`Supervisor`].
     fn background(&self) -> Vec<Task>;
+
+    /// Request handlers running detached from their connections (those holding an
+    /// `Idempotency-Key`): after a shutdown's grace period cuts connections off, the host gives
+    /// them a short while more to finish and store their responses, so a retry after the
+    /// restart gets the stored answer instead of a 409.
+    fn detached_work(&self) -> Option<TaskTracker> {
+        None
+    }
 }
 
 /// One OpenAPI document for several services: the paths, schemas and tags of each (shared

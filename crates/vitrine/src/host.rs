@@ -111,6 +111,9 @@ pub fn check_production(settings: &Settings, services: &[&dyn Service]) -> anyho
     requirements.finish(settings)
 }
 
+/// How long idempotent handlers still running after the grace period may take to finish.
+const FINISH_WINDOW: Duration = Duration::from_secs(5);
+
 /// A bound, ready-to-run process serving some services.
 #[derive(Debug)]
 pub struct Host {
@@ -186,18 +189,35 @@ impl Host {
     }
 
     /// Serves until `shutdown` is cancelled, then drains requests and stops background work.
+    /// Idempotent handlers cut off by the grace period get [`FINISH_WINDOW`] more (they run
+    /// detached from their connections) to finish and store their responses.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tasks = self.started.iter().flat_map(|s| s.background()).collect();
         let background = self.supervisor.spawn(tasks, shutdown.clone());
         let cut_off = server::serve(self.listener, self.router, shutdown, self.grace).await?;
+        let detached: Vec<_> = self
+            .started
+            .iter()
+            .filter_map(|s| s.detached_work())
+            .collect();
+        for work in &detached {
+            work.close();
+        }
+        let _ = tokio::time::timeout(FINISH_WINDOW.min(self.grace), async {
+            for work in &detached {
+                work.wait().await;
+            }
+        })
+        .await;
+        let unfinished: usize = detached.iter().map(|work| work.len()).sum();
         let _ = background.await;
-        tracing::info!(cut_off, "shutdown complete");
+        tracing::info!(cut_off, unfinished, "shutdown complete");
         if cut_off > 0 {
             anyhow::bail!(
                 "{cut_off} request(s) were still running when the {} s shutdown grace period \
-                 ended and were cut off (VITRINE_SHUTDOWN_GRACE_SECS); the Idempotency-Keys \
-                 they held stay reserved for up to a minute, since their effects may have \
-                 committed",
+                 ended and were cut off (VITRINE_SHUTDOWN_GRACE_SECS); {unfinished} of them held \
+                 an Idempotency-Key and did not finish: those keys stay reserved for up to a \
+                 minute, since their effects may have committed",
                 self.grace.as_secs()
             );
         }

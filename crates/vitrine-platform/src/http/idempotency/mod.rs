@@ -26,6 +26,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use sha2::Sha256;
+use tokio_util::task::TaskTracker;
 
 use super::auth::Authenticator;
 use super::error::ApiError;
@@ -280,6 +281,9 @@ pub struct Idempotency {
     pub fingerprint_key: Arc<[u8]>,
     /// How long a reservation lasts without being extended ([`LOCK_TTL`]).
     pub lock_ttl: Duration,
+    /// The handlers running detached from their connections, so that a shutdown can let them
+    /// finish (and store their responses) after it has cut the connections off.
+    pub work: TaskTracker,
 }
 
 impl Idempotency {
@@ -295,6 +299,7 @@ impl Idempotency {
             max_body_bytes,
             fingerprint_key,
             lock_ttl: LOCK_TTL,
+            work: TaskTracker::new(),
         }
     }
 }
@@ -399,7 +404,7 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
                 owner,
                 ttl: state.lock_ttl,
             };
-            let work = tokio::spawn(async move {
+            let work = state.work.spawn(async move {
                 let handler = next.run(Request::from_parts(parts, Body::from(bytes)));
                 let response = reservation.held_while(handler).await;
                 reservation.finish(response).await
