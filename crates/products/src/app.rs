@@ -165,7 +165,8 @@ impl Products {
             Task::new("reservation-expiry", move |stop| {
                 expire_reservations(catalog.clone(), stop)
             }),
-            // The seller directory's reply queue lives until the process stops.
+            // The seller directory's reply queue lives until background work stops, after the
+            // requests that may need it have drained.
             Task::new("requester-stop", move |stop| {
                 let requester_stop = requester_stop.clone();
                 async move {

@@ -148,13 +148,13 @@ impl Customers {
                     cnpj: Some(details.cnpj.clone()),
                     status: None,
                 };
+                // Only to say who has it: if this read fails, the conflict is still a conflict.
                 let holder = self
                     .store
                     .list_customers(&filter, PageLimit::DEFAULT, None)
-                    .await?
-                    .items
-                    .into_iter()
-                    .next();
+                    .await
+                    .ok()
+                    .and_then(|page| page.items.into_iter().next());
                 Err(match holder {
                     Some(existing) => ServiceError::CnpjRegistered {
                         existing: existing.id,

@@ -40,7 +40,9 @@ pub async fn sqlite(path: &Path) -> anyhow::Result<SqlitePool> {
 fn postgres_options(url: &SecretString, what: &str) -> anyhow::Result<PgConnectOptions> {
     let raw = url.expose_secret();
     match raw.split_once("://") {
-        Some(("postgres" | "postgresql", _)) => {}
+        Some((scheme, _))
+            if scheme.eq_ignore_ascii_case("postgres")
+                || scheme.eq_ignore_ascii_case("postgresql") => {}
         Some((scheme, _)) => anyhow::bail!(
             "the {what} URL has the scheme `{scheme}`, which Vitrine does not support: it needs \
              PostgreSQL (postgres://user:password@host:5432/database), or no URL at all for the \

@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, HashSet};
 use sqlx::migrate::{Migrate, MigrateError, Migration, Migrator};
 use sqlx::{Database, Pool};
 
+/// sqlx's history table; Vitrine never renames it.
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
 /// Whether opening a database brings its schema up to date: services and `vitrine migrate` do;
 /// operator commands that only read or repair (the outbox quarantine) leave it as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,27 +58,28 @@ where
     DB: Database,
     DB::Connection: Migrate,
 {
-    let before = {
-        let mut conn = pool.acquire().await?;
-        applied_versions(&mut *conn, migrator).await?
-    };
+    let before = applied_versions(pool).await;
     migrator.run(pool).await?;
     Ok(newly_applied(migrator, &before))
 }
 
-/// Read outside the migrator's lock: two processes migrating the same database at once may
-/// both list a migration that only one of them applied. The schema is right either way.
-async fn applied_versions(
-    conn: &mut (impl Migrate + ?Sized),
-    migrator: &Migrator,
-) -> Result<HashSet<i64>, MigrateError> {
-    conn.ensure_migrations_table(&migrator.table_name).await?;
-    Ok(conn
-        .list_applied_migrations(&migrator.table_name)
-        .await?
-        .into_iter()
-        .map(|applied| applied.version)
-        .collect())
+/// The versions applied so far. Read without the migrator's lock and without creating its
+/// table (replicas starting together must leave that to the migrator, which locks first); a
+/// database never migrated has no table, which reads as nothing applied. Two processes
+/// migrating at once may both list a migration only one of them applied: the report can
+/// over-count, the schema is right either way.
+async fn applied_versions<DB>(pool: &Pool<DB>) -> HashSet<i64>
+where
+    DB: Database,
+    DB::Connection: Migrate,
+{
+    let Ok(mut conn) = pool.acquire().await else {
+        return HashSet::new();
+    };
+    conn.list_applied_migrations(MIGRATIONS_TABLE)
+        .await
+        .map(|applied| applied.into_iter().map(|m| m.version).collect())
+        .unwrap_or_default()
 }
 
 fn newly_applied(migrator: &Migrator, before: &HashSet<i64>) -> Vec<String> {

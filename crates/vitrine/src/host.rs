@@ -189,11 +189,16 @@ impl Host {
     }
 
     /// Serves until `shutdown` is cancelled, then drains requests and stops background work.
-    /// Idempotent handlers cut off by the grace period get [`FINISH_WINDOW`] more (they run
-    /// detached from their connections) to finish and store their responses.
+    /// Idempotent handlers cut off by the grace period get [`FINISH_WINDOW`] more (at most the
+    /// grace period again; they run detached from their connections) to finish and store their
+    /// responses.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tasks = self.started.iter().flat_map(|s| s.background()).collect();
-        let background = self.supervisor.spawn(tasks, shutdown.clone());
+        // Background work (consumers, relays, the reply queue of seller lookups) keeps running
+        // while requests drain: a request in its grace period may need it (a product created
+        // during the drain still has its seller checked). It stops once serving has ended.
+        let background_stop = CancellationToken::new();
+        let background = self.supervisor.spawn(tasks, background_stop.clone());
         let cut_off = server::serve(self.listener, self.router, shutdown, self.grace).await?;
         let detached: Vec<_> = self
             .started
@@ -210,14 +215,15 @@ impl Host {
         })
         .await;
         let unfinished: usize = detached.iter().map(|work| work.len()).sum();
+        background_stop.cancel();
         let _ = background.await;
         tracing::info!(cut_off, unfinished, "shutdown complete");
-        if cut_off > 0 {
+        if cut_off > 0 || unfinished > 0 {
             anyhow::bail!(
                 "{cut_off} request(s) were still running when the {} s shutdown grace period \
-                 ended and were cut off (VITRINE_SHUTDOWN_GRACE_SECS); {unfinished} of them held \
-                 an Idempotency-Key and did not finish: those keys stay reserved for up to a \
-                 minute, since their effects may have committed",
+                 ended and were cut off (VITRINE_SHUTDOWN_GRACE_SECS); {unfinished} request(s) \
+                 holding an Idempotency-Key had not finished when the process stopped: those \
+                 keys stay reserved for up to a minute, since their effects may have committed",
                 self.grace.as_secs()
             );
         }

@@ -186,7 +186,9 @@ pub struct QueueDepth {
 pub trait Transport: Publisher {
     /// Creates (idempotently) every topic, queue, dead-letter queue and subscription; reports
     /// what it created and what was already there. Queue settings (dead-letter queue, maximum
-    /// receives, event-type filters) are brought up to date on existing ones too.
+    /// receives) and subscription filters are brought up to date on existing ones too; on SNS
+    /// a filter dropped from the topology stays on an existing subscription until it is
+    /// deleted.
     async fn provision(&self, topology: &Topology) -> Result<Provisioned, TransportError>;
 
     /// How many messages `queue` holds now (approximate on SQS).

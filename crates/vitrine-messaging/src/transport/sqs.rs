@@ -184,8 +184,12 @@ impl SqsTransport {
             .ok_or_else(|| TransportError::Unavailable(anyhow::anyhow!("queue {url} has no ARN")))
     }
 
-    /// Whether `queue_arn` is already subscribed to `topic_arn`.
-    async fn subscribed(&self, topic_arn: &str, queue_arn: &str) -> Result<bool, TransportError> {
+    /// The subscription of `queue_arn` to `topic_arn`, if there is one.
+    async fn subscription(
+        &self,
+        topic_arn: &str,
+        queue_arn: &str,
+    ) -> Result<Option<String>, TransportError> {
         let mut token = None;
         loop {
             let page = self
@@ -196,17 +200,34 @@ impl SqsTransport {
                 .send()
                 .await
                 .map_err(unavailable)?;
-            if page
+            if let Some(found) = page
                 .subscriptions()
                 .iter()
-                .any(|s| s.endpoint() == Some(queue_arn))
+                .find(|s| s.endpoint() == Some(queue_arn))
             {
-                return Ok(true);
+                return Ok(found.subscription_arn().map(str::to_owned));
             }
             token = page.next_token().map(str::to_owned);
             if token.is_none() {
-                return Ok(false);
+                return Ok(None);
             }
+        }
+    }
+
+    /// Whether `queue` exists now (asked directly: `ListQueues` is eventually consistent).
+    async fn queue_exists(&self, queue: &str) -> Result<bool, TransportError> {
+        match self
+            .sqs
+            .get_queue_url()
+            .queue_name(self.full_name(queue))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) => match queue_error(queue, error) {
+                TransportError::Unknown(_) => Ok(false),
+                other => Err(other),
+            },
         }
     }
 
@@ -509,9 +530,9 @@ impl Transport for SqsTransport {
             report.record(!existed, format!("topic {topic}"));
             topic_arns.insert(topic, arn);
         }
-        let existing_queues = self.list_queues("").await?;
         for queue in &topology.queues {
             let dlq = dead_letter_queue(&queue.name);
+            let dlq_existed = self.queue_exists(&dlq).await?;
             let dlq_url = self
                 .create_queue(
                     &dlq,
@@ -524,19 +545,14 @@ impl Transport for SqsTransport {
                     ],
                 )
                 .await?;
-            report.record(
-                !existing_queues.contains(&dlq),
-                format!("dead-letter queue {dlq}"),
-            );
+            report.record(!dlq_existed, format!("dead-letter queue {dlq}"));
             let dlq_arn = self.queue_arn(&dlq_url).await?;
             let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": queue.max_receives}).to_string();
+            let existed = self.queue_exists(&queue.name).await?;
             let url = self
                 .create_queue(&queue.name, &[(QueueAttributeName::RedrivePolicy, redrive)])
                 .await?;
-            report.record(
-                !existing_queues.contains(&queue.name),
-                format!("queue {}", queue.name),
-            );
+            report.record(!existed, format!("queue {}", queue.name));
             let arn = self.queue_arn(&url).await?;
             if queue.subscriptions.is_empty() {
                 continue;
@@ -566,23 +582,42 @@ impl Transport for SqsTransport {
                 .map_err(unavailable)?;
             for subscription in &queue.subscriptions {
                 let topic_arn = &topic_arns[&subscription.topic];
-                let existed = self.subscribed(topic_arn, &arn).await?;
-                let mut request = self
-                    .sns
-                    .subscribe()
-                    .topic_arn(topic_arn)
-                    .protocol("sqs")
-                    .endpoint(&arn)
-                    .attributes("RawMessageDelivery", "true")
-                    .return_subscription_arn(true);
-                if !subscription.event_types.is_empty() {
-                    let filter =
-                        serde_json::json!({ TYPE_ATTRIBUTE: subscription.event_types }).to_string();
-                    request = request.attributes("FilterPolicy", filter);
+                let filter = (!subscription.event_types.is_empty()).then(|| {
+                    serde_json::json!({ TYPE_ATTRIBUTE: subscription.event_types }).to_string()
+                });
+                let existing = self.subscription(topic_arn, &arn).await?;
+                match (&existing, filter) {
+                    // SNS refuses to subscribe again with other attributes: update the filter
+                    // of the subscription in place. (A filter dropped from the topology is
+                    // left on an existing subscription: delete it to widen it.)
+                    (Some(subscription_arn), Some(filter)) => {
+                        self.sns
+                            .set_subscription_attributes()
+                            .subscription_arn(subscription_arn)
+                            .attribute_name("FilterPolicy")
+                            .attribute_value(filter)
+                            .send()
+                            .await
+                            .map_err(unavailable)?;
+                    }
+                    (Some(_), None) => {}
+                    (None, filter) => {
+                        let mut request = self
+                            .sns
+                            .subscribe()
+                            .topic_arn(topic_arn)
+                            .protocol("sqs")
+                            .endpoint(&arn)
+                            .attributes("RawMessageDelivery", "true")
+                            .return_subscription_arn(true);
+                        if let Some(filter) = filter {
+                            request = request.attributes("FilterPolicy", filter);
+                        }
+                        request.send().await.map_err(unavailable)?;
+                    }
                 }
-                request.send().await.map_err(unavailable)?;
                 report.record(
-                    !existed,
+                    existing.is_none(),
                     format!("subscription {} -> {}", subscription.topic, queue.name),
                 );
             }
