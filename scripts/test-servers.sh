@@ -200,16 +200,17 @@ start_openbao() {
   echo "export VITRINE_TEST_BAO_BIN=$bao" >>"$dir/env"
 }
 
-# The OpenAPI tooling API consumers run: a validator and a client generator (the test that uses
-# them also drives the API through the generated client).
+# The tooling API consumers run: an OpenAPI validator and client generator (the test that uses
+# them also drives the API through the generated client), a fuzzer, and the Standard Webhooks
+# reference library that receivers verify deliveries with.
 install_api_tools() {
   local dir=$1 venv
   venv=$(venv_dir)
-  if ! "$venv/bin/python" -c "import openapi_spec_validator, openapi_python_client, schemathesis" 2>/dev/null \
+  if ! "$venv/bin/python" -c "import openapi_spec_validator, openapi_python_client, schemathesis, standardwebhooks" 2>/dev/null \
     || [ "$("$venv/bin/st" --version 2>/dev/null)" != "st, version 4.32.5" ]; then
-    log "installing openapi-spec-validator, openapi-python-client and schemathesis into $venv"
+    log "installing openapi-spec-validator, openapi-python-client, schemathesis and standardwebhooks into $venv"
     "$venv/bin/pip" install -q openapi-spec-validator==0.9.0 openapi-python-client==0.29.1 \
-      schemathesis==4.32.5
+      schemathesis==4.32.5 standardwebhooks==1.1.0
   fi
   echo "export VITRINE_TEST_PYTHON=$venv/bin/python" >>"$dir/env"
   echo "export VITRINE_TEST_SCHEMATHESIS=$venv/bin/st" >>"$dir/env"

@@ -1,0 +1,14 @@
+//! Webhook delivery, shared by the services that send webhooks (products first).
+//!
+//! This crate holds what every delivery needs, whatever stores the endpoints and messages:
+//! - [`secret`]: endpoint signing secrets (`whsec_...`), generated, parsed and never printed;
+//! - [`signature`]: signing and verifying per the Standard Webhooks specification
+//!   (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`);
+//! - [`address_policy`]: the SSRF guard. A webhook URL is chosen by a customer, so every address
+//!   it resolves to is checked when the connection is made (not only at registration, so DNS
+//!   rebinding cannot pass), and private, loopback, link-local, metadata and other special
+//!   ranges are refused unless an operator allow-lists them.
+
+pub mod address_policy;
+pub mod secret;
+pub mod signature;
