@@ -150,6 +150,17 @@ impl Process {
         self.wait_ready(client).await;
     }
 
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     async fn wait_ready(&mut self, client: &reqwest::Client) {
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -624,4 +635,106 @@ async fn a_stalled_caller_gets_its_reply_queue_back() {
         .unwrap();
     assert!(ready.status().is_success());
     drop(other);
+}
+
+/// A rolling restart catches a product creation waiting for its seller check (user-information
+/// paused past the grace period). Background work outlives the drain, so the reply still
+/// arrives once user-information resumes; the handler, detached from its connection, finishes
+/// within the window the host gives it and stores its response; the client's retry with the
+/// same Idempotency-Key after the restart is that response replayed: one product, no 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_cut_off_by_a_restart_is_replayed_after_it() {
+    let mut stack = start_stack_with(&[
+        ("VITRINE_SHUTDOWN_GRACE_SECS", "2".to_owned()),
+        ("VITRINE_SELLER_LOOKUP_TIMEOUT_MS", "15000".to_owned()),
+    ])
+    .await;
+    let admin = token(&["admin"], None);
+    let client = stack.client.clone();
+    let seller: Value = client
+        .post(format!("{}/v1/customers", stack.customers.base))
+        .bearer_auth(&admin)
+        .json(&customer_body("12.ABC.345/01DE-35"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seller = seller["id"].as_str().unwrap().to_owned();
+    let product = json!({"seller_id": seller, "sku": "CUT-1", "name": "Cortado no meio",
+                         "price": {"amount": 990, "currency": "BRL"}, "initial_stock": 3});
+    let create = {
+        let (client, admin, product) = (client.clone(), admin.clone(), product.clone());
+        let url = format!("{}/v1/products", stack.products.base);
+        move || {
+            client
+                .post(&url)
+                .bearer_auth(&admin)
+                .header("idempotency-key", "restart-cut-1")
+                .json(&product)
+                .send()
+        }
+    };
+
+    stack.customers.signal("-STOP");
+    let first = tokio::spawn(create());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stack.products.signal("-TERM");
+    // Past the 2 s grace period, inside the finish window that follows it.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    stack.customers.signal("-CONT");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = stack.products.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "products never exited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(&stack.products.log).unwrap();
+    let summary: Value = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["message"] == "shutdown complete")
+        .unwrap_or_else(|| panic!("no shutdown summary in:\n{log}"));
+    assert_eq!(
+        (summary["cut_off"].as_u64(), summary["unfinished"].as_u64()),
+        (Some(1), Some(0)),
+        "the request was cut off at the grace period and finished after it: {summary}"
+    );
+    assert!(
+        !status.success(),
+        "a cut-off request makes the exit non-zero"
+    );
+    // Whatever reached the client (the answer, or a closed connection), the retry decides.
+    let _ = first.await.unwrap();
+
+    let (name, dir, env, port) = (
+        stack.products.name,
+        stack.products.dir.clone(),
+        stack.products.env.clone(),
+        stack.products.port,
+    );
+    stack.products = Process::spawn(name, &dir, &env, port);
+    stack.products.wait_ready(&client).await;
+    let retried = create().await.unwrap();
+    assert_eq!(retried.status(), 201, "{}", retried.text().await.unwrap());
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    let listed: Value = client
+        .get(format!(
+            "{}/v1/products?seller_id={seller}",
+            stack.products.base
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
 }
