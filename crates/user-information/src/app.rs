@@ -73,19 +73,26 @@ impl UserInformation {
             idempotency: idempotency_store,
             ..
         } = open_database(settings, Schema::Migrate).await?;
-        let customers = Customers::new(Arc::clone(&store), Arc::clone(&secrets));
+        // One tracker for all work that outlives its request: idempotent handlers and the
+        // database-and-secret-store steps of closing a customer or removing a payment method.
+        let detached_work = TaskTracker::new();
+        let customers = Customers::new(
+            Arc::clone(&store),
+            Arc::clone(&secrets),
+            detached_work.clone(),
+        );
         let state = AppState {
             customers: customers.clone(),
             authenticator: Arc::clone(&authenticator),
         };
         let (router, _) = api::router(state);
-        let idempotency_state = Idempotency::new(
+        let mut idempotency_state = Idempotency::new(
             Arc::clone(&idempotency_store),
             authenticator,
             settings.max_body_bytes,
             derive_key(&secrets_key, b"vitrine idempotency fingerprint v1"),
         );
-        let detached_work = idempotency_state.work.clone();
+        idempotency_state.work = detached_work.clone();
         let router = router.layer(axum::middleware::from_fn_with_state(
             idempotency_state,
             idempotency,

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use tokio_util::task::TaskTracker;
 use vitrine_kernel::{Cursor, Page, PageLimit};
 use vitrine_platform::secrets::{SecretError, SecretStore, SecretValue};
 
@@ -80,11 +81,14 @@ impl From<SecretError> for ServiceError {
 
 /// Runs `work` to completion even if its caller (an HTTP request whose client went away, or
 /// that timed out) is dropped: steps that span the database and the secret store must not stop
-/// between each other and leave a secret without its row.
+/// between each other and leave a secret without its row. On `tracker`, so a shutdown waits
+/// for it as for the other detached handlers.
 async fn detached<T: Send + 'static>(
+    tracker: &TaskTracker,
     work: impl Future<Output = Result<T, ServiceError>> + Send + 'static,
 ) -> Result<T, ServiceError> {
-    tokio::spawn(work)
+    tracker
+        .spawn(work)
         .await
         .map_err(|error| ServiceError::Internal(anyhow::anyhow!("detached step failed: {error}")))?
 }
@@ -100,11 +104,21 @@ pub struct NewPaymentMethod {
 pub struct Customers {
     store: Arc<dyn CustomerStore>,
     secrets: Arc<dyn SecretStore>,
+    work: TaskTracker,
 }
 
 impl Customers {
-    pub fn new(store: Arc<dyn CustomerStore>, secrets: Arc<dyn SecretStore>) -> Self {
-        Self { store, secrets }
+    /// `work` tracks the steps that run detached from their requests (see [`detached`]).
+    pub fn new(
+        store: Arc<dyn CustomerStore>,
+        secrets: Arc<dyn SecretStore>,
+        work: TaskTracker,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            work,
+        }
     }
 
     /// Closes the customer and erases every secret it has. Safe to repeat.
@@ -114,7 +128,10 @@ impl Customers {
         expected_version: Option<i64>,
     ) -> Result<Customer, ServiceError> {
         let this = self.clone();
-        detached(async move { this.close_now(id, expected_version).await }).await
+        detached(&self.work, async move {
+            this.close_now(id, expected_version).await
+        })
+        .await
     }
 
     pub async fn add_payment_method(
@@ -123,7 +140,10 @@ impl Customers {
         new: NewPaymentMethod,
     ) -> Result<PaymentMethod, ServiceError> {
         let this = self.clone();
-        detached(async move { this.add_payment_method_now(customer, new).await }).await
+        detached(&self.work, async move {
+            this.add_payment_method_now(customer, new).await
+        })
+        .await
     }
 
     pub async fn remove_payment_method(
@@ -132,7 +152,10 @@ impl Customers {
         id: PaymentMethodId,
     ) -> Result<(), ServiceError> {
         let this = self.clone();
-        detached(async move { this.remove_payment_method_now(customer, id).await }).await
+        detached(&self.work, async move {
+            this.remove_payment_method_now(customer, id).await
+        })
+        .await
     }
 
     /// Registers a new customer. A CNPJ already registered is refused naming the customer that

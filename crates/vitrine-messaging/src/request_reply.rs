@@ -99,7 +99,7 @@ impl ReplyPath {
     /// The queue `gone` turned out to be deleted: create a new one, reporting the path down
     /// until it exists. A new name, because SQS refuses to create a queue under a name deleted
     /// less than 60 s ago; nothing else knows the old name but requests already lost.
-    async fn recreate(&self, transport: &dyn Transport, gone: &str) {
+    async fn recreate(&self, transport: &dyn Transport, gone: &str, shutdown: &CancellationToken) {
         let _one = self.recreating.lock().await;
         if self.queue() != gone {
             return; // the other task got here first
@@ -112,6 +112,11 @@ impl ReplyPath {
                 *self.queue.lock().expect("reply queue lock") = queue.clone();
                 self.up.store(true, Ordering::SeqCst);
                 tracing::info!(%queue, "reply queue recreated");
+                // Shutdown began meanwhile: the heartbeat may already have deleted the old
+                // name on its way out, so this one would be left behind.
+                if shutdown.is_cancelled() {
+                    let _ = transport.delete_queue(&queue).await;
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, %queue, "creating a new reply queue failed; retrying")
@@ -254,7 +259,7 @@ async fn listen(
                 }
             }
             Err(TransportError::Unknown(_)) => {
-                path.recreate(&*transport, &queue).await;
+                path.recreate(&*transport, &queue, &shutdown).await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(error) => {
@@ -281,7 +286,7 @@ async fn heartbeat(
                     Ok(()) => {}
                     // Deleted as expired (this process stalled longer than the TTL): without
                     // its queue every later request would time out, so bring it back.
-                    Err(TransportError::Unknown(_)) => path.recreate(&*transport, &queue).await,
+                    Err(TransportError::Unknown(_)) => path.recreate(&*transport, &queue, &shutdown).await,
                     Err(error) => tracing::warn!(%error, %queue, "renewing the reply queue failed"),
                 }
                 match transport.delete_expired_queues().await {

@@ -74,10 +74,11 @@ pub trait Started: std::any::Any + Send + Sync + std::fmt::Debug {
     /// Relays, consumers and housekeeping, which the host runs under a [`Supervisor`].
     fn background(&self) -> Vec<Task>;
 
-    /// Request handlers running detached from their connections (those holding an
-    /// `Idempotency-Key`): after a shutdown's grace period cuts connections off, the host gives
-    /// them a short while more to finish and store their responses, so a retry after the
-    /// restart gets the stored answer instead of a 409.
+    /// Request work running detached from its connection (handlers holding an
+    /// `Idempotency-Key`, steps that span the database and another store): after a shutdown's
+    /// grace period cuts connections off, the host gives it a short while more to finish, so a
+    /// retry after the restart gets the stored answer instead of a 409, and no step is
+    /// stopped halfway.
     fn detached_work(&self) -> Option<TaskTracker> {
         None
     }

@@ -221,9 +221,10 @@ impl Host {
         if cut_off > 0 || unfinished > 0 {
             anyhow::bail!(
                 "{cut_off} request(s) were still running when the {} s shutdown grace period \
-                 ended and were cut off (VITRINE_SHUTDOWN_GRACE_SECS); {unfinished} request(s) \
-                 holding an Idempotency-Key had not finished when the process stopped: those \
-                 keys stay reserved for up to a minute, since their effects may have committed",
+                 ended and were cut off (VITRINE_SHUTDOWN_GRACE_SECS); {unfinished} piece(s) of \
+                 request work detached from their connections had not finished when the process \
+                 stopped: an Idempotency-Key they held stays reserved for up to a minute, since \
+                 their effects may have committed",
                 self.grace.as_secs()
             );
         }
