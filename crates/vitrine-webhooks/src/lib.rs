@@ -6,6 +6,8 @@
 //!   (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`);
 //! - [`schedule`]: when a failed delivery is tried again (Svix's schedule by default);
 //! - [`attempt`]: one signed delivery to one endpoint, and what its answer means;
+//! - [`store`]: endpoints, messages (written with the change they announce), deliveries claimed
+//!   under leases, and every attempt, on PostgreSQL and SQLite;
 //! - [`address_policy`]: the SSRF guard. A webhook URL is chosen by a customer, so every address
 //!   it resolves to is checked when the connection is made (not only at registration, so DNS
 //!   rebinding cannot pass), and private, loopback, link-local, metadata and other special
@@ -13,6 +15,8 @@
 
 pub mod address_policy;
 pub mod attempt;
+pub mod migrations;
 pub mod schedule;
 pub mod secret;
 pub mod signature;
+pub mod store;

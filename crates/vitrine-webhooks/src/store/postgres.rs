@@ -1,0 +1,37 @@
+//! `WebhookStore` on PostgreSQL.
+
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use super::sql::{enqueue_sql, impl_webhook_store};
+use super::{NewMessage, StoreError};
+
+/// Writes `message` and its deliveries in the caller's transaction (the one of the change the
+/// message announces); how many endpoints it goes to.
+pub async fn enqueue(conn: &mut PgConnection, message: &NewMessage) -> Result<usize, StoreError> {
+    enqueue_sql!(conn, message)
+}
+
+#[derive(Debug, Clone)]
+pub struct PgWebhookStore {
+    pool: PgPool,
+}
+
+impl PgWebhookStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+impl_webhook_store!(
+    PgWebhookStore,
+    conn = PgConnection,
+    claim_lock = " FOR UPDATE OF d SKIP LOCKED"
+);
