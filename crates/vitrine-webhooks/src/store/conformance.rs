@@ -70,6 +70,14 @@ fn attempt(
     }
 }
 
+/// A new endpoint of `tenant` for `types`.
+async fn subscribe(store: &dyn WebhookStore, tenant: &str, types: &[&str]) -> super::Endpoint {
+    store
+        .create_endpoint(Uuid::now_v7(), &endpoint(tenant, types), now())
+        .await
+        .unwrap()
+}
+
 /// A tenant of its own per test, so tests sharing a database do not see each other.
 fn tenant() -> String {
     Uuid::now_v7().to_string()
@@ -110,14 +118,7 @@ pub async fn endpoints_are_created_changed_and_deleted(store: &dyn WebhookStore)
         (changed.description, changed.event_types, changed.version),
         (None, vec!["product.created".to_owned()], 2)
     );
-    let other = store
-        .create_endpoint(
-            Uuid::now_v7(),
-            &endpoint(&tenant, &["batch.completed"]),
-            now(),
-        )
-        .await
-        .unwrap();
+    let other = subscribe(store, &tenant, &["batch.completed"]).await;
     let listed = store.endpoints(Some(&tenant), 10, None).await.unwrap();
     assert_eq!(
         listed.iter().map(|e| e.id).collect::<Vec<_>>(),
@@ -147,42 +148,14 @@ pub async fn messages_go_to_subscribed_enabled_endpoints_only(
     enqueue: Enqueue<'_>,
 ) {
     let (tenant, stranger) = (tenant(), tenant());
-    let subscribed = store
-        .create_endpoint(
-            Uuid::now_v7(),
-            &endpoint(&tenant, &["stock.changed"]),
-            now(),
-        )
-        .await
-        .unwrap();
-    let other_type = store
-        .create_endpoint(
-            Uuid::now_v7(),
-            &endpoint(&tenant, &["batch.completed"]),
-            now(),
-        )
-        .await
-        .unwrap();
-    let disabled = store
-        .create_endpoint(
-            Uuid::now_v7(),
-            &endpoint(&tenant, &["stock.changed"]),
-            now(),
-        )
-        .await
-        .unwrap();
+    let subscribed = subscribe(store, &tenant, &["stock.changed"]).await;
+    let other_type = subscribe(store, &tenant, &["batch.completed"]).await;
+    let disabled = subscribe(store, &tenant, &["stock.changed"]).await;
     store
         .disable_endpoint(disabled.id, "test", now())
         .await
         .unwrap();
-    store
-        .create_endpoint(
-            Uuid::now_v7(),
-            &endpoint(&stranger, &["stock.changed"]),
-            now(),
-        )
-        .await
-        .unwrap();
+    subscribe(store, &stranger, &["stock.changed"]).await;
 
     let sent = message(&tenant, "stock.changed");
     assert_eq!(
@@ -213,14 +186,7 @@ pub async fn claims_lease_and_respect_the_per_endpoint_limit(
     enqueue: Enqueue<'_>,
 ) {
     let tenant = tenant();
-    let slow = store
-        .create_endpoint(
-            Uuid::now_v7(),
-            &endpoint(&tenant, &["stock.changed"]),
-            now(),
-        )
-        .await
-        .unwrap();
+    let slow = subscribe(store, &tenant, &["stock.changed"]).await;
     for _ in 0..5 {
         enqueue(message(&tenant, "stock.changed")).await;
     }
@@ -247,14 +213,7 @@ pub async fn attempts_move_deliveries_and_the_failure_run(
     enqueue: Enqueue<'_>,
 ) {
     let tenant = tenant();
-    let target = store
-        .create_endpoint(
-            Uuid::now_v7(),
-            &endpoint(&tenant, &["batch.completed"]),
-            now(),
-        )
-        .await
-        .unwrap();
+    let target = subscribe(store, &tenant, &["batch.completed"]).await;
     let sent = message(&tenant, "batch.completed");
     enqueue(sent.clone()).await;
     let due = claim_all(store).await;
@@ -330,14 +289,7 @@ pub async fn disabling_cancels_and_resend_and_recover_queue_again(
     enqueue: Enqueue<'_>,
 ) {
     let tenant = tenant();
-    let target = store
-        .create_endpoint(
-            Uuid::now_v7(),
-            &endpoint(&tenant, &["stock.changed"]),
-            now(),
-        )
-        .await
-        .unwrap();
+    let target = subscribe(store, &tenant, &["stock.changed"]).await;
     let pending = message(&tenant, "stock.changed");
     enqueue(pending.clone()).await;
     let exhausted = message(&tenant, "stock.changed");
