@@ -35,3 +35,30 @@ impl_webhook_store!(
     conn = PgConnection,
     claim_lock = " FOR UPDATE OF d SKIP LOCKED"
 );
+
+/// Deliberately broken: claims without locking the candidate rows, so two dispatchers claiming
+/// at once can both take the same delivery. It exists only so the concurrency test can show
+/// that its checker catches double claims.
+#[cfg(feature = "testing")]
+#[derive(Debug, Clone)]
+pub struct UnlockedPgWebhookStore {
+    pool: PgPool,
+}
+
+#[cfg(feature = "testing")]
+impl UnlockedPgWebhookStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+#[cfg(feature = "testing")]
+impl_webhook_store!(UnlockedPgWebhookStore, conn = PgConnection, claim_lock = "");
