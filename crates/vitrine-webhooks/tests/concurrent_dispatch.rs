@@ -21,7 +21,7 @@ const DISPATCHERS: usize = 6;
 #[derive(Debug, Clone, Copy)]
 enum Event {
     Claimed(usize),
-    Recorded(usize),
+    Recorded,
 }
 
 type History = Arc<Mutex<Vec<((Uuid, Uuid), Event)>>>;
@@ -41,7 +41,7 @@ fn violations(history: &[((Uuid, Uuid), Event)], expected: usize) -> Vec<String>
                     ));
                 }
             }
-            Event::Recorded(_) => {
+            Event::Recorded => {
                 holder.remove(delivery);
                 *sent.entry(*delivery).or_default() += 1;
             }
@@ -110,7 +110,7 @@ async fn run(store: Arc<dyn WebhookStore>, pool: sqlx::PgPool) -> Vec<String> {
                         let key = (due.message_id, due.endpoint_id);
                         history.lock().unwrap().push((key, Event::Claimed(me)));
                         tokio::task::yield_now().await;
-                        history.lock().unwrap().push((key, Event::Recorded(me)));
+                        history.lock().unwrap().push((key, Event::Recorded));
                         store
                             .record(&AttemptRecord {
                                 id: Uuid::now_v7(),
