@@ -6,6 +6,7 @@
 //!   (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`);
 //! - [`schedule`]: when a failed delivery is tried again (Svix's schedule by default);
 //! - [`attempt`]: one signed delivery to one endpoint, and what its answer means;
+//! - [`dispatcher`]: claims due deliveries, sends them and records each attempt;
 //! - [`store`]: endpoints, messages (written with the change they announce), deliveries claimed
 //!   under leases, and every attempt, on PostgreSQL and SQLite;
 //! - [`address_policy`]: the SSRF guard. A webhook URL is chosen by a customer, so every address
@@ -15,6 +16,7 @@
 
 pub mod address_policy;
 pub mod attempt;
+pub mod dispatcher;
 pub mod migrations;
 pub mod schedule;
 pub mod secret;
