@@ -10,6 +10,7 @@ pub mod events;
 pub mod messages;
 pub mod service;
 pub mod store;
+pub mod webhooks;
 
 /// products as a process hosts it.
 pub const SERVICE: app::Definition = app::Definition;

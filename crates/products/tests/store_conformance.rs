@@ -23,6 +23,7 @@ use products::store::{
 use user_information_client::{CustomerDirectory, CustomerStatus, Lookup};
 use vitrine_kernel::{Currency, Money, PageLimit};
 use vitrine_platform::cache::MemoryCache;
+use vitrine_webhooks::store::{NewEndpoint, PgWebhookStore, SqliteWebhookStore, WebhookStore};
 
 /// A store under test, with whatever must outlive it, and a way to check the invariants.
 struct Backend {
@@ -206,6 +207,10 @@ macro_rules! suite {
             #[tokio::test]
             async fn concurrent_reservations_never_oversell() {
                 super::concurrent_reservations_never_oversell(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn sellers_endpoints_get_their_products_changes() {
+                super::sellers_endpoints_get_their_products_changes(super::$backend().await).await;
             }
             #[tokio::test]
             async fn writes_announce_themselves_in_the_outbox() {
@@ -999,6 +1004,67 @@ async fn concurrent_reservations_never_oversell(b: Backend) {
     assert_eq!(held, 10, "exactly the stock was reserved");
     let stock = fresh(&b, p.id).await.stock;
     assert_eq!((stock.on_hand, stock.reserved), (10, 10));
+    b.check_invariants().await;
+}
+
+/// Webhook messages commit with the change they announce: a seller's endpoint subscribed to
+/// `product.created` gets one delivery per product it lists (not the `stock.changed` that
+/// comes with it), a refused write adds none, and another seller's endpoint gets nothing.
+async fn sellers_endpoints_get_their_products_changes(b: Backend) {
+    let webhooks: Arc<dyn WebhookStore> = match &b.invariants {
+        Invariants::Sqlite(pool) => Arc::new(SqliteWebhookStore::new(pool.clone())),
+        Invariants::Postgres(pool) => Arc::new(PgWebhookStore::new(pool.clone())),
+    };
+    let (seller, stranger) = (SellerId::new(), SellerId::new());
+    let subscribe = async |owner: SellerId, types: &[&str]| {
+        webhooks
+            .create_endpoint(
+                uuid::Uuid::now_v7(),
+                &NewEndpoint {
+                    tenant: owner.to_string(),
+                    url: "https://erp.example/hook".to_owned(),
+                    description: None,
+                    event_types: types.iter().map(|t| (*t).to_owned()).collect(),
+                },
+                now(),
+            )
+            .await
+            .unwrap()
+            .id
+    };
+    let mine = subscribe(seller, &["product.created"]).await;
+    let theirs = subscribe(stranger, &["product.created", "stock.changed"]).await;
+    let due = async || {
+        let later = now() + chrono::Duration::hours(1);
+        webhooks.claim(later, later, 1000, 1000).await.unwrap()
+    };
+
+    let product = create(&b, seller, "HOOKED", 3).await;
+    let refused = b
+        .store
+        .insert_product(
+            ProductId::new(),
+            &new_product(seller, "HOOKED", 1),
+            None,
+            now(),
+        )
+        .await;
+    assert!(refused.is_err(), "a duplicate SKU is refused");
+    let claimed = due().await;
+    let to_mine: Vec<_> = claimed.iter().filter(|d| d.endpoint_id == mine).collect();
+    assert_eq!(
+        to_mine.len(),
+        1,
+        "one product listed, one delivery: {claimed:?}"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&to_mine[0].body).unwrap();
+    assert_eq!(body["type"], "product.created");
+    assert_eq!(body["data"]["product_id"], product.id.to_string());
+    assert!(body["timestamp"].is_string());
+    assert!(
+        !claimed.iter().any(|d| d.endpoint_id == theirs),
+        "not another seller's"
+    );
     b.check_invariants().await;
 }
 

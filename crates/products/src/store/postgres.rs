@@ -24,6 +24,7 @@ pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
             &sqlx::migrate!("./migrations/postgres"),
             &vitrine_messaging::migrations::POSTGRES,
             &vitrine_platform::migrations::POSTGRES,
+            &vitrine_webhooks::migrations::POSTGRES,
         ])
     });
 
@@ -163,7 +164,13 @@ impl PostgresStore {
         conn: &mut PgConnection,
         messages: &[OutboxMessage],
     ) -> Result<(), StoreError> {
-        Ok(enqueue_postgres(conn, messages).await?)
+        enqueue_postgres(conn, messages).await?;
+        for message in messages.iter().filter_map(crate::webhooks::for_event) {
+            vitrine_webhooks::store::postgres::enqueue(conn, &message)
+                .await
+                .map_err(|error| StoreError::Backend(error.into()))?;
+        }
+        Ok(())
     }
 
     async fn first_delivery(

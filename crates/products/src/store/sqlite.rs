@@ -18,6 +18,7 @@ pub static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> =
             &sqlx::migrate!("./migrations/sqlite"),
             &vitrine_messaging::migrations::SQLITE,
             &vitrine_platform::migrations::SQLITE,
+            &vitrine_webhooks::migrations::SQLITE,
         ])
     });
 
@@ -80,7 +81,13 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         messages: &[OutboxMessage],
     ) -> Result<(), StoreError> {
-        Ok(enqueue_sqlite(conn, messages).await?)
+        enqueue_sqlite(conn, messages).await?;
+        for message in messages.iter().filter_map(crate::webhooks::for_event) {
+            vitrine_webhooks::store::sqlite::enqueue(conn, &message)
+                .await
+                .map_err(|error| StoreError::Backend(error.into()))?;
+        }
+        Ok(())
     }
 
     async fn first_delivery(
