@@ -23,8 +23,16 @@ use vitrine_platform::http::idempotency::{
     Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
 };
 use vitrine_platform::requirements::Requirements;
+use vitrine_platform::secrets::{self, OpenedSecrets, VaultSecretStore};
 use vitrine_platform::{DirectoryKind, Mode, Settings, db, keyfile};
 use vitrine_runtime::migrations::{Migrated, Schema};
+use vitrine_webhooks::address_policy::{AddressPolicy, Network};
+use vitrine_webhooks::attempt::Sender;
+use vitrine_webhooks::dispatcher::{Dispatcher, DispatcherOptions};
+use vitrine_webhooks::schedule::RetrySchedule;
+use vitrine_webhooks::store::{PgWebhookStore, SqliteWebhookStore, WebhookStore};
+
+use crate::endpoints::{BusNotices, WebhookEndpoints};
 use vitrine_service::supervisor::housekeeping;
 use vitrine_service::{QueueCheck, Service, Shared, Started, Task};
 
@@ -55,6 +63,10 @@ pub struct Products {
     requester_stop: CancellationToken,
     /// Idempotent handlers running detached from their connections.
     detached_work: TaskTracker,
+    /// Sends the webhook deliveries that are due.
+    dispatcher: Dispatcher,
+    /// Set when endpoint secrets live in Vault: its token is renewed in the background.
+    vault: Option<VaultSecretStore>,
 }
 
 impl std::fmt::Debug for Products {
@@ -77,8 +89,32 @@ impl Products {
         let Opened {
             store,
             idempotency: idempotency_store,
+            webhooks,
             ..
         } = open_database(settings, Schema::Migrate).await?;
+        let OpenedSecrets {
+            store: secrets,
+            vault,
+            ..
+        } = secrets::open(settings, "webhook signing secrets").await?;
+        let policy = Arc::new(address_policy(settings)?);
+        let endpoints = WebhookEndpoints::new(Arc::clone(&webhooks), secrets, Arc::clone(&policy));
+        let dispatcher = Dispatcher::new(
+            Arc::clone(&webhooks),
+            Sender::new(policy, vitrine_webhooks::attempt::TIMEOUT)?,
+            Arc::new(endpoints.clone()),
+            Arc::new(BusNotices {
+                products: Arc::clone(&store),
+                webhooks: Arc::clone(&webhooks),
+            }),
+            DispatcherOptions {
+                schedule: match &settings.webhook_retry_schedule {
+                    Some(schedule) => schedule.parse().context("VITRINE_WEBHOOK_RETRY_SCHEDULE")?,
+                    None => RetrySchedule::default(),
+                },
+                ..DispatcherOptions::default()
+            },
+        );
         let cache = ProductCache::new(
             open_cache(settings).await?,
             Duration::from_secs(settings.cache_ttl_secs),
@@ -101,6 +137,7 @@ impl Products {
         );
         let state = AppState {
             catalog: catalog.clone(),
+            endpoints,
             authenticator: Arc::clone(&authenticator),
         };
         let (router, _) = api::router(state);
@@ -135,6 +172,8 @@ impl Products {
             transport,
             cache,
             requester_stop,
+            dispatcher,
+            vault,
         })
     }
 
@@ -165,6 +204,10 @@ impl Products {
             Task::new("reservation-expiry", move |stop| {
                 expire_reservations(catalog.clone(), stop)
             }),
+            Task::new("webhook-dispatcher", {
+                let dispatcher = self.dispatcher.clone();
+                move |stop| dispatcher.clone().run(stop)
+            }),
             // The seller directory's reply queue lives until background work stops, after the
             // requests that may need it have drained.
             Task::new("requester-stop", move |stop| {
@@ -175,6 +218,12 @@ impl Products {
                 }
             }),
         ];
+        if let Some(vault) = &self.vault {
+            let vault = vault.clone();
+            tasks.push(Task::new("vault-token-renewal", move |stop| {
+                vault.clone().keep_token_alive(stop)
+            }));
+        }
         tasks.extend(housekeeping(
             self.store.inbox(),
             Arc::clone(&self.idempotency),
@@ -258,6 +307,7 @@ async fn expire_reservations(catalog: Catalog, shutdown: CancellationToken) {
 struct Opened {
     store: Arc<dyn ProductStore>,
     idempotency: Arc<dyn IdempotencyStore>,
+    webhooks: Arc<dyn WebhookStore>,
     migrated: Migrated,
 }
 
@@ -280,6 +330,7 @@ async fn open_database(settings: &Settings, schema: Schema) -> anyhow::Result<Op
             let applied = schema.apply(&database, store.migrate()).await?;
             Ok(Opened {
                 store: Arc::new(store),
+                webhooks: Arc::new(PgWebhookStore::new(primary.clone())),
                 idempotency: Arc::new(PgIdempotencyStore::new(primary)),
                 migrated: Migrated { database, applied },
             })
@@ -295,6 +346,7 @@ async fn open_database(settings: &Settings, schema: Schema) -> anyhow::Result<Op
             let applied = schema.apply(&database, store.migrate()).await?;
             Ok(Opened {
                 store: Arc::new(store),
+                webhooks: Arc::new(SqliteWebhookStore::new(pool.clone())),
                 idempotency: Arc::new(SqliteIdempotencyStore::new(pool)),
                 migrated: Migrated { database, applied },
             })
@@ -322,6 +374,25 @@ async fn open_cache(settings: &Settings) -> anyhow::Result<Arc<dyn Cache>> {
 
 /// The key of idempotency fingerprints: configured (required in production), or a key file
 /// generated in the data directory.
+/// Where webhooks may go: public addresses only in production, plus loopback and http in
+/// embedded mode, plus what `VITRINE_WEBHOOK_ALLOWED_NETWORKS` allows.
+fn address_policy(settings: &Settings) -> anyhow::Result<AddressPolicy> {
+    let allowed = settings
+        .webhook_allowed_networks
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|network| !network.is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<Network>, _>>()
+        .context("VITRINE_WEBHOOK_ALLOWED_NETWORKS")?;
+    Ok(match settings.mode {
+        Mode::Production => AddressPolicy::production(allowed),
+        Mode::Embedded => AddressPolicy::embedded(allowed),
+    })
+}
+
 fn fingerprint_key(settings: &Settings) -> anyhow::Result<Arc<[u8]>> {
     let key = match &settings.fingerprint_key {
         Some(encoded) => {
@@ -413,6 +484,7 @@ impl Service for Definition {
             "the product cache shared by every replica",
         );
         requirements.fingerprint_key(settings);
+        requirements.vault(settings);
         if settings.customer_directory == DirectoryKind::Http {
             requirements.require(
                 settings.user_information_url.is_some(),

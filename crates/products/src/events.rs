@@ -151,3 +151,35 @@ pub fn reservation_changed(reservation: &Reservation) -> OutboxMessage {
         },
     )
 }
+
+pub fn webhook_attempts_exhausted(
+    endpoint_id: uuid::Uuid,
+    tenant: &str,
+    message_id: uuid::Uuid,
+) -> OutboxMessage {
+    event(
+        contract::WEBHOOK_ATTEMPTS_EXHAUSTED,
+        endpoint_id,
+        &contract::WebhookAttemptsExhausted {
+            endpoint_id,
+            tenant: tenant.to_owned(),
+            message_id,
+        },
+    )
+}
+
+pub fn webhook_endpoint_disabled(
+    endpoint_id: uuid::Uuid,
+    tenant: &str,
+    reason: &str,
+) -> OutboxMessage {
+    event(
+        contract::WEBHOOK_ENDPOINT_DISABLED,
+        endpoint_id,
+        &contract::WebhookEndpointDisabled {
+            endpoint_id,
+            tenant: tenant.to_owned(),
+            reason: reason.to_owned(),
+        },
+    )
+}

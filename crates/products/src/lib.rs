@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod cache;
 pub mod domain;
+pub mod endpoints;
 pub mod events;
 pub mod messages;
 pub mod service;

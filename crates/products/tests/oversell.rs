@@ -59,6 +59,27 @@ struct Server {
     stop: CancellationToken,
 }
 
+/// Webhook endpoints on throwaway embedded stores: this test never uses them.
+async fn unused_endpoints() -> products::endpoints::WebhookEndpoints {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let pool = vitrine_platform::db::sqlite(&dir.join("webhooks.sqlite3"))
+        .await
+        .unwrap();
+    vitrine_webhooks::migrations::SQLITE
+        .run(&pool)
+        .await
+        .unwrap();
+    let secrets =
+        vitrine_platform::secrets::LocalSecretStore::open(dir.join("secrets"), &[7u8; 32]).unwrap();
+    products::endpoints::WebhookEndpoints::new(
+        Arc::new(vitrine_webhooks::store::SqliteWebhookStore::new(pool)),
+        Arc::new(secrets),
+        Arc::new(vitrine_webhooks::address_policy::AddressPolicy::embedded(
+            vec![],
+        )),
+    )
+}
+
 async fn serve(store: Arc<dyn ProductStore>) -> Server {
     let key = b"an hs256 key for the oversell test, 32+ bytes".to_vec();
     let authenticator = Arc::new(Authenticator::hs256(&key).unwrap());
@@ -81,6 +102,7 @@ async fn serve(store: Arc<dyn ProductStore>) -> Server {
     );
     let (router, _) = api::router(AppState {
         catalog,
+        endpoints: unused_endpoints().await,
         authenticator,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -491,6 +513,13 @@ impl ProductStore for ReadThenWrite {
 
     async fn sellers_to_reconcile(&self, max: i64) -> Result<Vec<SellerId>, StoreError> {
         self.inner.sellers_to_reconcile(max).await
+    }
+
+    async fn announce(
+        &self,
+        messages: &[vitrine_messaging::outbox::OutboxMessage],
+    ) -> Result<(), StoreError> {
+        self.inner.announce(messages).await
     }
 
     async fn seller_checked(&self, seller: SellerId, now: DateTime<Utc>) -> Result<(), StoreError> {

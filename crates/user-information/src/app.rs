@@ -2,10 +2,8 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use async_trait::async_trait;
 use axum::Router;
-use secrecy::ExposeSecret;
 use utoipa::openapi::OpenApi;
 use vitrine_platform::http::ReadinessCheck;
 use vitrine_platform::http::auth::Authenticator;
@@ -13,8 +11,8 @@ use vitrine_platform::http::idempotency::{
     Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
 };
 use vitrine_platform::requirements::Requirements;
-use vitrine_platform::secrets::{LocalSecretStore, SecretStore, VaultAuth, VaultSecretStore};
-use vitrine_platform::{Mode, Settings, db, keyfile};
+use vitrine_platform::secrets::{self, OpenedSecrets, SecretStore, VaultSecretStore};
+use vitrine_platform::{Mode, Settings, db};
 use vitrine_runtime::migrations::{Migrated, Schema};
 
 use tokio_util::sync::CancellationToken;
@@ -33,8 +31,7 @@ use crate::store::{CustomerStore, PostgresStore, SqliteStore};
 
 /// File name of the embedded database inside the data directory.
 pub const SQLITE_FILE: &str = "user-information.sqlite3";
-/// File name of the key sealing embedded secrets inside the data directory.
-pub const SECRETS_KEY_FILE: &str = "secrets.key";
+pub use vitrine_platform::secrets::SECRETS_KEY_FILE;
 
 /// The assembled service, ready to be mounted and served.
 pub struct UserInformation {
@@ -67,7 +64,11 @@ impl UserInformation {
         transport: Arc<dyn Transport>,
     ) -> anyhow::Result<Self> {
         // Secrets first: a misconfigured production process stops before touching the database.
-        let (secrets, secrets_key, vault) = open_secrets(settings).await?;
+        let OpenedSecrets {
+            store: secrets,
+            key: secrets_key,
+            vault,
+        } = secrets::open(settings, "card numbers and PIX keys").await?;
         let Opened {
             store,
             idempotency: idempotency_store,
@@ -243,56 +244,6 @@ fn derive_key(key: &[u8], purpose: &[u8]) -> Arc<[u8]> {
 }
 
 /// Key material, wiped from memory when dropped.
-type KeyBytes = zeroize::Zeroizing<Vec<u8>>;
-
-/// The configured secret store, the key for idempotency fingerprints, and the Vault client
-/// whose token needs renewing (if Vault is used).
-async fn open_secrets(
-    settings: &Settings,
-) -> anyhow::Result<(Arc<dyn SecretStore>, KeyBytes, Option<VaultSecretStore>)> {
-    if let Some(addr) = &settings.vault_addr {
-        let auth = match (
-            &settings.vault_token,
-            &settings.vault_role_id,
-            &settings.vault_secret_id,
-        ) {
-            (Some(token), _, _) => VaultAuth::Token(token.clone()),
-            (None, Some(role_id), Some(secret_id)) => VaultAuth::AppRole {
-                role_id: role_id.clone(),
-                secret_id: secret_id.clone(),
-            },
-            _ => anyhow::bail!(
-                "VITRINE_VAULT_ADDR needs VITRINE_VAULT_TOKEN, or VITRINE_VAULT_ROLE_ID and VITRINE_VAULT_SECRET_ID"
-            ),
-        };
-        let key = settings.fingerprint_key.as_ref().ok_or_else(|| {
-            anyhow::anyhow!("with Vault, VITRINE_FINGERPRINT_KEY (base64 of 32 bytes) must be set")
-        })?;
-        let key = keyfile::decode(key.expose_secret(), 32).context("VITRINE_FINGERPRINT_KEY")?;
-        let vault = VaultSecretStore::connect(addr, &settings.vault_mount, auth)
-            .await
-            .context("connecting to Vault")?;
-        return Ok((
-            Arc::new(vault.clone()),
-            zeroize::Zeroizing::new(key),
-            Some(vault),
-        ));
-    }
-    if settings.mode == Mode::Production {
-        // Fail closed: production secrets belong in Vault, never in local files.
-        anyhow::bail!(
-            "mode = production needs VITRINE_VAULT_ADDR: card numbers and PIX keys live in Vault"
-        );
-    }
-    let key = match &settings.secrets_key {
-        Some(encoded) => {
-            keyfile::decode(encoded.expose_secret(), 32).context("VITRINE_SECRETS_KEY")?
-        }
-        None => keyfile::load_or_create(&settings.data_dir.join(SECRETS_KEY_FILE), 32)?,
-    };
-    let store = LocalSecretStore::open(settings.data_dir.join("secrets"), &key)?;
-    Ok((Arc::new(store), zeroize::Zeroizing::new(key), None))
-}
 
 #[derive(Debug)]
 struct DatabaseCheck(Arc<dyn CustomerStore>);
@@ -346,18 +297,7 @@ impl Service for Definition {
             "VITRINE_DATABASE_URL",
             "user-information's PostgreSQL database",
         );
-        requirements.require(
-            settings.vault_addr.is_some(),
-            "VITRINE_VAULT_ADDR",
-            "card numbers and PIX keys live in Vault, never in local files",
-        );
-        requirements.https(settings.vault_addr.as_deref(), "VITRINE_VAULT_ADDR");
-        requirements.require(
-            settings.vault_token.is_some()
-                || (settings.vault_role_id.is_some() && settings.vault_secret_id.is_some()),
-            "VITRINE_VAULT_TOKEN (or VITRINE_VAULT_ROLE_ID and VITRINE_VAULT_SECRET_ID)",
-            "how user-information logs in to Vault",
-        );
+        requirements.vault(settings);
         requirements.fingerprint_key(settings);
     }
 

@@ -21,9 +21,11 @@ pub const RESERVATION_CREATED: &str = "vitrine.products.reservation.created.v1";
 pub const RESERVATION_COMMITTED: &str = "vitrine.products.reservation.committed.v1";
 pub const RESERVATION_RELEASED: &str = "vitrine.products.reservation.released.v1";
 pub const RESERVATION_EXPIRED: &str = "vitrine.products.reservation.expired.v1";
+pub const WEBHOOK_ATTEMPTS_EXHAUSTED: &str = "vitrine.products.webhook.attempts-exhausted.v1";
+pub const WEBHOOK_ENDPOINT_DISABLED: &str = "vitrine.products.webhook.endpoint-disabled.v1";
 
 /// Every event type, for subscription filters.
-pub const EVENT_TYPES: [&str; 8] = [
+pub const EVENT_TYPES: [&str; 10] = [
     PRODUCT_CREATED,
     PRODUCT_UPDATED,
     PRODUCT_DELETED,
@@ -32,6 +34,8 @@ pub const EVENT_TYPES: [&str; 8] = [
     RESERVATION_COMMITTED,
     RESERVATION_RELEASED,
     RESERVATION_EXPIRED,
+    WEBHOOK_ATTEMPTS_EXHAUSTED,
+    WEBHOOK_ENDPOINT_DISABLED,
 ];
 
 /// The events after which a cached product representation is stale.
@@ -121,4 +125,22 @@ pub struct ReservationChanged {
     pub status: ReservationStatus,
     pub items: Vec<ReservedItem>,
     pub expires_at: String,
+}
+
+/// `webhook.attempts-exhausted`: a message failed every attempt of its schedule to an endpoint
+/// (operators and the endpoint's owner should know; `resend` or `recover` sends it again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAttemptsExhausted {
+    pub endpoint_id: Uuid,
+    /// The endpoint's owner: a customer id, or `admin`.
+    pub tenant: String,
+    pub message_id: Uuid,
+}
+
+/// `webhook.endpoint-disabled`: nothing more is delivered to the endpoint until it is enabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEndpointDisabled {
+    pub endpoint_id: Uuid,
+    pub tenant: String,
+    pub reason: String,
 }

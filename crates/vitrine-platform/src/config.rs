@@ -115,6 +115,12 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
+    /// Networks (comma-separated CIDR) webhooks may be delivered to although they are private
+    /// or otherwise special (an operator's internal receivers); none by default.
+    pub webhook_allowed_networks: Option<String>,
+    /// Delays before each webhook attempt (comma-separated, units ms/s/m/h); Svix's schedule
+    /// by default: `0,5s,5m,30m,2h,5h,10h,10h`.
+    pub webhook_retry_schedule: Option<String>,
 }
 
 /// Where embedded data lives unless `VITRINE_DATA_DIR` says otherwise.

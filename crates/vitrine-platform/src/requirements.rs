@@ -66,6 +66,24 @@ impl Requirements {
         );
     }
 
+    /// Services that keep secrets (card numbers and PIX keys; webhook signing secrets) keep
+    /// them in Vault, reached over https, with a way to log in.
+    pub fn vault(&mut self, settings: &Settings) {
+        self.require(
+            settings.vault_addr.is_some(),
+            "VITRINE_VAULT_ADDR",
+            "secrets (card numbers, PIX keys, webhook signing secrets) live in Vault, never in \
+             local files",
+        );
+        self.https(settings.vault_addr.as_deref(), "VITRINE_VAULT_ADDR");
+        self.require(
+            settings.vault_token.is_some()
+                || (settings.vault_role_id.is_some() && settings.vault_secret_id.is_some()),
+            "VITRINE_VAULT_TOKEN (or VITRINE_VAULT_ROLE_ID and VITRINE_VAULT_SECRET_ID)",
+            "how the services log in to Vault",
+        );
+    }
+
     /// Services that take `Idempotency-Key` key its request fingerprints with a shared secret,
     /// the same on every replica.
     pub fn fingerprint_key(&mut self, settings: &Settings) {

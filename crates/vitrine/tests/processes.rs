@@ -260,11 +260,14 @@ async fn start_stack_with(extra: &[(&'static str, String)]) -> Stack {
             "VITRINE_DATABASE_URL",
             customers_db.expose_secret().to_owned(),
         ),
-        ("VITRINE_VAULT_ADDR", vault),
+        ("VITRINE_VAULT_ADDR", vault.clone()),
         ("VITRINE_VAULT_TOKEN", "root".to_owned()),
     ]);
     let mut products_env = common;
     products_env.extend([
+        // Webhook signing secrets.
+        ("VITRINE_VAULT_ADDR", vault),
+        ("VITRINE_VAULT_TOKEN", "root".to_owned()),
         (
             "VITRINE_PRODUCTS_DATABASE_URL",
             products_db.expose_secret().to_owned(),

@@ -797,6 +797,212 @@ products_suite!(
     the_cache_counts_hits_and_misses,
 );
 
+/// A receiver on loopback answering 500 to the first delivery and 200 after, recording what
+/// arrives; its URL.
+async fn flaky_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(reqwest::header::HeaderMap, String)>>>,
+) {
+    use axum::http::HeaderMap;
+    let received: std::sync::Arc<std::sync::Mutex<Vec<(HeaderMap, String)>>> = Default::default();
+    let seen = std::sync::Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let seen = std::sync::Arc::clone(&seen);
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push((headers, body));
+                if seen.len() == 1 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}
+
+/// A seller's webhook endpoint through the API: refused destinations, tenants kept apart, a
+/// product listing delivered signed after a failed first attempt (both attempts listed), a
+/// rotated secret signing alongside the old one, resend, disable and delete.
+async fn webhooks_reach_the_sellers_receiver(database: Database) {
+    let app = spawn_app_with(database, |settings| {
+        settings.webhook_retry_schedule = Some("0,100ms,100ms".to_owned());
+    })
+    .await;
+    let seller = seller(&app).await;
+    let owner = app.token(Role::Customer, Some(&seller));
+    let (url, received) = flaky_receiver().await;
+
+    for (body, field) in [
+        (
+            json!({"url": "http://169.254.169.254/latest/meta-data", "event_types": ["product.created"]}),
+            "url",
+        ),
+        (
+            json!({"url": "http://10.0.0.5/hook", "event_types": ["product.created"]}),
+            "url",
+        ),
+        (
+            json!({"url": "ftp://example.com/", "event_types": ["product.created"]}),
+            "url",
+        ),
+        (json!({"url": url, "event_types": []}), "event_types"),
+        (
+            json!({"url": url, "event_types": ["order.shipped"]}),
+            "event_types[0]",
+        ),
+    ] {
+        let refused = app.post("/v1/webhook-endpoints", &owner, &body).await;
+        let fields = problem_fields(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(
+            fields.iter().any(|f| f.starts_with(field)),
+            "{body}: {fields:?}"
+        );
+    }
+    let created = json_of(
+        app.post(
+            "/v1/webhook-endpoints",
+            &owner,
+            &json!({"url": url, "event_types": ["product.created"], "description": "ERP"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let endpoint = created["id"].as_str().unwrap().to_owned();
+    let secret =
+        vitrine_webhooks::secret::WebhookSecret::parse(created["secret"].as_str().unwrap())
+            .unwrap();
+    let path = format!("/v1/webhook-endpoints/{endpoint}");
+    let fetched = json_of(app.get(&path, &owner).await, StatusCode::OK).await;
+    assert!(fetched.get("secret").is_none(), "the secret is shown once");
+    let stranger = app.token(Role::Customer, Some(&uuid::Uuid::now_v7().to_string()));
+    json_of(app.get(&path, &stranger).await, StatusCode::NOT_FOUND).await;
+    json_of(app.get(&path, &app.admin()).await, StatusCode::OK).await;
+
+    create_product(&app, &seller, "HOOK-1", 2).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let verify = |headers: &reqwest::header::HeaderMap,
+                  body: &str,
+                  secret: &vitrine_webhooks::secret::WebhookSecret| {
+        let header = |name: &str| headers[name].to_str().unwrap().to_owned();
+        let at = header("webhook-timestamp");
+        vitrine_webhooks::signature::verify(
+            secret,
+            &header("webhook-id"),
+            &at,
+            &header("webhook-signature"),
+            body.as_bytes(),
+            at.parse().unwrap(),
+        )
+    };
+    let (message, delivered) = {
+        let received = received.lock().unwrap();
+        let (headers, body) = &received[1];
+        verify(headers, body, &secret).unwrap();
+        let event: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(event["type"], "product.created");
+        assert_eq!(event["data"]["sku"], "HOOK-1");
+        (
+            headers["webhook-id"].to_str().unwrap().to_owned(),
+            body.clone(),
+        )
+    };
+    let attempts = json_of(
+        app.get(&format!("{path}/attempts"), &owner).await,
+        StatusCode::OK,
+    )
+    .await;
+    let states: Vec<_> = attempts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["status_code"].clone(), a["state"].clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (json!(204), json!("delivered")),
+            (json!(500), json!("pending"))
+        ]
+    );
+
+    let rotated = json_of(
+        app.post(&format!("{path}/rotate-secret"), &owner, &json!({}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let new_secret =
+        vitrine_webhooks::secret::WebhookSecret::parse(rotated["secret"].as_str().unwrap())
+            .unwrap();
+    let resent = json_of(
+        app.post(
+            &format!("/v1/webhook-messages/{message}/resend"),
+            &owner,
+            &json!({}),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(resent["queued"], 1);
+    while received.lock().unwrap().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "never resent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let received = received.lock().unwrap();
+        let (headers, body) = &received[2];
+        assert_eq!(body, &delivered, "the same message");
+        verify(headers, body, &secret).expect("the old secret still signs");
+        verify(headers, body, &new_secret).expect("and the new one");
+    }
+
+    let disabled = app
+        .request(Method::PATCH, &path, Some(&owner))
+        .header(
+            "if-match",
+            format!("\"{}\"", fetched["version"].as_i64().unwrap() + 1),
+        )
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let disabled = json_of(disabled, StatusCode::OK).await;
+    assert_eq!(disabled["enabled"], false);
+    let deleted = app
+        .request(Method::DELETE, &path, Some(&owner))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    json_of(app.get(&path, &owner).await, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_reach_the_sellers_receiver_on_sqlite() {
+    webhooks_reach_the_sellers_receiver(Database::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_reach_the_sellers_receiver_on_postgres_and_vault() {
+    webhooks_reach_the_sellers_receiver(Database::PostgresAndVault).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspension_reaches_products_over_sns_sqs() {
     checks::suspending_a_seller_deactivates_its_products(

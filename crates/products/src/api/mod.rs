@@ -6,6 +6,7 @@
 
 pub mod products;
 pub mod reservations;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use vitrine_kernel::{Cursor, PageLimit};
 use vitrine_platform::http::{ApiError, Authenticator, FieldError, Fields, Problem};
 
 use crate::domain::{ReservationStatus, Shortage};
+use crate::endpoints::WebhookEndpoints;
 use crate::service::{Catalog, ServiceError};
 use crate::store::{ConsistencyToken, Freshness};
 
@@ -32,6 +34,7 @@ pub static CONSISTENCY_TOKEN: HeaderName = HeaderName::from_static("consistency-
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub catalog: Catalog,
+    pub endpoints: WebhookEndpoints,
     pub authenticator: Arc<Authenticator>,
 }
 
@@ -56,6 +59,7 @@ impl FromRef<AppState> for Arc<Authenticator> {
         (name = "products", description = "The catalog: products listed by sellers, with their stock"),
         (name = "stock", description = "The stock ledger of a product"),
         (name = "reservations", description = "Stock held for a while, all items or none; committed, released or expired"),
+        (name = "webhooks", description = "Endpoints that receive signed deliveries (Standard Webhooks), their attempts, resend and recover"),
     )
 )]
 struct ApiDoc;
@@ -83,6 +87,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reservations::get))
         .routes(routes!(reservations::commit))
         .routes(routes!(reservations::release))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::attempts))
+        .routes(routes!(webhooks::recover))
+        .routes(routes!(webhooks::resend))
 }
 
 impl From<ServiceError> for ApiError {

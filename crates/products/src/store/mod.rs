@@ -221,6 +221,13 @@ pub trait ProductStore: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<SellerUpdate, StoreError>;
 
+    /// Commits `messages` to the outbox on their own (events that announce no change of this
+    /// store's rows: a webhook endpoint disabled, a message's attempts exhausted).
+    async fn announce(
+        &self,
+        messages: &[vitrine_messaging::outbox::OutboxMessage],
+    ) -> Result<(), StoreError>;
+
     /// Up to `max` sellers with active products, least recently reconciled first.
     async fn sellers_to_reconcile(&self, max: i64) -> Result<Vec<SellerId>, StoreError>;
 

@@ -869,6 +869,17 @@ macro_rules! impl_product_store {
                     .collect())
             }
 
+            async fn announce(
+                &self,
+                messages: &[vitrine_messaging::outbox::OutboxMessage],
+            ) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                Self::enqueue(&mut tx, messages).await?;
+                tx.commit().await?;
+                self.committed().await?;
+                Ok(())
+            }
+
             async fn seller_checked(
                 &self,
                 seller: $crate::domain::SellerId,

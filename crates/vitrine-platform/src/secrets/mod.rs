@@ -4,6 +4,7 @@
 //! [`LocalSecretStore`], which seals each secret with an AEAD key kept outside the database.
 
 mod local;
+mod open;
 mod vault;
 
 #[cfg(any(test, feature = "testing"))]
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use zeroize::Zeroizing;
 
 pub use local::LocalSecretStore;
+pub use open::{OpenedSecrets, SECRETS_KEY_FILE, open};
 pub use vault::{VaultAuth, VaultSecretStore};
 
 /// A slash-separated secret location such as `customers/<id>/payment-methods/<id>`.
