@@ -1,8 +1,9 @@
 //! Webhook endpoints as sellers and admins manage them: the use cases behind
 //! `/v1/webhook-endpoints`, over the webhook store (rows) and the secret store (signing
 //! secrets, which never touch the database). An endpoint belongs to a tenant: the customer whose
-//! token created it, or `admin`. A caller that is not admin sees only its own tenant's
-//! endpoints; anything else is "not found", as if it did not exist.
+//! token created it, or `admin`. A customer sees and manages only its own tenant's endpoints
+//! (anything else is "not found", as if it did not exist); an admin, every tenant's (operators
+//! disable or fix a seller's endpoint).
 
 use std::sync::Arc;
 
@@ -106,6 +107,16 @@ impl WebhookEndpoints {
         }
     }
 
+    /// A destination the policy allows: scheme, literal address, and what the host resolves to
+    /// now (every delivery checks again).
+    async fn check(&self, url: &str) -> Result<(), EndpointError> {
+        let parsed = self.policy.check_url(url).map_err(EndpointError::Url)?;
+        self.policy
+            .check_host(&parsed)
+            .await
+            .map_err(EndpointError::Url)
+    }
+
     /// Generates and stores the endpoint's current signing secret.
     async fn new_secret(&self, id: Uuid) -> Result<WebhookSecret, EndpointError> {
         let secret = WebhookSecret::generate();
@@ -126,7 +137,7 @@ impl WebhookEndpoints {
         event_types: Vec<String>,
         description: Option<String>,
     ) -> Result<(Endpoint, WebhookSecret), EndpointError> {
-        self.policy.check_url(url).map_err(EndpointError::Url)?;
+        self.check(url).await?;
         let id = Uuid::now_v7();
         // The secret first: an endpoint row never exists without one to sign with.
         let secret = self.new_secret(id).await?;
@@ -169,7 +180,7 @@ impl WebhookEndpoints {
         changes: &EndpointChanges,
     ) -> Result<Endpoint, EndpointError> {
         if let Some(url) = &changes.url {
-            self.policy.check_url(url).map_err(EndpointError::Url)?;
+            self.check(url).await?;
         }
         self.get(caller, id).await?;
         Ok(self
@@ -178,7 +189,8 @@ impl WebhookEndpoints {
             .await?)
     }
 
-    /// Deletes the endpoint and destroys its secrets (its attempts stay listed for admins).
+    /// Deletes the endpoint and destroys its secrets (its attempt records stay in the
+    /// database; the API no longer lists them).
     pub async fn delete(&self, caller: &Caller, id: Uuid) -> Result<(), EndpointError> {
         self.get(caller, id).await?;
         self.store.delete_endpoint(id, Utc::now()).await?;
@@ -206,15 +218,17 @@ impl WebhookEndpoints {
             .ok_or_else(|| {
                 EndpointError::Internal(anyhow::anyhow!("endpoint {id} has no secret"))
             })?;
-        self.secrets
-            .put(&secret_path(id, "previous"), &current)
-            .await?;
-        let secret = self.new_secret(id).await?;
+        // The overlap is recorded first, so from the moment the new secret exists every
+        // delivery is signed with both (the receiver has only the old one until this returns).
         let now = Utc::now();
         let endpoint = self
             .store
             .secret_rotated(id, now + Duration::hours(ROTATION_OVERLAP_HOURS), now)
             .await?;
+        self.secrets
+            .put(&secret_path(id, "previous"), &current)
+            .await?;
+        let secret = self.new_secret(id).await?;
         Ok((endpoint, secret))
     }
 

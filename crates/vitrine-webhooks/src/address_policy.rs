@@ -141,6 +141,18 @@ const SPECIAL_V6: &[(Network, &str)] = &[
         Network::v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
         "unique local (where cloud metadata lives)",
     ),
+    (
+        Network::v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),
+        "site-local (deprecated, private)",
+    ),
+    (
+        Network::v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
+        "local-use NAT64 (may reach private IPv4)",
+    ),
+    (
+        Network::v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96),
+        "IPv4-translated (SIIT)",
+    ),
     (Network::v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), "link-local"),
     (Network::v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), "multicast"),
 ];
@@ -184,7 +196,9 @@ pub enum Refused {
          network with VITRINE_WEBHOOK_ALLOWED_NETWORKS)"
     )]
     Address { address: IpAddr, why: &'static str },
-    #[error("{host} resolves to no public address ({refused})")]
+    /// What the name resolved to stays out of the message (it is shown to the endpoint's
+    /// owner, and would map the internal network); it is logged for operators.
+    #[error("{host} resolves to no public address")]
     Host { host: String, refused: String },
 }
 
@@ -252,6 +266,34 @@ impl AddressPolicy {
         Ok(url)
     }
 
+    /// At registration: refuses a host name that resolves only to refused addresses now (a
+    /// name that does not resolve yet is accepted; every delivery checks again).
+    pub async fn check_host(&self, url: &Url) -> Result<(), Refused> {
+        let Some(host) = url.host_str() else {
+            return Err(Refused::NotAUrl);
+        };
+        if host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
+            return Ok(()); // literal addresses were checked by check_url
+        }
+        let Ok(resolved) = tokio::net::lookup_host((host, 0)).await else {
+            return Ok(());
+        };
+        let resolved: Vec<SocketAddr> = resolved.collect();
+        if !resolved.is_empty() && resolved.iter().all(|a| self.check_ip(a.ip()).is_err()) {
+            let refused = resolved
+                .iter()
+                .map(|a| a.ip().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            tracing::info!(%host, %refused, "webhook URL refused: no public address");
+            return Err(Refused::Host {
+                host: host.to_owned(),
+                refused,
+            });
+        }
+        Ok(())
+    }
+
     /// An HTTP client for deliveries under this policy: every resolved address checked, no
     /// redirects, no proxy, `timeout` for the whole exchange.
     pub fn client(self: &Arc<Self>, timeout: Duration) -> reqwest::Result<reqwest::Client> {
@@ -288,6 +330,7 @@ impl Resolve for GuardedResolver {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
+                tracing::info!(%host, %refused, "webhook destination refused: no public address");
                 return Err(Box::new(Refused::Host { host, refused }) as _);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
@@ -327,6 +370,9 @@ mod tests {
             "ff02::1",
             "2001:db8::1",
             "2002:a00:5::",
+            "64:ff9b:1::a00:5",
+            "fec0::1",
+            "::ffff:0:a00:5",
         ] {
             assert!(
                 special_range(ip(special)).is_some(),

@@ -108,8 +108,7 @@ impl Sender {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        // Read (a bounded part of) the answer so the connection can be reused; it is not kept.
-        let _ = tokio::time::timeout(Duration::from_secs(1), response.bytes()).await;
+        drain(response).await;
         let verdict = if status.is_success() {
             Verdict::Delivered
         } else if status == reqwest::StatusCode::GONE {
@@ -128,6 +127,22 @@ impl Sender {
             verdict,
         }
     }
+}
+
+/// Reads a little of the answer (so a short one leaves the connection reusable) and drops the
+/// rest: a receiver must not be able to make the dispatcher read, or hold, a large body.
+async fn drain(mut response: reqwest::Response) {
+    const MAX: usize = 64 * 1024;
+    let mut read = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(Some(chunk)) = response.chunk().await {
+            read += chunk.len();
+            if read > MAX {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn unix_now() -> i64 {

@@ -21,7 +21,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::attempt::{Outgoing, Sender, Verdict};
+use crate::attempt::{Attempt, Outgoing, Sender, Verdict};
 use crate::schedule::RetrySchedule;
 use crate::secret::WebhookSecret;
 use crate::store::{AttemptRecord, DeliveryState, Due, WebhookStore};
@@ -46,10 +46,14 @@ pub trait Notices: Send + Sync + std::fmt::Debug {
     async fn endpoint_disabled(&self, endpoint: Uuid, reason: &str);
 }
 
+/// How long fetching an endpoint's secrets may take before the attempt waits for a later round.
+const SECRET_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct DispatcherOptions {
     pub schedule: RetrySchedule,
-    /// How long a claimed delivery is ours: longer than an attempt can take.
+    /// How long a claimed delivery is ours: longer than an attempt can take (the secret fetch
+    /// and the send are both bounded, 10 s and 15 s).
     pub lease: Duration,
     /// Deliveries claimed (and sent concurrently) per round.
     pub batch: u32,
@@ -150,27 +154,42 @@ impl Dispatcher {
         let with_previous = due
             .previous_secret_until
             .is_some_and(|until| until > Utc::now());
-        let secrets = match self.secrets.secrets(due.endpoint_id, with_previous).await {
-            Ok(secrets) if !secrets.is_empty() => secrets,
-            Ok(_) | Err(_) => {
+        // Bounded, so an attempt always ends well inside its lease (a stalled secret store
+        // would otherwise let the lease run out and another dispatcher send it too).
+        let secrets = tokio::time::timeout(
+            SECRET_TIMEOUT,
+            self.secrets.secrets(due.endpoint_id, with_previous),
+        )
+        .await;
+        let started = Instant::now();
+        let attempt = match secrets {
+            Ok(Ok(secrets)) if !secrets.is_empty() => {
+                let signing: Vec<&WebhookSecret> = secrets.iter().collect();
+                let id = due.message_id.to_string();
+                self.sender
+                    .send(
+                        Outgoing {
+                            id: &id,
+                            body: &due.body,
+                            url: &due.url,
+                        },
+                        &signing,
+                    )
+                    .await
+            }
+            // No secret at all: nothing can ever be signed, so the attempt fails and runs out
+            // its schedule like any other, instead of waiting forever.
+            Ok(Ok(_)) => Attempt {
+                status: None,
+                duration: started.elapsed(),
+                error: Some("the endpoint has no signing secret".to_owned()),
+                verdict: Verdict::Failed { retry_after: None },
+            },
+            Ok(Err(_)) | Err(_) => {
                 tracing::warn!(endpoint_id = %due.endpoint_id, "an endpoint's signing secret is unavailable; its delivery waits");
                 return Ok(false);
             }
         };
-        let signing: Vec<&WebhookSecret> = secrets.iter().collect();
-        let id = due.message_id.to_string();
-        let started = Instant::now();
-        let attempt = self
-            .sender
-            .send(
-                Outgoing {
-                    id: &id,
-                    body: &due.body,
-                    url: &due.url,
-                },
-                &signing,
-            )
-            .await;
         metrics::histogram!("vitrine_webhook_attempt_seconds")
             .record(started.elapsed().as_secs_f64());
         let attempted_at = Utc::now();

@@ -63,7 +63,7 @@ pub fn verify(
     now: i64,
 ) -> Result<(), VerifyError> {
     let timestamp: i64 = timestamp.parse().map_err(|_| VerifyError::Timestamp)?;
-    if (now - timestamp).abs() > TOLERANCE_SECS {
+    if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(VerifyError::Stale);
     }
     let matches = signatures

@@ -65,7 +65,9 @@ async fn production_never_connects_to_loopback() {
             .await
             .expect_err(&url);
         assert!(
-            refused.contains("loopback") || refused.contains("https"),
+            refused.contains("loopback")
+                || refused.contains("https")
+                || refused.contains("no public address"),
             "{url}: {refused}"
         );
     }
@@ -94,4 +96,17 @@ async fn embedded_mode_and_allow_lists_reach_the_receiver() {
     let allowed = AddressPolicy::production(vec!["127.0.0.0/8".parse().unwrap()]);
     let _ = deliver(allowed, &format!("https://localhost:{port}/hook")).await;
     assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
+
+/// At registration a host name that resolves only to refused addresses is refused too, and the
+/// message does not say what it resolved to (it is shown to the endpoint's owner).
+#[tokio::test]
+async fn registration_refuses_names_of_private_hosts_without_naming_their_addresses() {
+    let production = AddressPolicy::production(vec![]);
+    let url = production.check_url("https://localhost:8443/hook").unwrap();
+    let refused = production.check_host(&url).await.unwrap_err().to_string();
+    assert_eq!(refused, "localhost resolves to no public address");
+    let embedded = AddressPolicy::embedded(vec![]);
+    let url = embedded.check_url("http://localhost:8443/hook").unwrap();
+    assert!(embedded.check_host(&url).await.is_ok());
 }

@@ -70,7 +70,7 @@ pub struct EndpointIn {
     pub url: String,
     #[schema(min_items = 1)]
     pub event_types: Vec<EventType>,
-    #[schema(min_length = 1, max_length = 500, pattern = "[^ ]")]
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub description: Option<String>,
 }
 
@@ -89,7 +89,7 @@ pub struct EndpointPatch {
     #[schema(min_items = 1)]
     pub event_types: Option<Vec<EventType>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = "[^ ]")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = "\\S")]
     pub description: Option<Option<String>>,
     pub enabled: Option<bool>,
 }
@@ -259,7 +259,7 @@ fn description(fields: &mut Fields, raw: Option<String>) -> Option<String> {
     if trimmed.is_empty() || trimmed.chars().count() > DESCRIPTION_MAX {
         fields.push(
             "description",
-            format!("must be 1-{DESCRIPTION_MAX} characters, not only spaces"),
+            format!("must be 1-{DESCRIPTION_MAX} characters, not only whitespace"),
         );
         return None;
     }
@@ -408,7 +408,6 @@ pub async fn get(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "Changed since the ETag in If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The secret store is unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -487,7 +486,7 @@ pub async fn delete(
     operation_id = "webhook_endpoints_rotate_secret",
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, description = "The new secret, shown this once", body = SecretOut),
+        (status = 200, description = "The new secret, shown this once", body = SecretOut, headers(("ETag" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -499,12 +498,16 @@ pub async fn rotate_secret(
     State(state): State<AppState>,
     principal: Principal,
     AppPath(id): AppPath<String>,
-) -> Result<AppJson<SecretOut>, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = caller(&principal)?;
-    let (_, secret) = state.endpoints.rotate(&caller, endpoint_id(&id)?).await?;
-    Ok(AppJson(SecretOut {
-        secret: secret.expose().to_string(),
-    }))
+    let (endpoint, secret) = state.endpoints.rotate(&caller, endpoint_id(&id)?).await?;
+    Ok((
+        [(header::ETAG, etag(endpoint.version))],
+        AppJson(SecretOut {
+            secret: secret.expose().to_string(),
+        }),
+    )
+        .into_response())
 }
 
 /// Every delivery attempt to the endpoint, newest first.
@@ -544,8 +547,8 @@ pub async fn attempts(
     }))
 }
 
-/// Send every delivery to the endpoint that failed for good since `since` once more, oldest
-/// first, in the background.
+/// Send every delivery to the endpoint that failed for good since `since` once more, in the
+/// background (with a fresh retry schedule).
 #[utoipa::path(
     post, path = "/v1/webhook-endpoints/{id}/recover", tag = "webhooks",
     operation_id = "webhook_endpoints_recover",

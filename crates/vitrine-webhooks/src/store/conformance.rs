@@ -199,6 +199,19 @@ pub async fn claims_lease_and_respect_the_per_endpoint_limit(
         !second.iter().any(|d| d.endpoint_id == slow.id),
         "its two slots are taken while their leases last"
     );
+    // An endpoint at its limit does not fill the claim window: with room for one delivery
+    // per claim, the busy endpoint's backlog (older) does not hold up another's.
+    for _ in 0..8 {
+        enqueue(message(&tenant, "stock.changed")).await;
+    }
+    let other = subscribe(store, &tenant, &["batch.completed"]).await;
+    enqueue(message(&tenant, "batch.completed")).await;
+    let narrow = store.claim(now(), lease, 1, 2).await.unwrap();
+    assert!(
+        narrow.iter().any(|d| d.endpoint_id == other.id),
+        "the other endpoint waited behind a busy one: {narrow:?}"
+    );
+
     // After the leases end, the rest (and the leased ones again) are claimable.
     let later = now() + Duration::minutes(2);
     let third = store

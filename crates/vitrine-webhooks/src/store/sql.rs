@@ -85,7 +85,8 @@ impl TryFrom<AttemptRow> for AttemptRecord {
 }
 
 /// Due deliveries of enabled endpoints, oldest first, at most `$4` leased per endpoint counting
-/// the leases already held; `$1` now, `$2` the new lease's end, `$3` how many. (RETURNING names
+/// the leases already held; endpoints already at their limit are left out of the candidates,
+/// so one endpoint's backlog cannot fill the window and hold up every other; `$1` now, `$2` the new lease's end, `$3` how many. (RETURNING names
 /// bare columns, which SQLite requires, so the chosen rows' columns are renamed apart.) The
 /// limit is exact on SQLite; on PostgreSQL two dispatchers claiming at the same instant each
 /// count the other's leases only once committed, so an endpoint may briefly get up to `$4` per
@@ -99,6 +100,9 @@ macro_rules! claim_sql {
                 WHERE d.state = 'pending' AND d.next_attempt_at <= $1
                   AND (d.lease_until IS NULL OR d.lease_until <= $1)
                   AND e.enabled AND e.deleted_at IS NULL
+                  AND (SELECT count(*) FROM webhook_deliveries h
+                       WHERE h.endpoint_id = d.endpoint_id AND h.state = 'pending'
+                         AND h.lease_until > $1) < $4
                 ORDER BY d.next_attempt_at
                 LIMIT $3 * 4",
             $lock,
