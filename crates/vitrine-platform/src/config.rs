@@ -511,8 +511,15 @@ mod tests {
     #[test]
     fn the_setting_names_are_the_struct_fields() {
         let names = setting_names();
-        assert_eq!(names.len(), 32, "{names:?}");
-        for name in ["mode", "listen", "max_body_bytes", "shutdown_grace_secs"] {
+        assert_eq!(names.len(), 34, "{names:?}");
+        for name in [
+            "mode",
+            "listen",
+            "max_body_bytes",
+            "shutdown_grace_secs",
+            "webhook_allowed_networks",
+            "webhook_retry_schedule",
+        ] {
             assert!(names.contains(&name), "{name}");
         }
     }
