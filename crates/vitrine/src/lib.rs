@@ -5,6 +5,7 @@
 
 pub mod data_lock;
 pub mod host;
+pub mod webhook_listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

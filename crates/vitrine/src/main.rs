@@ -58,6 +58,29 @@ enum Command {
         #[command(subcommand)]
         command: MessagesCommand,
     },
+    /// Try webhooks out.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Run a receiver that verifies each delivery with the endpoint's secret and prints it as a
+    /// JSON line (204 when it verifies, 401 when not).
+    Listen {
+        /// Where to listen (register `http://<this>/` as the endpoint's URL).
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+        /// The endpoint's secret (`whsec_...`), as the API returned it.
+        #[arg(long, value_parser = webhook_secret)]
+        secret: vitrine_webhooks::secret::WebhookSecret,
+    },
+}
+
+fn webhook_secret(raw: &str) -> Result<vitrine_webhooks::secret::WebhookSecret, String> {
+    vitrine_webhooks::secret::WebhookSecret::parse(raw).map_err(|error| error.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +251,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Messages {
             command: MessagesCommand::Queues,
         } => queues(&settings).await,
+        Command::Webhooks {
+            command: WebhooksCommand::Listen { listen, secret },
+        } => vitrine::webhook_listener::listen(listen, secret).await,
         Command::Messages {
             command: MessagesCommand::Dlq { command },
         } => {

@@ -1078,3 +1078,78 @@ fn queue_commands_say_what_they_touch() {
         "{unknown}"
     );
 }
+
+/// `vitrine webhooks listen` verifies each delivery with the endpoint's secret: 204 and
+/// `"verified": true` for a signed one, 401 and the reason for one signed with another secret.
+#[tokio::test]
+async fn the_webhook_listener_verifies_what_it_receives() {
+    use vitrine_webhooks::secret::WebhookSecret;
+    use vitrine_webhooks::signature::signature;
+
+    let (_root, data_dir, _logs) = scratch();
+    let secret = WebhookSecret::generate();
+    let port = free_port();
+    let mut listener = Command::new(BIN)
+        .env_clear()
+        .env("VITRINE_DATA_DIR", &data_dir)
+        .args([
+            "webhooks",
+            "listen",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--secret", &secret.expose()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/hooks/vitrine");
+    let body =
+        r#"{"type":"product.created","timestamp":"2026-12-01T12:00:00.000Z","data":{"sku":"X"}}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let send = async |with: &WebhookSecret| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let sent = client
+                .post(&url)
+                .header("webhook-id", "msg_1")
+                .header("webhook-timestamp", now.to_string())
+                .header(
+                    "webhook-signature",
+                    signature(&[with], "msg_1", now, body.as_bytes()),
+                )
+                .body(body)
+                .send()
+                .await;
+            match sent {
+                Ok(response) => return response.status().as_u16(),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("the listener never answered: {error}"),
+            }
+        }
+    };
+    assert_eq!(send(&secret).await, 204);
+    assert_eq!(send(&WebhookSecret::generate()).await, 401);
+    Command::new("kill")
+        .args(["-TERM", &listener.id().to_string()])
+        .status()
+        .unwrap();
+    let mut output = String::new();
+    std::io::Read::read_to_string(listener.stdout.as_mut().unwrap(), &mut output).unwrap();
+    listener.wait().unwrap();
+    let lines: Vec<serde_json::Value> = output
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{output}");
+    assert_eq!(lines[0]["verified"], true);
+    assert_eq!(lines[0]["body"]["data"]["sku"], "X");
+    assert_eq!(lines[1]["verified"], false);
+    assert!(lines[1]["error"].as_str().unwrap().contains("signature"));
+}
