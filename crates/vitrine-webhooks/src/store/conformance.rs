@@ -170,7 +170,15 @@ pub async fn messages_go_to_subscribed_enabled_endpoints_only(
     assert_eq!(mine[0].body, sent.body, "the body byte for byte");
     assert_eq!(mine[0].attempts, 0);
     assert!(!due.iter().any(|d| d.endpoint_id == other_type.id));
-    assert_eq!(enqueue(message(&tenant, "product.deleted")).await, 0);
+    let unheard = message(&tenant, "product.deleted");
+    assert_eq!(enqueue(unheard.clone()).await, 0);
+    assert!(
+        matches!(
+            store.resend(unheard.id, None, now()).await,
+            Err(StoreError::NotFound)
+        ),
+        "a message nobody is subscribed to is not written"
+    );
 }
 
 /// Everything due now, leased for a minute.
