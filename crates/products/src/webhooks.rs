@@ -8,16 +8,6 @@ use vitrine_contracts::products as contract;
 use vitrine_messaging::outbox::OutboxMessage;
 use vitrine_webhooks::store::NewMessage;
 
-/// Event types an endpoint may subscribe to, as the API names them.
-pub const EVENT_TYPES: [&str; 6] = [
-    "batch.completed",
-    "product-import.completed",
-    "product.created",
-    "product.updated",
-    "product.deleted",
-    "stock.changed",
-];
-
 /// The webhook name of a bus event sellers receive, if it is one.
 fn webhook_type(kind: &str) -> Option<&'static str> {
     match kind {

@@ -137,12 +137,7 @@ impl Process {
     /// Stops the process (SIGKILL: a crash; else SIGTERM: a rolling restart) and starts it
     /// again on the same port with the same configuration.
     async fn restart(&mut self, crash: bool, client: &reqwest::Client) {
-        let signal = if crash { "-KILL" } else { "-TERM" };
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.signal(if crash { "-KILL" } else { "-TERM" });
         self.child.wait().unwrap();
         let mut next = Self::spawn(self.name, &self.dir, &self.env, self.port);
         std::mem::swap(self, &mut next);
@@ -299,6 +294,26 @@ async fn start_stack_with(extra: &[(&'static str, String)]) -> Stack {
     }
 }
 
+impl Stack {
+    /// Registers a customer (as admin) to list products for; its id.
+    async fn register_seller(&self) -> String {
+        let created: Value = self
+            .client
+            .post(format!("{}/v1/customers", self.customers.base))
+            .bearer_auth(token(&["admin"], None))
+            .json(&customer_body("12.ABC.345/01DE-35"))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    }
+}
+
 fn customer_body(cnpj: &str) -> Value {
     json!({
         "cnpj": cnpj,
@@ -314,19 +329,7 @@ async fn customers_and_products_work_across_processes() {
     let stack = start_stack().await;
     let (customers, products, client) = (&stack.customers, &stack.products, &stack.client);
     let admin = token(&["admin"], None);
-    let created: Value = client
-        .post(format!("{}/v1/customers", customers.base))
-        .bearer_auth(&admin)
-        .json(&customer_body("12.ABC.345/01DE-35"))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let seller = created["id"].as_str().unwrap().to_owned();
+    let seller = stack.register_seller().await;
     let card = client
         .post(format!(
             "{}/v1/customers/{seller}/payment-methods",
@@ -556,36 +559,16 @@ async fn restarts_under_load_lose_no_committed_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_caller_gets_its_reply_queue_back() {
     let stack = start_stack_with(&[("VITRINE_REPLY_QUEUE_TTL_SECS", "2".to_owned())]).await;
-    let (customers, stalled, client) = (&stack.customers, &stack.products, &stack.client);
+    let (stalled, client) = (&stack.products, &stack.client);
     let mut other = Process::start("products", &stalled.dir, &stalled.env);
     other.wait_ready(client).await;
     let admin = token(&["admin"], None);
-    let seller: Value = client
-        .post(format!("{}/v1/customers", customers.base))
-        .bearer_auth(&admin)
-        .json(&customer_body("12.ABC.345/01DE-35"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let seller = seller["id"].as_str().unwrap().to_owned();
+    let seller = stack.register_seller().await;
     let reply_queues = async || stack.sqs.list_queues("products-replies-").await.unwrap();
     let before = reply_queues().await;
     assert_eq!(before.len(), 2, "one reply queue per replica");
 
-    let signal = |signal: &str| {
-        let pid = stalled.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-    };
-    signal("-STOP");
+    stalled.signal("-STOP");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let survivor = loop {
         let left = reply_queues().await;
@@ -599,7 +582,7 @@ async fn a_stalled_caller_gets_its_reply_queue_back() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let deleted: Vec<_> = before.iter().filter(|q| !survivor.contains(q)).collect();
-    signal("-CONT");
+    stalled.signal("-CONT");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut n = 0;
@@ -654,17 +637,7 @@ async fn a_creation_cut_off_by_a_restart_is_replayed_after_it() {
     .await;
     let admin = token(&["admin"], None);
     let client = stack.client.clone();
-    let seller: Value = client
-        .post(format!("{}/v1/customers", stack.customers.base))
-        .bearer_auth(&admin)
-        .json(&customer_body("12.ABC.345/01DE-35"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let seller = seller["id"].as_str().unwrap().to_owned();
+    let seller = stack.register_seller().await;
     let product = json!({"seller_id": seller, "sku": "CUT-1", "name": "Cortado no meio",
                          "price": {"amount": 990, "currency": "BRL"}, "initial_stock": 3});
     let create = {
