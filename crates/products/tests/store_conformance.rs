@@ -212,6 +212,11 @@ macro_rules! suite {
             async fn sellers_endpoints_get_their_products_changes() {
                 super::sellers_endpoints_get_their_products_changes(super::$backend().await).await;
             }
+
+            #[tokio::test]
+            async fn each_seller_hears_of_its_own_items_of_a_reservation() {
+                super::each_seller_hears_of_its_own_items_of_a_reservation(super::$backend().await).await;
+            }
             #[tokio::test]
             async fn writes_announce_themselves_in_the_outbox() {
                 super::writes_announce_themselves_in_the_outbox(super::$backend().await).await;
@@ -1065,6 +1070,87 @@ async fn sellers_endpoints_get_their_products_changes(b: Backend) {
         !claimed.iter().any(|d| d.endpoint_id == theirs),
         "not another seller's"
     );
+    b.check_invariants().await;
+}
+
+/// A reservation holding two sellers' products is announced to each seller with only that
+/// seller's items, on creation and on commit; a reservation refused for a shortage announces
+/// nothing.
+async fn each_seller_hears_of_its_own_items_of_a_reservation(b: Backend) {
+    let webhooks: Arc<dyn WebhookStore> = match &b.invariants {
+        Invariants::Sqlite(pool) => Arc::new(SqliteWebhookStore::new(pool.clone())),
+        Invariants::Postgres(pool) => Arc::new(PgWebhookStore::new(pool.clone())),
+    };
+    let (first, second) = (SellerId::new(), SellerId::new());
+    let mut endpoints = Vec::new();
+    for seller in [first, second] {
+        let endpoint = webhooks
+            .create_endpoint(
+                uuid::Uuid::now_v7(),
+                &NewEndpoint {
+                    tenant: seller.to_string(),
+                    url: "https://erp.example/hook".to_owned(),
+                    description: None,
+                    event_types: vec![
+                        "reservation.created".to_owned(),
+                        "reservation.committed".to_owned(),
+                    ],
+                },
+                now(),
+            )
+            .await
+            .unwrap();
+        endpoints.push(endpoint.id);
+    }
+    let p1 = create(&b, first, "RES-ONE", 5).await;
+    let p2 = create(&b, second, "RES-TWO", 5).await;
+    let refused = b
+        .store
+        .reserve(
+            ReservationId::new(),
+            &reservation(&[(p1.id, 1), (p2.id, 9)], chrono::Duration::minutes(5)),
+            now(),
+        )
+        .await;
+    assert!(refused.is_err(), "more than the stock is refused");
+    let held = b
+        .store
+        .reserve(
+            ReservationId::new(),
+            &reservation(&[(p1.id, 2), (p2.id, 3)], chrono::Duration::minutes(5)),
+            now(),
+        )
+        .await
+        .unwrap()
+        .value;
+    b.store
+        .finish_reservation(held.id, ReservationStatus::Committed, None, now())
+        .await
+        .unwrap();
+    let later = now() + chrono::Duration::hours(1);
+    let claimed = webhooks.claim(later, later, 1000, 1000).await.unwrap();
+    for (endpoint, product, quantity) in [(endpoints[0], p1.id, 2), (endpoints[1], p2.id, 3)] {
+        let mut bodies: Vec<serde_json::Value> = claimed
+            .iter()
+            .filter(|d| d.endpoint_id == endpoint)
+            .map(|d| serde_json::from_slice(&d.body).unwrap())
+            .collect();
+        bodies.sort_by_key(|body| body["type"].as_str().unwrap().to_owned());
+        let types: Vec<_> = bodies.iter().map(|body| body["type"].clone()).collect();
+        assert_eq!(
+            types,
+            ["reservation.committed", "reservation.created"],
+            "{claimed:?}"
+        );
+        for body in &bodies {
+            assert_eq!(body["data"]["reservation_id"], held.id.to_string());
+            assert_eq!(
+                body["data"]["items"],
+                serde_json::json!([{"product_id": product.to_string(), "quantity": quantity}]),
+                "only the seller's own item"
+            );
+        }
+    }
     b.check_invariants().await;
 }
 

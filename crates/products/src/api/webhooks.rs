@@ -36,6 +36,14 @@ pub enum EventType {
     ProductDeleted,
     #[serde(rename = "stock.changed")]
     StockChanged,
+    #[serde(rename = "reservation.created")]
+    ReservationCreated,
+    #[serde(rename = "reservation.committed")]
+    ReservationCommitted,
+    #[serde(rename = "reservation.released")]
+    ReservationReleased,
+    #[serde(rename = "reservation.expired")]
+    ReservationExpired,
 }
 
 impl EventType {
@@ -47,6 +55,10 @@ impl EventType {
             Self::ProductUpdated => "product.updated",
             Self::ProductDeleted => "product.deleted",
             Self::StockChanged => "stock.changed",
+            Self::ReservationCreated => "reservation.created",
+            Self::ReservationCommitted => "reservation.committed",
+            Self::ReservationReleased => "reservation.released",
+            Self::ReservationExpired => "reservation.expired",
         }
     }
 

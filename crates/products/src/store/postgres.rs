@@ -165,7 +165,7 @@ impl PostgresStore {
         messages: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         enqueue_postgres(conn, messages).await?;
-        for message in messages.iter().filter_map(crate::webhooks::for_event) {
+        for message in crate::webhooks::for_events(messages) {
             vitrine_webhooks::store::postgres::enqueue(conn, &message)
                 .await
                 .map_err(|error| StoreError::Backend(error.into()))?;

@@ -82,7 +82,7 @@ impl SqliteStore {
         messages: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         enqueue_sqlite(conn, messages).await?;
-        for message in messages.iter().filter_map(crate::webhooks::for_event) {
+        for message in crate::webhooks::for_events(messages) {
             vitrine_webhooks::store::sqlite::enqueue(conn, &message)
                 .await
                 .map_err(|error| StoreError::Backend(error.into()))?;
