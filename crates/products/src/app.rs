@@ -37,10 +37,13 @@ use vitrine_service::supervisor::housekeeping;
 use vitrine_service::{QueueCheck, Service, Shared, Started, Task};
 
 use crate::api::{self, AppState};
+use crate::batches::Batches;
 use crate::cache::ProductCache;
+use crate::imports::Imports;
 use crate::messages::ProductsHandler;
 use crate::service::Catalog;
-use crate::store::{PostgresStore, ProductStore, ReplicaOptions, SqliteStore};
+use crate::store::{PostgresStore, ProductStore, ReplicaOptions, SqliteStore, WorkStore};
+use crate::work::WorkHandler;
 
 /// File name of the embedded database inside the data directory.
 pub const SQLITE_FILE: &str = "products.sqlite3";
@@ -56,6 +59,10 @@ pub struct Products {
     pub readiness: Vec<Arc<dyn ReadinessCheck>>,
     pub catalog: Catalog,
     store: Arc<dyn ProductStore>,
+    /// Batches and imports, for pruning.
+    work: Arc<dyn WorkStore>,
+    /// Runs batch parts and import chunks from the work queue.
+    work_handler: WorkHandler,
     idempotency: Arc<dyn IdempotencyStore>,
     transport: Arc<dyn Transport>,
     cache: ProductCache,
@@ -88,6 +95,7 @@ impl Products {
     ) -> anyhow::Result<Self> {
         let Opened {
             store,
+            work,
             idempotency: idempotency_store,
             webhooks,
             ..
@@ -135,12 +143,21 @@ impl Products {
             cache.clone(),
             Duration::from_millis(settings.seller_lookup_timeout_ms),
         );
+        let batches = Batches::new(Arc::clone(&work), Arc::clone(&webhooks));
+        let imports = Imports::new(
+            Arc::clone(&work),
+            catalog.clone(),
+            settings.import_max_bytes,
+        );
         let state = AppState {
             catalog: catalog.clone(),
             endpoints,
+            batches: batches.clone(),
+            imports: imports.clone(),
             authenticator: Arc::clone(&authenticator),
         };
-        let (router, _) = api::router(state);
+        let (routers, _) = api::router(state);
+        let router = routers.buffered;
         let idempotency_state = Idempotency::new(
             Arc::clone(&idempotency_store),
             authenticator,
@@ -148,10 +165,12 @@ impl Products {
             fingerprint_key(settings)?,
         );
         let detached_work = idempotency_state.work.clone();
-        let router = router.layer(axum::middleware::from_fn_with_state(
-            idempotency_state,
-            idempotency,
-        ));
+        let router = router
+            .layer(axum::middleware::from_fn_with_state(
+                idempotency_state,
+                idempotency,
+            ))
+            .merge(routers.streamed);
         let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(DatabaseCheck(Arc::clone(&store))),
             Arc::new(QueueCheck {
@@ -167,6 +186,8 @@ impl Products {
             readiness,
             catalog,
             store,
+            work,
+            work_handler: WorkHandler::new(batches, imports),
             idempotency: idempotency_store,
             detached_work,
             transport,
@@ -196,6 +217,28 @@ impl Products {
                     ConsumerOptions::default(),
                 )
                 .run(stop)
+            }),
+            Task::new("work-consumer", {
+                let transport = Arc::clone(&self.transport);
+                let handler = Arc::new(self.work_handler.clone());
+                move |stop| {
+                    Consumer::new(
+                        contract::WORK_QUEUE,
+                        Arc::clone(&transport),
+                        handler.clone(),
+                        ConsumerOptions {
+                            // A chunk or a part is one transaction of up to 1,000 rows: seconds.
+                            batch: 1,
+                            visibility: Duration::from_secs(60),
+                            ..ConsumerOptions::default()
+                        },
+                    )
+                    .run(stop)
+                }
+            }),
+            Task::new("work-pruning", {
+                let work = Arc::clone(&self.work);
+                move |stop| prune_work(Arc::clone(&work), stop)
             }),
             Task::new("seller-reconciliation", {
                 let catalog = self.catalog.clone();
@@ -241,25 +284,62 @@ impl Products {
 pub fn topology() -> Topology {
     Topology {
         topics: vec![contract::TOPIC.to_owned()],
-        queues: vec![QueueSpec {
-            name: contract::QUEUE.to_owned(),
-            subscriptions: vec![
-                Subscription {
-                    topic: customers::TOPIC.to_owned(),
-                    event_types: vec![customers::CUSTOMER_STATUS_CHANGED.to_owned()],
-                },
-                Subscription {
-                    topic: contract::TOPIC.to_owned(),
-                    event_types: contract::PRODUCT_CHANGES
-                        .iter()
-                        .map(|t| (*t).to_owned())
-                        .collect(),
-                },
-            ],
-            // A status event that keeps failing is retried for about an hour (backoff up to
-            // five minutes) before it is dead-lettered; reconciliation covers what is left.
-            max_receives: 20,
-        }],
+        queues: vec![
+            QueueSpec {
+                name: contract::QUEUE.to_owned(),
+                subscriptions: vec![
+                    Subscription {
+                        topic: customers::TOPIC.to_owned(),
+                        event_types: vec![customers::CUSTOMER_STATUS_CHANGED.to_owned()],
+                    },
+                    Subscription {
+                        topic: contract::TOPIC.to_owned(),
+                        event_types: contract::PRODUCT_CHANGES
+                            .iter()
+                            .map(|t| (*t).to_owned())
+                            .collect(),
+                    },
+                ],
+                // A status event that keeps failing is retried for about an hour (backoff up to
+                // five minutes) before it is dead-lettered; reconciliation covers what is left.
+                max_receives: 20,
+            },
+            QueueSpec {
+                name: contract::WORK_QUEUE.to_owned(),
+                // Commands are sent to it directly by products' outbox, not through a topic.
+                subscriptions: Vec::new(),
+                // A chunk whose seller checks keep failing (user-information down) is retried
+                // for about an hour before it is dead-lettered; `vitrine messages redrive`
+                // resumes it.
+                max_receives: 20,
+            },
+        ],
+    }
+}
+
+/// How long finished batches and imports (with their line errors) stay readable.
+const WORK_RETENTION: chrono::Duration = chrono::Duration::days(7);
+/// An upload still receiving after this long was cut off (the request timeout is far shorter).
+const ABANDONED_AFTER: chrono::Duration = chrono::Duration::hours(1);
+
+/// Deletes old batches and imports, and imports whose upload never finished, every hour.
+async fn prune_work(work: Arc<dyn WorkStore>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = crate::service::now();
+        match work
+            .prune_work(now - WORK_RETENTION, now - ABANDONED_AFTER)
+            .await
+        {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "old batches and imports deleted"),
+            Err(error) => tracing::warn!(error = %error, "pruning batches and imports failed"),
+        }
     }
 }
 
@@ -306,6 +386,7 @@ async fn expire_reservations(catalog: Catalog, shutdown: CancellationToken) {
 /// A service's database, opened.
 struct Opened {
     store: Arc<dyn ProductStore>,
+    work: Arc<dyn WorkStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     webhooks: Arc<dyn WebhookStore>,
     migrated: Migrated,
@@ -329,6 +410,7 @@ async fn open_database(settings: &Settings, schema: Schema) -> anyhow::Result<Op
             };
             let applied = schema.apply(&database, store.migrate()).await?;
             Ok(Opened {
+                work: Arc::new(store.clone()),
                 store: Arc::new(store),
                 webhooks: Arc::new(PgWebhookStore::new(primary.clone())),
                 idempotency: Arc::new(PgIdempotencyStore::new(primary)),
@@ -345,6 +427,7 @@ async fn open_database(settings: &Settings, schema: Schema) -> anyhow::Result<Op
             let store = SqliteStore::new(pool.clone());
             let applied = schema.apply(&database, store.migrate()).await?;
             Ok(Opened {
+                work: Arc::new(store.clone()),
                 store: Arc::new(store),
                 webhooks: Arc::new(SqliteWebhookStore::new(pool.clone())),
                 idempotency: Arc::new(SqliteIdempotencyStore::new(pool)),

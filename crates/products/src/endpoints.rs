@@ -66,7 +66,7 @@ pub enum Caller {
 
 impl Caller {
     /// The tenant filter for reads: none for admins.
-    fn scope(&self) -> Option<&str> {
+    pub(crate) fn scope(&self) -> Option<&str> {
         match self {
             Caller::Admin => None,
             Caller::Tenant(tenant) => Some(tenant),
@@ -74,7 +74,7 @@ impl Caller {
     }
 
     /// The tenant endpoints this caller creates belong to.
-    fn owner(&self) -> String {
+    pub(crate) fn owner(&self) -> String {
         match self {
             Caller::Admin => ADMIN_TENANT.to_owned(),
             Caller::Tenant(tenant) => tenant.clone(),

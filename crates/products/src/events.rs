@@ -10,16 +10,19 @@ use crate::domain::{Product, ProductStatus, Reservation, ReservationStatus};
 
 pub use contract::StockCause;
 
+fn envelope(kind: &str, subject: impl std::fmt::Display, data: &impl serde::Serialize) -> Envelope {
+    Envelope::new(contract::SOURCE, kind, data)
+        .expect("contract payloads serialise")
+        .with_subject(subject.to_string())
+        .with_traceparent(vitrine_platform::trace_context::current())
+}
+
 fn event(
     kind: &str,
     subject: impl std::fmt::Display,
     data: &impl serde::Serialize,
 ) -> OutboxMessage {
-    let envelope = Envelope::new(contract::SOURCE, kind, data)
-        .expect("contract payloads serialise")
-        .with_subject(subject.to_string())
-        .with_traceparent(vitrine_platform::trace_context::current());
-    OutboxMessage::event(contract::TOPIC, envelope)
+    OutboxMessage::event(contract::TOPIC, envelope(kind, subject, data))
 }
 
 fn status(status: ProductStatus) -> contract::ProductStatus {
@@ -180,6 +183,37 @@ pub fn webhook_endpoint_disabled(
             endpoint_id,
             tenant: tenant.to_owned(),
             reason: reason.to_owned(),
+        },
+    )
+}
+
+/// A command to products' own work queue (not an event: nobody else subscribes to it).
+fn command(
+    kind: &str,
+    subject: impl std::fmt::Display,
+    data: &impl serde::Serialize,
+) -> OutboxMessage {
+    OutboxMessage::command(contract::WORK_QUEUE, envelope(kind, subject, data))
+}
+
+/// Part `part` of batch `batch_id` is due.
+pub fn batch_part(batch_id: uuid::Uuid, part: u32) -> OutboxMessage {
+    command(
+        contract::BATCH_PART,
+        batch_id,
+        &contract::BatchPart { batch_id, part },
+    )
+}
+
+/// Lines `first_line..=last_line` of import `import_id` are due.
+pub fn import_chunk(import_id: uuid::Uuid, first_line: u32, last_line: u32) -> OutboxMessage {
+    command(
+        contract::IMPORT_CHUNK,
+        import_id,
+        &contract::ImportChunk {
+            import_id,
+            first_line,
+            last_line,
         },
     )
 }

@@ -4,14 +4,18 @@
 
 pub mod api;
 pub mod app;
+pub mod batches;
 pub mod cache;
 pub mod domain;
 pub mod endpoints;
 pub mod events;
+pub mod imports;
 pub mod messages;
+pub mod ndjson;
 pub mod service;
 pub mod store;
 pub mod webhooks;
+pub mod work;
 
 /// products as a process hosts it.
 pub const SERVICE: app::Definition = app::Definition;

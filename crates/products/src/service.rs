@@ -128,31 +128,7 @@ impl Catalog {
         new: &NewProduct,
         actor: &str,
     ) -> Result<Written<Product>, ServiceError> {
-        let version = match self
-            .directory
-            .lookup(new.seller_id.as_uuid(), self.lookup_timeout)
-            .await
-        {
-            Lookup::Found {
-                status: CustomerStatus::Active,
-                version,
-                ..
-            } => version,
-            Lookup::Found {
-                status, version, ..
-            } => {
-                let standing = standing_of(status);
-                if let Some(version) = version {
-                    self.reconcile(new.seller_id, standing, version).await?;
-                }
-                return Err(ServiceError::SellerRejected(match standing {
-                    SellerStanding::Closed => "the seller is closed",
-                    _ => "the seller is suspended",
-                }));
-            }
-            Lookup::NotFound => return Err(ServiceError::SellerRejected("no such customer")),
-            Lookup::Unavailable(why) => return Err(ServiceError::DirectoryUnavailable(why)),
-        };
+        let version = self.seller_version(new.seller_id).await?;
         let insert = || {
             self.store
                 .insert_product(ProductId::new(), new, Some(actor), now())
@@ -168,6 +144,47 @@ impl Catalog {
         // A 404 for this id may have been cached by a client guessing ids.
         self.cache.invalidate(written.value.id).await;
         Ok(written)
+    }
+
+    /// Asks user-information whether `seller` exists and is active, as a product listing
+    /// needs: `SellerRejected` when it is not (correcting the projection from the answer),
+    /// `DirectoryUnavailable` when it does not answer in time.
+    pub async fn check_seller(&self, seller: SellerId) -> Result<(), ServiceError> {
+        if let Some(version) = self.seller_version(seller).await? {
+            self.reconcile(seller, SellerStanding::Active, version)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_seller`] without the correction of an active seller's projection: its
+    /// version, when user-information gave one.
+    async fn seller_version(&self, seller: SellerId) -> Result<Option<i64>, ServiceError> {
+        match self
+            .directory
+            .lookup(seller.as_uuid(), self.lookup_timeout)
+            .await
+        {
+            Lookup::Found {
+                status: CustomerStatus::Active,
+                version,
+                ..
+            } => Ok(version),
+            Lookup::Found {
+                status, version, ..
+            } => {
+                let standing = standing_of(status);
+                if let Some(version) = version {
+                    self.reconcile(seller, standing, version).await?;
+                }
+                Err(ServiceError::SellerRejected(match standing {
+                    SellerStanding::Closed => "the seller is closed",
+                    _ => "the seller is suspended",
+                }))
+            }
+            Lookup::NotFound => Err(ServiceError::SellerRejected("no such customer")),
+            Lookup::Unavailable(why) => Err(ServiceError::DirectoryUnavailable(why)),
+        }
     }
 
     /// Sets the projection of `seller` from user-information's answer, dropping the cache

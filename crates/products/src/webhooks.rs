@@ -125,3 +125,76 @@ fn message(
         created_at: envelope.time,
     }
 }
+
+/// One part of a batch's results, as the `batch.completed` message to its tenant's endpoints:
+/// an export's items are the products as `GET /v1/products` shows them; a snapshot's, their
+/// stock.
+pub fn batch_part(
+    batch: &crate::batches::Batch,
+    part: u32,
+    products: Vec<crate::domain::Product>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> NewMessage {
+    use crate::batches::BatchKind;
+    let items: Vec<Value> = products
+        .into_iter()
+        .map(|product| match batch.kind {
+            BatchKind::ProductsExport => {
+                serde_json::to_value(crate::api::products::ProductOut::from(product))
+                    .expect("JSON values serialise")
+            }
+            BatchKind::StockSnapshot => serde_json::json!({
+                "product_id": product.id.to_string(),
+                "seller_id": product.seller_id.to_string(),
+                "sku": product.sku.as_str(),
+                "on_hand": product.stock.on_hand,
+                "reserved": product.stock.reserved,
+                "available": product.stock.available(),
+            }),
+        })
+        .collect();
+    let body = serde_json::json!({
+        "type": crate::batches::BATCH_COMPLETED,
+        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": {
+            "batch_id": batch.id.to_string(),
+            "type": batch.kind.as_str(),
+            "part": part,
+            "parts": batch.parts,
+            "items": items,
+        },
+    });
+    NewMessage {
+        id: Uuid::now_v7(),
+        tenant: batch.tenant.clone(),
+        event_type: crate::batches::BATCH_COMPLETED.to_owned(),
+        body: serde_json::to_vec(&body).expect("JSON values serialise"),
+        created_at: now,
+    }
+}
+
+/// `product-import.completed` to the importing tenant's endpoints: the import's counts (its
+/// line errors are at `GET /v1/product-imports/{id}`).
+pub fn import_completed(
+    import: &crate::imports::ProductImport,
+    now: chrono::DateTime<chrono::Utc>,
+) -> NewMessage {
+    let body = serde_json::json!({
+        "type": crate::imports::PRODUCT_IMPORT_COMPLETED,
+        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": {
+            "import_id": import.id.to_string(),
+            "status": import.status.as_str(),
+            "received": import.received,
+            "created": import.created,
+            "failed": import.failed,
+        },
+    });
+    NewMessage {
+        id: Uuid::now_v7(),
+        tenant: import.tenant.clone(),
+        event_type: crate::imports::PRODUCT_IMPORT_COMPLETED.to_owned(),
+        body: serde_json::to_vec(&body).expect("JSON values serialise"),
+        created_at: now,
+    }
+}

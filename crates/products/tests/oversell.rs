@@ -59,24 +59,36 @@ struct Server {
     stop: CancellationToken,
 }
 
-/// Webhook endpoints on throwaway embedded stores: this test never uses them.
-async fn unused_endpoints() -> products::endpoints::WebhookEndpoints {
+/// Webhook endpoints, batches and imports on a throwaway embedded store: this test never uses
+/// them.
+async fn unused_parts(
+    catalog: &Catalog,
+) -> (
+    products::endpoints::WebhookEndpoints,
+    products::batches::Batches,
+    products::imports::Imports,
+) {
     let dir = tempfile::tempdir().unwrap().keep();
-    let pool = vitrine_platform::db::sqlite(&dir.join("webhooks.sqlite3"))
+    let pool = vitrine_platform::db::sqlite(&dir.join("unused.sqlite3"))
         .await
         .unwrap();
-    vitrine_webhooks::migrations::SQLITE
-        .run(&pool)
-        .await
-        .unwrap();
+    let store = products::store::SqliteStore::new(pool.clone());
+    store.migrate().await.unwrap();
+    let webhooks: Arc<dyn vitrine_webhooks::store::WebhookStore> =
+        Arc::new(vitrine_webhooks::store::SqliteWebhookStore::new(pool));
     let secrets =
         vitrine_platform::secrets::LocalSecretStore::open(dir.join("secrets"), &[7u8; 32]).unwrap();
-    products::endpoints::WebhookEndpoints::new(
-        Arc::new(vitrine_webhooks::store::SqliteWebhookStore::new(pool)),
-        Arc::new(secrets),
-        Arc::new(vitrine_webhooks::address_policy::AddressPolicy::embedded(
-            vec![],
-        )),
+    let work: Arc<dyn products::store::WorkStore> = Arc::new(store);
+    (
+        products::endpoints::WebhookEndpoints::new(
+            Arc::clone(&webhooks),
+            Arc::new(secrets),
+            Arc::new(vitrine_webhooks::address_policy::AddressPolicy::embedded(
+                vec![],
+            )),
+        ),
+        products::batches::Batches::new(Arc::clone(&work), webhooks),
+        products::imports::Imports::new(work, catalog.clone(), 1_000_000),
     )
 }
 
@@ -100,11 +112,15 @@ async fn serve(store: Arc<dyn ProductStore>) -> Server {
         cache,
         Duration::from_secs(1),
     );
-    let (router, _) = api::router(AppState {
+    let (endpoints, batches, imports) = unused_parts(&catalog).await;
+    let (routers, _) = api::router(AppState {
         catalog,
-        endpoints: unused_endpoints().await,
+        endpoints,
+        batches,
+        imports,
         authenticator,
     });
+    let router = routers.buffered;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();

@@ -13,6 +13,30 @@ pub const TOPIC: &str = "products-events";
 /// closed) and its own product events (cache invalidation).
 pub const QUEUE: &str = "products";
 
+/// The queue of products' own deferred work (batch parts, import chunks): commands, not
+/// events, sent to it directly; in production its depth is what consumers scale on.
+pub const WORK_QUEUE: &str = "products-work";
+
+/// Command: run the next part of a batch.
+pub const BATCH_PART: &str = "vitrine.products.batch.part.v1";
+/// Command: create the products of one chunk of an import's lines.
+pub const IMPORT_CHUNK: &str = "vitrine.products.import.chunk.v1";
+
+/// `batch.part`: part `part` (from 1) of batch `batch_id` is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchPart {
+    pub batch_id: Uuid,
+    pub part: u32,
+}
+
+/// `import.chunk`: lines `first_line..=last_line` of import `import_id` are due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportChunk {
+    pub import_id: Uuid,
+    pub first_line: u32,
+    pub last_line: u32,
+}
+
 pub const PRODUCT_CREATED: &str = "vitrine.products.product.created.v1";
 pub const PRODUCT_UPDATED: &str = "vitrine.products.product.updated.v1";
 pub const PRODUCT_DELETED: &str = "vitrine.products.product.deleted.v1";

@@ -113,6 +113,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Largest accepted product import (`POST /v1/product-imports`, NDJSON, streamed).
+    pub import_max_bytes: u64,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
     /// Networks (comma-separated CIDR) webhooks may be delivered to although they are private
@@ -158,6 +160,7 @@ struct Defaults {
     log: String,
     log_format: LogFormat,
     max_body_bytes: usize,
+    import_max_bytes: u64,
     shutdown_grace_secs: u64,
 }
 
@@ -180,6 +183,7 @@ impl Default for Defaults {
             log: "info,sqlx::postgres::notice=warn".to_owned(),
             log_format: LogFormat::Auto,
             max_body_bytes: 1024 * 1024,
+            import_max_bytes: 50_000_000,
             shutdown_grace_secs: 20,
         }
     }
@@ -511,11 +515,12 @@ mod tests {
     #[test]
     fn the_setting_names_are_the_struct_fields() {
         let names = setting_names();
-        assert_eq!(names.len(), 34, "{names:?}");
+        assert_eq!(names.len(), 35, "{names:?}");
         for name in [
             "mode",
             "listen",
             "max_body_bytes",
+            "import_max_bytes",
             "shutdown_grace_secs",
             "webhook_allowed_networks",
             "webhook_retry_schedule",

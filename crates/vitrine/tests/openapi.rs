@@ -103,8 +103,13 @@ async fn the_document_is_valid_openapi() {
 async fn a_generated_python_client_drives_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("generator.yaml");
-    // No post-generation formatting: the generated code is used, not committed.
-    std::fs::write(&config, "post_hooks: []\n").unwrap();
+    // No post-generation formatting: the generated code is used, not committed. The import's
+    // NDJSON body is a byte stream to the generator (it has no model for line-delimited JSON).
+    std::fs::write(
+        &config,
+        "post_hooks: []\ncontent_type_overrides:\n  application/x-ndjson: application/octet-stream\n",
+    )
+    .unwrap();
     let generated = python(
         vec![
             "-m".into(),
@@ -158,8 +163,8 @@ async fn schemathesis(
     let st = std::env::var(SCHEMATHESIS_VAR).unwrap_or_else(|_| {
         panic!("{SCHEMATHESIS_VAR} is not set: run the tests with scripts/test.sh")
     });
-    let config =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/schemathesis.toml");
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz");
+    let config = fuzz.join("schemathesis.toml");
     let mut args: Vec<String> = vec![
         "--config-file".into(),
         config.display().to_string(),
@@ -189,6 +194,9 @@ async fn schemathesis(
         std::process::Command::new(st)
             .args(args)
             .current_dir(scratch.path())
+            // NDJSON bodies (tests/fuzz/ndjson_hooks.py).
+            .env("SCHEMATHESIS_HOOKS", "ndjson_hooks")
+            .env("PYTHONPATH", fuzz)
             .output()
             .expect("schemathesis runs")
     })

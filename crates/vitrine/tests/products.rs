@@ -1038,3 +1038,299 @@ async fn an_unanswered_seller_check_is_503_with_retry_after() {
         "application/problem+json"
     );
 }
+
+/// Lines of the import acceptance: every 100th is bad, in one of five ways.
+const IMPORT_LINES: usize = 20_000;
+
+/// The NDJSON of the import acceptance for `seller`, and the field each bad line must be
+/// reported on (`None`: the line is not JSON at all).
+fn import_body(
+    seller: &str,
+) -> (
+    String,
+    std::collections::BTreeMap<usize, Option<&'static str>>,
+) {
+    let mut body = String::new();
+    let mut bad = std::collections::BTreeMap::new();
+    let stranger = uuid::Uuid::now_v7().to_string();
+    for line in 1..=IMPORT_LINES {
+        let product = if line % 100 == 0 {
+            let (text, field) = match (line / 100) % 5 {
+                0 => ("{\"seller_id\": ".to_owned(), None),
+                1 => (
+                    json!({"seller_id": seller, "sku": format!("BAD-{line}"), "price": {"amount": 1, "currency": "BRL"}}).to_string(),
+                    Some("name"),
+                ),
+                2 => (product_body(seller, "not a sku!", 1).to_string(), Some("sku")),
+                3 => (
+                    product_body(&stranger, &format!("THEIRS-{line}"), 1).to_string(),
+                    Some("seller_id"),
+                ),
+                _ => (product_body(seller, "EXP-1", 1).to_string(), Some("sku")),
+            };
+            bad.insert(line, field);
+            text
+        } else {
+            product_body(seller, &format!("EXP-{line}"), 3).to_string()
+        };
+        body.push_str(&product);
+        body.push('\n');
+    }
+    (body, bad)
+}
+
+/// The Python reference library (`standardwebhooks`) verifies every delivery: it prints the
+/// number it verified, or fails.
+fn verified_by_the_reference_library(
+    secret: &str,
+    deliveries: &[(reqwest::header::HeaderMap, String)],
+) {
+    const SCRIPT: &str = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+case = json.load(sys.stdin)
+hook = Webhook(case["secret"])
+for d in case["deliveries"]:
+    hook.verify(d["body"], d["headers"])
+print(len(case["deliveries"]))
+"#;
+    use std::io::Write;
+    let python = std::env::var("VITRINE_TEST_PYTHON").expect(
+        "VITRINE_TEST_PYTHON is not set: this test needs the Python scripts/test.sh prepares",
+    );
+    let case = json!({
+        "secret": secret,
+        "deliveries": deliveries.iter().map(|(headers, body)| json!({
+            "body": body,
+            "headers": {
+                "webhook-id": headers["webhook-id"].to_str().unwrap(),
+                "webhook-timestamp": headers["webhook-timestamp"].to_str().unwrap(),
+                "webhook-signature": headers["webhook-signature"].to_str().unwrap(),
+            },
+        })).collect::<Vec<_>>(),
+    });
+    let mut child = std::process::Command::new(python)
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(case.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        deliveries.len().to_string()
+    );
+}
+
+/// The messages of `event_type` received so far, parsed, once each (the receiver refuses its
+/// first delivery, which then arrives again).
+fn deliveries_of(
+    received: &std::sync::Mutex<Vec<(reqwest::header::HeaderMap, String)>>,
+    event_type: &str,
+) -> Vec<(reqwest::header::HeaderMap, String, Value)> {
+    let mut seen = std::collections::BTreeSet::new();
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(headers, _)| seen.insert(headers["webhook-id"].to_str().unwrap().to_owned()))
+        .filter_map(|(headers, body)| {
+            let parsed: Value = serde_json::from_str(body).ok()?;
+            (parsed["type"] == event_type).then(|| (headers.clone(), body.clone(), parsed))
+        })
+        .collect()
+}
+
+/// Seed R12 and R16 through the API: a 20,000-line NDJSON import with 1% bad lines is
+/// acknowledged with 202, consumed from the work queue, and reports every bad line with its
+/// number and field; the same Idempotency-Key answers the same import; its end and a products
+/// export (20 parts) and a stock snapshot arrive as signed webhooks that the Python reference
+/// library verifies, the export's items adding up to the imported catalogue exactly once.
+async fn imports_and_batches_arrive_by_webhook(database: Database) {
+    let app = spawn_app_with(database, |settings| {
+        settings.webhook_retry_schedule = Some("0,100ms,100ms".to_owned());
+    })
+    .await;
+    let seller = seller(&app).await;
+    let owner = app.token(Role::Customer, Some(&seller));
+    let unheard = app
+        .post("/v1/batches", &owner, &json!({"type": "products.export"}))
+        .await;
+    assert_eq!(
+        problem_fields(unheard, StatusCode::UNPROCESSABLE_ENTITY).await,
+        ["type"],
+        "nobody would receive it"
+    );
+    let (url, received) = flaky_receiver().await;
+    let endpoint = json_of(
+        app.post(
+            "/v1/webhook-endpoints",
+            &owner,
+            &json!({"url": url, "event_types": ["batch.completed", "product-import.completed"]}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let secret = endpoint["secret"].as_str().unwrap().to_owned();
+
+    let (body, bad) = import_body(&seller);
+    let upload = |key: &'static str| {
+        app.request(Method::POST, "/v1/product-imports", Some(&owner))
+            .header("content-type", "application/x-ndjson")
+            .header("idempotency-key", key)
+            .body(body.clone())
+            .send()
+    };
+    let accepted = upload("import-1").await.unwrap();
+    let location = accepted.headers()["location"].to_str().unwrap().to_owned();
+    let accepted = json_of(accepted, StatusCode::ACCEPTED).await;
+    assert_eq!(accepted["received"], IMPORT_LINES);
+    assert_eq!(accepted["status"], "queued");
+    let again = json_of(upload("import-1").await.unwrap(), StatusCode::ACCEPTED).await;
+    assert_eq!(again["id"], accepted["id"], "the same key, the same import");
+    let wrong_type = app
+        .request(Method::POST, "/v1/product-imports", Some(&owner))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    eventually(240, "the import completes", async || {
+        json_of(app.get(&location, &owner).await, StatusCode::OK).await["status"] == "completed"
+    })
+    .await;
+    let mut errors = Vec::new();
+    let mut page = format!("{location}?errors_after=0");
+    let summary = loop {
+        let report = json_of(app.get(&page, &owner).await, StatusCode::OK).await;
+        errors.extend(report["errors"].as_array().unwrap().iter().cloned());
+        match report["next_errors_after"].as_u64() {
+            Some(after) => page = format!("{location}?errors_after={after}"),
+            None => break report,
+        }
+    };
+    assert_eq!(summary["created"], IMPORT_LINES - bad.len());
+    assert_eq!(summary["failed"], bad.len());
+    let reported: std::collections::BTreeMap<usize, Option<String>> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap() as usize,
+                e["field"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(reported.len(), bad.len(), "one entry per bad line");
+    for (line, field) in &bad {
+        assert_eq!(
+            reported.get(line).map(Option::as_deref),
+            Some(*field),
+            "line {line}: {errors:?}"
+        );
+    }
+    let stranger = app.token(Role::Customer, Some(&uuid::Uuid::now_v7().to_string()));
+    json_of(app.get(&location, &stranger).await, StatusCode::NOT_FOUND).await;
+
+    let mut ran = Vec::new();
+    for kind in ["products.export", "stock.snapshot"] {
+        let accepted = app
+            .post(
+                "/v1/batches",
+                &owner,
+                &json!({"type": kind, "filter": {"seller_id": seller}}),
+            )
+            .await;
+        let location = accepted.headers()["location"].to_str().unwrap().to_owned();
+        let batch = json_of(accepted, StatusCode::ACCEPTED).await;
+        assert_eq!(batch["parts"], 20, "{batch}");
+        eventually(120, "the batch completes", async || {
+            json_of(app.get(&location, &owner).await, StatusCode::OK).await["status"] == "completed"
+        })
+        .await;
+        let done = json_of(app.get(&location, &owner).await, StatusCode::OK).await;
+        assert_eq!(done["items"], IMPORT_LINES - bad.len());
+        ran.push((kind, batch["id"].as_str().unwrap().to_owned()));
+    }
+    eventually(
+        60,
+        "every part and the import's end are delivered",
+        async || {
+            deliveries_of(&received, "batch.completed").len() >= 40
+                && !deliveries_of(&received, "product-import.completed").is_empty()
+        },
+    )
+    .await;
+    for (kind, batch) in ran {
+        let mut parts = std::collections::BTreeSet::new();
+        let mut skus = std::collections::BTreeSet::new();
+        let mut items = 0;
+        for (_, _, delivery) in deliveries_of(&received, "batch.completed") {
+            let data = &delivery["data"];
+            if data["batch_id"] != batch.as_str() {
+                continue;
+            }
+            assert_eq!(data["type"], kind);
+            assert_eq!(data["parts"], 20);
+            assert!(
+                parts.insert(data["part"].as_u64().unwrap()),
+                "part delivered once"
+            );
+            for item in data["items"].as_array().unwrap() {
+                items += 1;
+                assert!(
+                    skus.insert(item["sku"].as_str().unwrap().to_owned()),
+                    "{item}"
+                );
+                if kind == "stock.snapshot" {
+                    assert_eq!(
+                        (item["on_hand"].as_i64(), item["available"].as_i64()),
+                        (Some(3), Some(3))
+                    );
+                } else {
+                    assert_eq!(item["seller_id"], seller.as_str());
+                }
+            }
+        }
+        assert_eq!(parts, (1..=20).collect(), "{kind}");
+        assert_eq!(
+            items,
+            IMPORT_LINES - bad.len(),
+            "{kind}: each product exactly once"
+        );
+        let expected: std::collections::BTreeSet<String> = (1..=IMPORT_LINES)
+            .filter(|line| !bad.contains_key(line))
+            .map(|line| format!("EXP-{line}"))
+            .collect();
+        assert_eq!(skus, expected, "{kind}");
+    }
+    let ended = deliveries_of(&received, "product-import.completed");
+    assert_eq!(ended[0].2["data"]["import_id"], accepted["id"]);
+    assert_eq!(ended[0].2["data"]["failed"], bad.len());
+    let signed: Vec<_> = received.lock().unwrap().clone();
+    verified_by_the_reference_library(&secret, &signed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_and_batches_arrive_by_webhook_on_sqlite() {
+    imports_and_batches_arrive_by_webhook(Database::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_and_batches_arrive_by_webhook_on_postgres() {
+    imports_and_batches_arrive_by_webhook(Database::PostgresAndVault).await;
+}

@@ -4,6 +4,8 @@
 //! Writes answer with `Consistency-Token`; reads accept it back and then never show data older
 //! than that write (the store routes them to the primary or waits for the replica).
 
+pub mod batches;
+pub mod imports;
 pub mod products;
 pub mod reservations;
 pub mod webhooks;
@@ -22,8 +24,10 @@ use utoipa_axum::routes;
 use vitrine_kernel::{Cursor, PageLimit};
 use vitrine_platform::http::{ApiError, Authenticator, FieldError, Fields, Problem};
 
+use crate::batches::Batches;
 use crate::domain::{ReservationStatus, Shortage};
 use crate::endpoints::WebhookEndpoints;
+use crate::imports::Imports;
 use crate::service::{Catalog, ServiceError};
 use crate::store::{ConsistencyToken, Freshness};
 
@@ -35,6 +39,8 @@ pub static CONSISTENCY_TOKEN: HeaderName = HeaderName::from_static("consistency-
 pub struct AppState {
     pub catalog: Catalog,
     pub endpoints: WebhookEndpoints,
+    pub batches: Batches,
+    pub imports: Imports,
     pub authenticator: Arc<Authenticator>,
 }
 
@@ -60,22 +66,40 @@ impl FromRef<AppState> for Arc<Authenticator> {
         (name = "stock", description = "The stock ledger of a product"),
         (name = "reservations", description = "Stock held for a while, all items or none; committed, released or expired"),
         (name = "webhooks", description = "Endpoints that receive signed deliveries (Standard Webhooks), their attempts, resend and recover"),
+        (name = "batches", description = "Exports and stock snapshots computed in the background and delivered by webhook (`batch.completed`)"),
+        (name = "imports", description = "Bulk product imports (NDJSON), acknowledged at once and consumed from a queue"),
     )
 )]
 struct ApiDoc;
 
+/// The service's routes, split by how they take their bodies.
+#[derive(Debug)]
+pub struct Routers {
+    /// Routes whose bodies are small JSON documents: the idempotency layer may buffer them.
+    pub buffered: Router,
+    /// Routes that stream their bodies (imports), outside the idempotency layer.
+    pub streamed: Router,
+}
+
 /// The service's routes and their OpenAPI description.
-pub fn router(state: AppState) -> (Router, OpenApiDoc) {
-    let (router, mut openapi) = routes().with_state(state).split_for_parts();
+pub fn router(state: AppState) -> (Routers, OpenApiDoc) {
+    let (buffered, mut openapi) = routes().with_state(state.clone()).split_for_parts();
+    let (streamed, streamed_openapi) = streamed_routes().with_state(state).split_for_parts();
+    openapi.merge(streamed_openapi);
     vitrine_platform::http::openapi::conventions(&mut openapi);
-    (router, openapi)
+    (Routers { buffered, streamed }, openapi)
 }
 
 /// The OpenAPI description alone, without building any state.
 pub fn openapi() -> OpenApiDoc {
     let mut openapi = routes().split_for_parts().1;
+    openapi.merge(streamed_routes().split_for_parts().1);
     vitrine_platform::http::openapi::conventions(&mut openapi);
     openapi
+}
+
+fn streamed_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(imports::create))
 }
 
 fn routes() -> OpenApiRouter<AppState> {
@@ -93,6 +117,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::attempts))
         .routes(routes!(webhooks::recover))
         .routes(routes!(webhooks::resend))
+        .routes(routes!(batches::create))
+        .routes(routes!(batches::get))
+        .routes(routes!(imports::get))
 }
 
 impl From<ServiceError> for ApiError {

@@ -258,7 +258,7 @@ fn price(fields: &mut Fields, input: &MoneyDto) -> Option<Price> {
 }
 
 impl ProductIn {
-    fn into_new_product(self) -> Result<NewProduct, ApiError> {
+    pub(crate) fn into_new_product(self) -> Result<NewProduct, ApiError> {
         let mut fields = Fields::new();
         let seller_id = fields.check("seller_id", SellerId::parse(&self.seller_id));
         let sku = fields.check("sku", Sku::parse(&self.sku));
@@ -328,6 +328,53 @@ impl ProductPatch {
         }
         Ok(changes)
     }
+}
+
+/// The filters of `GET /v1/products` (and of a batch, whose fields are named under
+/// `prefix`), errors collected into `fields`.
+pub(crate) fn product_filter(
+    fields: &mut Fields,
+    prefix: &str,
+    seller_id: Option<&str>,
+    category: Option<&str>,
+    status: Option<&str>,
+    q: Option<&str>,
+) -> ProductFilter {
+    ProductFilter {
+        seller_id: seller_id
+            .and_then(|raw| fields.check(&format!("{prefix}seller_id"), SellerId::parse(raw))),
+        category: category
+            .and_then(|raw| text(fields, &format!("{prefix}category"), raw, CATEGORY_MAX))
+            .map(|c| c.as_str().to_owned()),
+        status: status
+            .and_then(|raw| fields.check(&format!("{prefix}status"), ProductStatus::parse(raw))),
+        name_contains: q
+            .and_then(|raw| text(fields, &format!("{prefix}q"), raw, SEARCH_MAX))
+            .map(|q| q.as_str().to_owned()),
+    }
+}
+
+/// One product of an import, parsed and validated exactly as the body of `POST /v1/products`:
+/// the new product, or each problem as (field, message), the field `None` when the line is not
+/// a JSON object at all.
+pub(crate) fn parse_product(line: &[u8]) -> Result<NewProduct, Vec<(Option<String>, String)>> {
+    let problems = |error: ApiError| match error {
+        ApiError::Validation(errors) => errors
+            .into_iter()
+            .map(|e| match e.field.as_str() {
+                "body" => (None, format!("the line {}", e.message)),
+                _ => (Some(e.field), e.message),
+            })
+            .collect(),
+        ApiError::BadRequest(message) => {
+            vec![(None, message.replace("the body", "the line"))]
+        }
+        other => vec![(None, other.to_string())],
+    };
+    vitrine_platform::http::parse_json::<ProductIn>(line)
+        .map_err(problems)?
+        .into_new_product()
+        .map_err(problems)
 }
 
 /// Parses a product id from the path; anything that is not one is simply not found.
@@ -468,31 +515,15 @@ pub async fn list(
 ) -> Result<AppJson<ProductList>, ApiError> {
     let mut fields = Fields::new();
     let (limit, cursor) = page_params(&mut fields, query.limit, query.cursor.as_deref());
-    let seller_id = query
-        .seller_id
-        .as_deref()
-        .and_then(|raw| fields.check("seller_id", SellerId::parse(raw)));
-    let status = query
-        .status
-        .as_deref()
-        .and_then(|raw| fields.check("status", ProductStatus::parse(raw)));
-    let category = query
-        .category
-        .as_deref()
-        .and_then(|raw| text(&mut fields, "category", raw, CATEGORY_MAX))
-        .map(|c| c.as_str().to_owned());
-    let q = query
-        .q
-        .as_deref()
-        .and_then(|raw| text(&mut fields, "q", raw, SEARCH_MAX))
-        .map(|q| q.as_str().to_owned());
+    let filter = product_filter(
+        &mut fields,
+        "",
+        query.seller_id.as_deref(),
+        query.category.as_deref(),
+        query.status.as_deref(),
+        query.q.as_deref(),
+    );
     fields.finish()?;
-    let filter = ProductFilter {
-        seller_id,
-        category,
-        status,
-        name_contains: q,
-    };
     let page = state
         .catalog
         .list(

@@ -243,7 +243,7 @@ impl From<EndpointError> for ApiError {
 }
 
 /// Admins act as admins; a `customer` token as its customer.
-fn caller(principal: &Principal) -> Result<Caller, ApiError> {
+pub(super) fn caller(principal: &Principal) -> Result<Caller, ApiError> {
     if principal.has(Role::Admin) {
         return Ok(Caller::Admin);
     }

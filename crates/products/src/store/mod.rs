@@ -11,6 +11,7 @@ mod postgres;
 mod rows;
 mod shared;
 mod sqlite;
+mod work;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -26,6 +27,7 @@ use crate::domain::{
 pub use consistency::{ConsistencyToken, Freshness, ReplicaOptions};
 pub use postgres::{MIGRATOR as POSTGRES_MIGRATOR, PostgresStore};
 pub use sqlite::{MIGRATOR as SQLITE_MIGRATOR, SqliteStore};
+pub use work::WorkStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -80,6 +82,21 @@ pub struct ProductFilter {
     pub status: Option<ProductStatus>,
     /// Case-insensitive substring of the name.
     pub name_contains: Option<String>,
+}
+
+impl ProductFilter {
+    /// The `LIKE` pattern of `name_contains` (lower-cased), its metacharacters matching
+    /// themselves.
+    pub(crate) fn name_pattern(&self) -> Option<String> {
+        self.name_contains.as_ref().map(|q| {
+            let escaped = q
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        })
+    }
 }
 
 /// How far a projected seller version may run ahead of user-information's own before the

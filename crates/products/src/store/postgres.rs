@@ -9,6 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, PgOutbox, enqueue_postgres};
 
 use super::shared::{Backend, impl_product_store, routed};
+use super::work::impl_work_store;
 use super::{ConsistencyToken, Freshness, ReplicaOptions, StoreError};
 
 /// Probes remembered while the replica falls behind (minutes at the default probe interval,
@@ -166,11 +167,20 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         enqueue_postgres(conn, messages).await?;
         for message in crate::webhooks::for_events(messages) {
-            vitrine_webhooks::store::postgres::enqueue(conn, &message)
-                .await
-                .map_err(|error| StoreError::Backend(error.into()))?;
+            Self::enqueue_webhook(conn, &message).await?;
         }
         Ok(())
+    }
+
+    /// Writes a webhook message (and its deliveries) in the caller's transaction; how many
+    /// endpoints it goes to (none: nothing was written).
+    async fn enqueue_webhook(
+        conn: &mut PgConnection,
+        message: &vitrine_webhooks::store::NewMessage,
+    ) -> Result<usize, StoreError> {
+        vitrine_webhooks::store::postgres::enqueue(conn, message)
+            .await
+            .map_err(|error| StoreError::Backend(error.into()))
     }
 
     async fn first_delivery(
@@ -308,3 +318,4 @@ async fn probe(primary: PgPool, replica: Weak<Replica>) {
         tokio::time::sleep(every).await;
     }
 }
+impl_work_store!(PostgresStore, lock = " FOR UPDATE");

@@ -49,6 +49,72 @@ macro_rules! impl_product_store {
                 $crate::domain::Product::try_from(row.ok_or($crate::store::StoreError::NotFound)?)
             }
 
+            /// Inserts a product and its initial ledger entry on `conn`; the product and the
+            /// messages announcing it (for the caller to enqueue with the rest of its
+            /// transaction).
+            async fn insert_product_in(
+                conn: &mut <Self as $crate::store::shared::Backend>::Connection,
+                id: $crate::domain::ProductId,
+                new: &$crate::domain::NewProduct,
+                actor: Option<&str>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<
+                ($crate::domain::Product, Vec<vitrine_messaging::outbox::OutboxMessage>),
+                $crate::store::StoreError,
+            > {
+                use $crate::domain::{MovementId, MovementReason, SellerStanding, StockMovement};
+                let standing = Self::seller_standing(&mut *conn, new.seller_id, now).await?;
+                if standing != SellerStanding::Active {
+                    return Err($crate::store::StoreError::SellerNotActive(standing));
+                }
+                let details = &new.details;
+                let price = details.price.money();
+                let row: $crate::store::rows::ProductRow = sqlx::query_as(concat!(
+                    "INSERT INTO products (id, seller_id, sku, name, description, category, \
+                       price_amount, price_currency, status, on_hand, reserved, version, \
+                       created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, 0, 1, $10, $10) \
+                     RETURNING ",
+                    $crate::store::rows::product_columns!()
+                ))
+                .bind(id.as_uuid())
+                .bind(new.seller_id.as_uuid())
+                .bind(new.sku.as_str())
+                .bind(details.name.as_str())
+                .bind(details.description.as_ref().map(|d| d.as_str()))
+                .bind(details.category.as_ref().map(|c| c.as_str()))
+                .bind(price.amount())
+                .bind(price.currency().as_str())
+                .bind(new.initial_stock)
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| $crate::store::rows::unique_as(e, "sku"))?;
+                let product = $crate::domain::Product::try_from(row)?;
+                let mut messages = vec![$crate::events::product_created(&product)];
+                if new.initial_stock > 0 {
+                    Self::insert_movement(
+                        &mut *conn,
+                        &StockMovement {
+                            id: MovementId::new(),
+                            product_id: id,
+                            delta: new.initial_stock,
+                            reason: MovementReason::Initial,
+                            reservation_id: None,
+                            on_hand_after: new.initial_stock,
+                            actor: actor.map(str::to_owned),
+                            created_at: now,
+                        },
+                    )
+                    .await?;
+                    messages.push($crate::events::stock_changed(
+                        &product,
+                        $crate::events::StockCause::Initial,
+                    ));
+                }
+                Ok((product, messages))
+            }
+
             async fn seller_standing(
                 conn: &mut <Self as $crate::store::shared::Backend>::Connection,
                 seller: $crate::domain::SellerId,
@@ -249,57 +315,9 @@ macro_rules! impl_product_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<$crate::store::Written<$crate::domain::Product>, $crate::store::StoreError>
             {
-                use $crate::domain::{MovementId, MovementReason, SellerStanding, StockMovement};
                 let mut tx = self.begin_write().await?;
-                let standing = Self::seller_standing(&mut tx, new.seller_id, now).await?;
-                if standing != SellerStanding::Active {
-                    return Err($crate::store::StoreError::SellerNotActive(standing));
-                }
-                let details = &new.details;
-                let price = details.price.money();
-                let row: $crate::store::rows::ProductRow = sqlx::query_as(concat!(
-                    "INSERT INTO products (id, seller_id, sku, name, description, category, \
-                       price_amount, price_currency, status, on_hand, reserved, version, \
-                       created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, 0, 1, $10, $10) \
-                     RETURNING ",
-                    $crate::store::rows::product_columns!()
-                ))
-                .bind(id.as_uuid())
-                .bind(new.seller_id.as_uuid())
-                .bind(new.sku.as_str())
-                .bind(details.name.as_str())
-                .bind(details.description.as_ref().map(|d| d.as_str()))
-                .bind(details.category.as_ref().map(|c| c.as_str()))
-                .bind(price.amount())
-                .bind(price.currency().as_str())
-                .bind(new.initial_stock)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| $crate::store::rows::unique_as(e, "sku"))?;
-                let product = $crate::domain::Product::try_from(row)?;
-                let mut messages = vec![$crate::events::product_created(&product)];
-                if new.initial_stock > 0 {
-                    Self::insert_movement(
-                        &mut tx,
-                        &StockMovement {
-                            id: MovementId::new(),
-                            product_id: id,
-                            delta: new.initial_stock,
-                            reason: MovementReason::Initial,
-                            reservation_id: None,
-                            on_hand_after: new.initial_stock,
-                            actor: actor.map(str::to_owned),
-                            created_at: now,
-                        },
-                    )
-                    .await?;
-                    messages.push($crate::events::stock_changed(
-                        &product,
-                        $crate::events::StockCause::Initial,
-                    ));
-                }
+                let (product, messages) =
+                    Self::insert_product_in(&mut tx, id, new, actor, now).await?;
                 Self::enqueue(&mut tx, &messages).await?;
                 tx.commit().await?;
                 Ok($crate::store::Written {
@@ -334,15 +352,7 @@ macro_rules! impl_product_store {
                 freshness: $crate::store::Freshness,
             ) -> Result<vitrine_kernel::Page<$crate::domain::Product>, $crate::store::StoreError>
             {
-                // LIKE metacharacters in the search text match themselves.
-                let pattern = filter.name_contains.as_ref().map(|q| {
-                    let escaped = q
-                        .to_lowercase()
-                        .replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_");
-                    format!("%{escaped}%")
-                });
+                let pattern = filter.name_pattern();
                 let rows: Vec<$crate::store::rows::ProductRow> = routed!(self, freshness, |pool| {
                     sqlx::query_as(concat!(
                         "SELECT ",

@@ -7,6 +7,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, SqliteOutbox, enqueue_sqlite};
 
 use super::shared::{Backend, impl_product_store, routed};
+use super::work::impl_work_store;
 use super::{ConsistencyToken, Freshness, StoreError};
 
 /// Migrations of the SQLite schema, embedded in the binary.
@@ -83,11 +84,20 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         enqueue_sqlite(conn, messages).await?;
         for message in crate::webhooks::for_events(messages) {
-            vitrine_webhooks::store::sqlite::enqueue(conn, &message)
-                .await
-                .map_err(|error| StoreError::Backend(error.into()))?;
+            Self::enqueue_webhook(conn, &message).await?;
         }
         Ok(())
+    }
+
+    /// Writes a webhook message (and its deliveries) in the caller's transaction; how many
+    /// endpoints it goes to (none: nothing was written).
+    async fn enqueue_webhook(
+        conn: &mut SqliteConnection,
+        message: &vitrine_webhooks::store::NewMessage,
+    ) -> Result<usize, StoreError> {
+        vitrine_webhooks::store::sqlite::enqueue(conn, message)
+            .await
+            .map_err(|error| StoreError::Backend(error.into()))
     }
 
     async fn first_delivery(
@@ -117,3 +127,4 @@ impl Backend for SqliteStore {
 }
 
 impl_product_store!(SqliteStore, lock = "");
+impl_work_store!(SqliteStore, lock = "");

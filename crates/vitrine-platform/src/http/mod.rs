@@ -27,7 +27,7 @@ pub use auth::{Authenticator, Principal, Role};
 pub use error::{ApiError, FieldError, Fields, Problem};
 pub use etag::{IfMatch, etag};
 pub use health::{Health, ReadinessCheck};
-pub use json::AppJson;
+pub use json::{AppJson, parse_json};
 pub use path::AppPath;
 pub use query::AppQuery;
 

@@ -156,6 +156,25 @@ pub async fn messages_go_to_subscribed_enabled_endpoints_only(
         .await
         .unwrap();
     subscribe(store, &stranger, &["stock.changed"]).await;
+    assert!(store.subscribed(&tenant, "stock.changed").await.unwrap());
+    assert!(store.subscribed(&tenant, "batch.completed").await.unwrap());
+    assert!(!store.subscribed(&tenant, "product.deleted").await.unwrap());
+    assert!(
+        !store
+            .subscribed(&stranger, "batch.completed")
+            .await
+            .unwrap()
+    );
+    let only_disabled = Uuid::now_v7().to_string();
+    let off = subscribe(store, &only_disabled, &["batch.completed"]).await;
+    store.disable_endpoint(off.id, "test", now()).await.unwrap();
+    assert!(
+        !store
+            .subscribed(&only_disabled, "batch.completed")
+            .await
+            .unwrap(),
+        "a disabled endpoint receives nothing"
+    );
 
     let sent = message(&tenant, "stock.changed");
     assert_eq!(

@@ -165,6 +165,10 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     /// A live (not deleted) endpoint.
     async fn endpoint(&self, id: Uuid) -> Result<Option<Endpoint>, StoreError>;
 
+    /// Whether `tenant` has an enabled endpoint subscribed to `event_type` (a message of that
+    /// type would be delivered somewhere).
+    async fn subscribed(&self, tenant: &str, event_type: &str) -> Result<bool, StoreError>;
+
     /// Live endpoints of `tenant` (all tenants when `None`), by id, after `after`.
     async fn endpoints(
         &self,

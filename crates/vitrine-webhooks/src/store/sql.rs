@@ -270,6 +270,23 @@ macro_rules! impl_webhook_store {
                 self.live_endpoint(id).await
             }
 
+            async fn subscribed(
+                &self,
+                tenant: &str,
+                event_type: &str,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let found: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM webhook_endpoints e \
+                     JOIN webhook_endpoint_events t ON t.endpoint_id = e.id AND t.event_type = $2 \
+                     WHERE e.tenant = $1 AND e.enabled AND e.deleted_at IS NULL LIMIT 1",
+                )
+                .bind(tenant)
+                .bind(event_type)
+                .fetch_optional(self.pool())
+                .await?;
+                Ok(found.is_some())
+            }
+
             async fn endpoints(
                 &self,
                 tenant: Option<&str>,
