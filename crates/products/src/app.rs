@@ -227,9 +227,10 @@ impl Products {
                         Arc::clone(&transport),
                         handler.clone(),
                         ConsumerOptions {
-                            // A chunk or a part is one transaction of up to 1,000 rows: seconds.
+                            // One command at a time: a chunk or a part is one transaction of
+                            // up to 1,000 rows, seconds of work, well inside the visibility
+                            // timeout (after a crash, its command is redelivered after that).
                             batch: 1,
-                            visibility: Duration::from_secs(60),
                             ..ConsumerOptions::default()
                         },
                     )

@@ -18,7 +18,7 @@ use products::domain::{
 use products::service::Catalog;
 use products::store::{
     Freshness, PostgresStore, ProductFilter, ProductStore, ReplicaOptions, SellerUpdate,
-    SqliteStore, StoreError,
+    SqliteStore, StoreError, WorkStore,
 };
 use user_information_client::{CustomerDirectory, CustomerStatus, Lookup};
 use vitrine_kernel::{Currency, Money, PageLimit};
@@ -211,6 +211,11 @@ macro_rules! suite {
             #[tokio::test]
             async fn sellers_endpoints_get_their_products_changes() {
                 super::sellers_endpoints_get_their_products_changes(super::$backend().await).await;
+            }
+
+            #[tokio::test]
+            async fn an_import_chunk_runs_once() {
+                super::an_import_chunk_runs_once(super::$backend().await).await;
             }
 
             #[tokio::test]
@@ -1151,6 +1156,107 @@ async fn each_seller_hears_of_its_own_items_of_a_reservation(b: Backend) {
             );
         }
     }
+    b.check_invariants().await;
+}
+
+/// Two runs of the same import chunk at once (a redelivery while the first still runs): one
+/// creates its products and counts its lines, the other finds the lines taken; a duplicate
+/// SKU inside the chunk is that line's error, not the chunk's failure.
+async fn an_import_chunk_runs_once(b: Backend) {
+    use products::imports::{Begun, ChunkRun, ImportId, ImportStatus, LineOutcome, NewImport};
+    use products::ndjson::{Line, LineContent};
+    let work: Arc<dyn WorkStore> = match &b.invariants {
+        Invariants::Sqlite(pool) => Arc::new(SqliteStore::new(pool.clone())),
+        Invariants::Postgres(pool) => Arc::new(PostgresStore::new(pool.clone())),
+    };
+    let id = ImportId::new();
+    let new = NewImport {
+        id,
+        tenant: "admin".to_owned(),
+        actor: "t".to_owned(),
+        idempotency_key: Some(format!("key-{id}")),
+    };
+    assert_eq!(work.begin_import(&new, now()).await.unwrap(), Begun::New);
+    let lines: Vec<Line> = (1..=10)
+        .map(|number| Line {
+            number,
+            content: LineContent::Text("{}".to_owned()),
+        })
+        .collect();
+    work.add_import_lines(id, &lines).await.unwrap();
+    let queued = work.queue_import(id, 30, 500).await.unwrap();
+    assert_eq!((queued.status, queued.received), (ImportStatus::Queued, 10));
+    assert!(
+        matches!(work.begin_import(&new, now()).await.unwrap(), Begun::Existing(existing) if existing.id == id),
+        "the key names the first import"
+    );
+    let seller = SellerId::new();
+    let outcomes: Arc<Vec<(u32, LineOutcome)>> = Arc::new(
+        (1..=10)
+            .map(|line| {
+                let sku = if line == 10 {
+                    "IMP-1".to_owned()
+                } else {
+                    format!("IMP-{line}")
+                };
+                (line, LineOutcome::Create(new_product(seller, &sku, 1)))
+            })
+            .collect(),
+    );
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (work, outcomes) = (Arc::clone(&work), Arc::clone(&outcomes));
+            tokio::spawn(async move { work.run_import_chunk(id, 1, 500, &outcomes, now()).await })
+        })
+        .collect();
+    let mut done = Vec::new();
+    for run in runs {
+        done.push(run.await.unwrap().unwrap());
+    }
+    done.sort_by_key(|run| matches!(run, ChunkRun::AlreadyDone));
+    assert!(
+        matches!(
+            &done[0],
+            ChunkRun::Done {
+                created: 9,
+                failed: 1,
+                completed: Some(_)
+            }
+        ),
+        "{done:?}"
+    );
+    assert_eq!(done[1], ChunkRun::AlreadyDone);
+    let import = work.product_import(id).await.unwrap().unwrap();
+    assert_eq!(
+        (import.status, import.created, import.failed),
+        (ImportStatus::Completed, 9, 1)
+    );
+    let errors = work.import_errors(id, 0, 100).await.unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        (errors[0].line, errors[0].field.as_deref()),
+        (10, Some("sku"))
+    );
+    assert_eq!(
+        work.run_import_chunk(id, 1, 500, &outcomes, now())
+            .await
+            .unwrap(),
+        ChunkRun::AlreadyDone
+    );
+    let listed = b
+        .store
+        .list_products(
+            &ProductFilter {
+                seller_id: Some(seller),
+                ..ProductFilter::default()
+            },
+            PageLimit::parse(Some(100)).unwrap(),
+            None,
+            Freshness::Primary,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 9);
     b.check_invariants().await;
 }
 
