@@ -5,6 +5,7 @@
 
 pub mod data_lock;
 pub mod host;
+pub mod product_import;
 pub mod webhook_listener;
 
 use std::net::SocketAddr;

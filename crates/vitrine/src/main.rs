@@ -58,10 +58,38 @@ enum Command {
         #[command(subcommand)]
         command: MessagesCommand,
     },
+    /// Work with the catalogue through the API.
+    Products {
+        #[command(subcommand)]
+        command: ProductsCommand,
+    },
     /// Try webhooks out.
     Webhooks {
         #[command(subcommand)]
         command: WebhooksCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProductsCommand {
+    /// Stream an NDJSON file (one product per line, each the body of `POST /v1/products`) to
+    /// the API, follow the import with a progress bar until it completes, and print the summary
+    /// and the first line errors. Exits 0 when every line created a product, 2 when some
+    /// failed.
+    Import {
+        /// The NDJSON file.
+        file: std::path::PathBuf,
+        /// The API's base URL; by default the embedded server at VITRINE_LISTEN.
+        #[arg(long)]
+        url: Option<String>,
+        /// A bearer token (admin, or the seller's customer token); by default, in the embedded
+        /// mode, an admin token signed with the data directory's key.
+        #[arg(long, env = "VITRINE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Sent as `Idempotency-Key`: running the command again with the same key follows the
+        /// first import instead of importing twice.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
 }
 
@@ -251,6 +279,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Messages {
             command: MessagesCommand::Queues,
         } => queues(&settings).await,
+        Command::Products {
+            command:
+                ProductsCommand::Import {
+                    file,
+                    url,
+                    token,
+                    idempotency_key,
+                },
+        } => {
+            let url = url.unwrap_or_else(|| format!("http://{}", settings.listen));
+            let token = match token {
+                Some(token) => token,
+                None => issue(
+                    &settings,
+                    Role::Admin,
+                    None,
+                    Some("cli-import".to_owned()),
+                    1,
+                )?,
+            };
+            let summary =
+                vitrine::product_import::import(&file, &url, &token, idempotency_key.as_deref())
+                    .await?;
+            if summary.failed > 0 {
+                // Some lines failed (listed above): a script can tell from the exit code.
+                #[allow(clippy::exit)]
+                std::process::exit(2);
+            }
+            Ok(())
+        }
         Command::Webhooks {
             command: WebhooksCommand::Listen { listen, secret },
         } => vitrine::webhook_listener::listen(listen, secret).await,
@@ -436,6 +494,21 @@ fn token(
     subject: Option<String>,
     ttl_hours: u64,
 ) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        issue(settings, role, customer_id, subject, ttl_hours)?
+    );
+    Ok(())
+}
+
+/// A token signed with the embedded data directory's key.
+fn issue(
+    settings: &Settings,
+    role: Role,
+    customer_id: Option<uuid::Uuid>,
+    subject: Option<String>,
+    ttl_hours: u64,
+) -> anyhow::Result<String> {
     match (role, customer_id) {
         (Role::Customer, None) => anyhow::bail!("--role customer needs --customer-id"),
         (Role::Customer, Some(_)) | (_, None) => {}
@@ -473,6 +546,5 @@ fn token(
         customer_id,
         Duration::from_secs(ttl_hours.saturating_mul(3600)),
     )?;
-    println!("{token}");
-    Ok(())
+    Ok(token)
 }

@@ -1153,3 +1153,95 @@ async fn the_webhook_listener_verifies_what_it_receives() {
     assert_eq!(lines[1]["verified"], false);
     assert!(lines[1]["error"].as_str().unwrap().contains("signature"));
 }
+
+/// `vitrine products import FILE` against the embedded server it defaults to (URL from
+/// VITRINE_LISTEN, an admin token from the data directory): streams the file, follows the
+/// import to the end, prints the summary and each bad line with its field, and exits 2 because
+/// some lines failed; run again with the same `--idempotency-key`, it follows the same import
+/// instead of importing twice.
+#[tokio::test]
+async fn products_import_streams_a_file_and_reports_its_bad_lines() {
+    let (root, data_dir, logs) = scratch();
+    let port = free_port();
+    let server = start(&data_dir, &logs, 0, port);
+    let client = reqwest::Client::new();
+    wait_live(&client, &server.base).await;
+    let admin = last_line(&token(&data_dir, &["--role", "admin"]));
+    let seller: Value = client
+        .post(format!("{}/v1/customers", server.base))
+        .bearer_auth(&admin)
+        .json(&customer_body(CNPJ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seller = seller["id"].as_str().unwrap();
+    let mut lines = String::new();
+    for line in 1..=1200 {
+        let product = match line {
+            7 => {
+                serde_json::json!({"seller_id": seller, "sku": "NO-NAME", "price": {"amount": 1, "currency": "BRL"}})
+            }
+            500 => {
+                serde_json::json!({"seller_id": seller, "sku": "bad sku!", "name": "x", "price": {"amount": 1, "currency": "BRL"}})
+            }
+            _ => {
+                serde_json::json!({"seller_id": seller, "sku": format!("CLI-{line}"), "name": "Café",
+                                    "price": {"amount": 990, "currency": "BRL"}, "initial_stock": 2})
+            }
+        };
+        lines.push_str(&product.to_string());
+        lines.push('\n');
+    }
+    lines.push_str("{not json\n");
+    let file = root.path().join("catalogue.ndjson");
+    std::fs::write(&file, lines).unwrap();
+    let run = {
+        let (data_dir, file) = (data_dir.clone(), file.clone());
+        move || {
+            Command::new(BIN)
+                .env_clear()
+                .env("VITRINE_DATA_DIR", &data_dir)
+                .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
+                .args(["products", "import", "--idempotency-key", "catalogue-1"])
+                .arg(&file)
+                .output()
+                .unwrap()
+        }
+    };
+    let output = tokio::task::spawn_blocking(run.clone()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("1201 lines, 1198 created, 3 failed"),
+        "{stdout}"
+    );
+    for expected in ["line 7: name:", "line 500: sku:", "line 1201: the line"] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+    let again = tokio::task::spawn_blocking(run).await.unwrap();
+    let again = String::from_utf8_lossy(&again.stdout).into_owned();
+    let import_id = |out: &str| out.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    assert_eq!(import_id(&again), import_id(&stdout), "{again}");
+    let listed: Value = client
+        .get(format!(
+            "{}/v1/products?seller_id={seller}&limit=1",
+            server.base
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed["next_cursor"].is_string(), "products were created");
+    stop(server);
+}
