@@ -63,6 +63,8 @@ pub struct Products {
     work: Arc<dyn WorkStore>,
     /// Runs batch parts and import chunks from the work queue.
     work_handler: WorkHandler,
+    /// Webhook messages, for the pending gauge and pruning.
+    webhooks: Arc<dyn WebhookStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     transport: Arc<dyn Transport>,
     cache: ProductCache,
@@ -188,6 +190,7 @@ impl Products {
             store,
             work,
             work_handler: WorkHandler::new(batches, imports),
+            webhooks,
             idempotency: idempotency_store,
             detached_work,
             transport,
@@ -236,6 +239,10 @@ impl Products {
                     )
                     .run(stop)
                 }
+            }),
+            Task::new("webhook-housekeeping", {
+                let webhooks = Arc::clone(&self.webhooks);
+                move |stop| vitrine_webhooks::housekeeping::run(Arc::clone(&webhooks), stop)
             }),
             Task::new("work-pruning", {
                 let work = Arc::clone(&self.work);

@@ -17,6 +17,7 @@
 pub mod address_policy;
 pub mod attempt;
 pub mod dispatcher;
+pub mod housekeeping;
 pub mod migrations;
 pub mod schedule;
 pub mod secret;

@@ -1323,6 +1323,15 @@ async fn imports_and_batches_arrive_by_webhook(database: Database) {
     assert_eq!(ended[0].2["data"]["failed"], bad.len());
     let signed: Vec<_> = received.lock().unwrap().clone();
     verified_by_the_reference_library(&secret, &signed);
+    let metrics = app.metrics().await;
+    for series in [
+        "vitrine_import_lines_total{result=\"failed\"} 200",
+        "vitrine_batch_items_total",
+        "vitrine_webhook_pending_deliveries",
+        "vitrine_webhook_attempts_total{result=\"delivered\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,7 @@ pub async fn run_all(store: &dyn WebhookStore, enqueue: Enqueue<'_>) {
     claims_lease_and_respect_the_per_endpoint_limit(store, enqueue).await;
     attempts_move_deliveries_and_the_failure_run(store, enqueue).await;
     disabling_cancels_and_resend_and_recover_queue_again(store, enqueue).await;
+    old_finished_messages_are_pruned(store, enqueue).await;
 }
 
 fn now() -> DateTime<Utc> {
@@ -429,4 +430,45 @@ pub async fn disabling_cancels_and_resend_and_recover_queue_again(
         .unwrap();
     assert!(enabled.enabled && enabled.disabled_reason.is_none());
     assert_eq!(store.resend(pending.id, None, now()).await.unwrap(), 1);
+}
+
+/// Pruning deletes old messages no delivery waits on (with their deliveries and attempts),
+/// and keeps recent ones and those still pending; `pending` counts what waits.
+pub async fn old_finished_messages_are_pruned(store: &dyn WebhookStore, enqueue: Enqueue<'_>) {
+    let tenant = tenant();
+    let target = subscribe(store, &tenant, &["stock.changed"]).await;
+    let aged = |days: i64| NewMessage {
+        created_at: now() - Duration::days(days),
+        ..message(&tenant, "stock.changed")
+    };
+    let (old_done, old_waiting, recent_done) = (aged(40), aged(40), aged(1));
+    let before = store.pending().await.unwrap();
+    for sent in [&old_done, &old_waiting, &recent_done] {
+        assert_eq!(enqueue(sent.clone()).await, 1);
+    }
+    assert_eq!(store.pending().await.unwrap(), before + 3);
+    for done in [&old_done, &recent_done] {
+        store
+            .record(&attempt(done.id, target.id, DeliveryState::Delivered, None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.pending().await.unwrap(), before + 1);
+
+    let pruned = store.prune(now() - Duration::days(30), 1000).await.unwrap();
+    assert!(pruned >= 1, "{pruned}");
+    assert!(matches!(
+        store.resend(old_done.id, None, now()).await,
+        Err(StoreError::NotFound)
+    ));
+    let attempts = store.attempts(target.id, 100, None).await.unwrap();
+    assert!(!attempts.iter().any(|a| a.message_id == old_done.id));
+    assert!(attempts.iter().any(|a| a.message_id == recent_done.id));
+    assert!(
+        claim_all(store)
+            .await
+            .iter()
+            .any(|d| d.message_id == old_waiting.id),
+        "a message still waiting for its delivery is kept"
+    );
 }

@@ -248,6 +248,13 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError>;
+
+    /// Deliveries still pending (due, or waiting for a retry): the dispatch queue's depth.
+    async fn pending(&self) -> Result<i64, StoreError>;
+
+    /// Deletes up to `max` messages created before `before` that no delivery waits on any more,
+    /// with their deliveries and attempts; how many messages.
+    async fn prune(&self, before: DateTime<Utc>, max: u32) -> Result<u64, StoreError>;
 }
 
 /// Times are kept to the microsecond (PostgreSQL's precision), so both backends compare and

@@ -134,6 +134,16 @@ pub(super) use claim_sql;
 /// subscribed to its type; `$conn` is the caller's transaction. A message nobody is subscribed
 /// to is not written at all (one indexed read instead of two writes on every change a seller
 /// has no endpoint for, and no rows that would only wait to be pruned).
+/// Messages older than `$1` that no delivery waits on, oldest first, at most `$2`.
+macro_rules! finished_messages {
+    () => {
+        "SELECT m.id FROM webhook_messages m WHERE m.created_at < $1 AND NOT EXISTS ( \
+           SELECT 1 FROM webhook_deliveries d WHERE d.message_id = m.id AND d.state = 'pending') \
+         ORDER BY m.created_at, m.id LIMIT $2"
+    };
+}
+pub(crate) use finished_messages;
+
 macro_rules! enqueue_sql {
     ($conn:expr, $message:expr) => {{
         let message: &$crate::store::NewMessage = $message;
@@ -268,6 +278,56 @@ macro_rules! impl_webhook_store {
                 id: uuid::Uuid,
             ) -> Result<Option<$crate::store::Endpoint>, $crate::store::StoreError> {
                 self.live_endpoint(id).await
+            }
+
+            async fn pending(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'",
+                )
+                .fetch_one(self.pool())
+                .await?)
+            }
+
+            async fn prune(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+                max: u32,
+            ) -> Result<u64, $crate::store::StoreError> {
+                // The same oldest-first selection in each statement of one transaction: the
+                // attempts, then the deliveries, then the messages (the references' order). A
+                // message resent meanwhile has a pending delivery again and drops out.
+                let before = $crate::store::micros(before);
+                let mut tx = self.begin_write().await?;
+                for statement in [
+                    concat!(
+                        "DELETE FROM webhook_attempts WHERE message_id IN (",
+                        $crate::store::sql::finished_messages!(),
+                        ")"
+                    ),
+                    concat!(
+                        "DELETE FROM webhook_deliveries WHERE message_id IN (",
+                        $crate::store::sql::finished_messages!(),
+                        ")"
+                    ),
+                ] {
+                    sqlx::query(statement)
+                        .bind(before)
+                        .bind(i64::from(max))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let pruned = sqlx::query(concat!(
+                    "DELETE FROM webhook_messages WHERE id IN (",
+                    $crate::store::sql::finished_messages!(),
+                    ")"
+                ))
+                .bind(before)
+                .bind(i64::from(max))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(pruned)
             }
 
             async fn subscribed(
