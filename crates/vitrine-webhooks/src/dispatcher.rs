@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -126,7 +126,8 @@ impl Dispatcher {
         }
     }
 
-    /// Claims what is due and sends it, concurrently; how many attempts were made.
+    /// Claims what is due, sends it concurrently, and records the round's attempts in one
+    /// transaction; how many attempts were made.
     pub async fn round(&self) -> anyhow::Result<usize> {
         let now = Utc::now();
         let lease = chrono::Duration::from_std(self.options.lease)?;
@@ -139,18 +140,27 @@ impl Dispatcher {
                 self.options.per_endpoint,
             )
             .await?;
-        let attempts =
-            futures::future::join_all(due.into_iter().map(|due| self.deliver(due))).await;
-        let mut made = 0;
-        for attempt in attempts {
-            made += usize::from(attempt?);
+        let made: Vec<(AttemptRecord, bool)> =
+            futures::future::join_all(due.into_iter().map(|due| self.attempt(due)))
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+        if made.is_empty() {
+            return Ok(0);
         }
-        Ok(made)
+        let records: Vec<AttemptRecord> = made.iter().map(|(record, _)| record.clone()).collect();
+        let runs = self.store.record_all(&records).await?;
+        for ((record, gone), failing_since) in made.into_iter().zip(runs) {
+            self.after(&record, gone, failing_since).await?;
+        }
+        Ok(records.len())
     }
 
-    /// One attempt of one delivery; false when it could not be made (its secret unavailable:
-    /// the lease runs out and it is claimed again, without counting against the receiver).
-    async fn deliver(&self, due: Due) -> anyhow::Result<bool> {
+    /// One attempt of one delivery: its record, and whether the receiver answered 410; none
+    /// when it could not be made (its secret unavailable: the lease runs out and it is claimed
+    /// again, without counting against the receiver).
+    async fn attempt(&self, due: Due) -> Option<(AttemptRecord, bool)> {
         let with_previous = due
             .previous_secret_until
             .is_some_and(|until| until > Utc::now());
@@ -187,7 +197,7 @@ impl Dispatcher {
             },
             Ok(Err(_)) | Err(_) => {
                 tracing::warn!(endpoint_id = %due.endpoint_id, "an endpoint's signing secret is unavailable; its delivery waits");
-                return Ok(false);
+                return None;
             }
         };
         metrics::histogram!("vitrine_webhook_attempt_seconds")
@@ -209,38 +219,46 @@ impl Dispatcher {
         };
         metrics::counter!("vitrine_webhook_attempts_total", "result" => state.as_str())
             .increment(1);
-        let failing_since = self
-            .store
-            .record(&AttemptRecord {
-                id: Uuid::now_v7(),
-                message_id: due.message_id,
-                endpoint_id: due.endpoint_id,
-                attempted_at,
-                status_code: attempt.status,
-                duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
-                error: attempt.error,
-                state,
-                next_attempt_at: next,
-            })
-            .await?;
-        if attempt.verdict == Verdict::Gone {
-            self.disable(due.endpoint_id, "the receiver answered 410 Gone")
+        let record = AttemptRecord {
+            id: Uuid::now_v7(),
+            message_id: due.message_id,
+            endpoint_id: due.endpoint_id,
+            attempted_at,
+            status_code: attempt.status,
+            duration_ms: u64::try_from(attempt.duration.as_millis()).unwrap_or(u64::MAX),
+            error: attempt.error,
+            state,
+            next_attempt_at: next,
+        };
+        Some((record, attempt.verdict == Verdict::Gone))
+    }
+
+    /// What follows a recorded attempt: a 410 disables the endpoint, an exhausted schedule is
+    /// announced, and a failure run as long as `disable_after` disables the endpoint.
+    async fn after(
+        &self,
+        record: &AttemptRecord,
+        gone: bool,
+        failing_since: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<()> {
+        if gone {
+            self.disable(record.endpoint_id, "the receiver answered 410 Gone")
                 .await?;
-        } else if state == DeliveryState::Failed {
+        } else if record.state == DeliveryState::Failed {
             self.notices
-                .attempts_exhausted(due.endpoint_id, due.message_id)
+                .attempts_exhausted(record.endpoint_id, record.message_id)
                 .await;
         }
         if let Some(since) = failing_since
-            && attempted_at - since >= self.options.disable_after
+            && record.attempted_at - since >= self.options.disable_after
         {
             let reason = format!(
                 "every attempt failed since {}",
                 since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             );
-            self.disable(due.endpoint_id, &reason).await?;
+            self.disable(record.endpoint_id, &reason).await?;
         }
-        Ok(true)
+        Ok(())
     }
 
     async fn disable(&self, endpoint: Uuid, reason: &str) -> anyhow::Result<()> {

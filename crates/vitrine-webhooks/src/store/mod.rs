@@ -213,7 +213,17 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug {
     /// `attempt.next_attempt_at` while pending), releasing the lease. A success ends the
     /// endpoint's failure run; a failure starts one if none is running. Returns the endpoint's
     /// failure run start after this attempt.
-    async fn record(&self, attempt: &AttemptRecord) -> Result<Option<DateTime<Utc>>, StoreError>;
+    async fn record(&self, attempt: &AttemptRecord) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut runs = self.record_all(std::slice::from_ref(attempt)).await?;
+        Ok(runs.pop().flatten())
+    }
+
+    /// [`WebhookStore::record`] for several attempts in one transaction (a dispatch round's):
+    /// each endpoint's failure run start after its attempt, in order.
+    async fn record_all(
+        &self,
+        attempts: &[AttemptRecord],
+    ) -> Result<Vec<Option<DateTime<Utc>>>, StoreError>;
 
     /// Disables an endpoint (410, or failing for too long), cancelling its pending deliveries;
     /// false if it was already disabled or is gone.

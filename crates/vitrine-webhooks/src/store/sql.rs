@@ -130,10 +130,6 @@ macro_rules! claim_sql {
 }
 pub(super) use claim_sql;
 
-/// Writes `message` and one pending delivery per endpoint of its tenant that is enabled and
-/// subscribed to its type; `$conn` is the caller's transaction. A message nobody is subscribed
-/// to is not written at all (one indexed read instead of two writes on every change a seller
-/// has no endpoint for, and no rows that would only wait to be pruned).
 /// Messages older than `$1` that no delivery waits on, oldest first, at most `$2`.
 macro_rules! finished_messages {
     () => {
@@ -144,6 +140,10 @@ macro_rules! finished_messages {
 }
 pub(crate) use finished_messages;
 
+/// Writes `message` and one pending delivery per endpoint of its tenant that is enabled and
+/// subscribed to its type; `$conn` is the caller's transaction. A message nobody is subscribed
+/// to is not written at all (one indexed read instead of two writes on every change a seller
+/// has no endpoint for, and no rows that would only wait to be pruned).
 macro_rules! enqueue_sql {
     ($conn:expr, $message:expr) => {{
         let message: &$crate::store::NewMessage = $message;
@@ -537,14 +537,22 @@ macro_rules! impl_webhook_store {
                 Ok(due)
             }
 
-            async fn record(
+            async fn record_all(
                 &self,
-                attempt: &$crate::store::AttemptRecord,
-            ) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                attempts: &[$crate::store::AttemptRecord],
+            ) -> Result<Vec<Option<chrono::DateTime<chrono::Utc>>>, $crate::store::StoreError>
+            {
                 use $crate::store::DeliveryState;
+                // Endpoint rows are written in one order (by id) by every transaction, so
+                // two dispatchers recording at once cannot deadlock on them.
+                let mut order: Vec<usize> = (0..attempts.len()).collect();
+                order.sort_by_key(|&i| (attempts[i].endpoint_id, attempts[i].message_id));
+                let mut runs = vec![None; attempts.len()];
+                let mut tx = self.begin_write().await?;
+                for index in order {
+                let attempt = &attempts[index];
                 let at = $crate::store::micros(attempt.attempted_at);
                 let next = attempt.next_attempt_at.map($crate::store::micros);
-                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO webhook_attempts (id, message_id, endpoint_id, attempted_at, \
                        status_code, duration_ms, error, state, next_attempt_at) \
@@ -581,7 +589,12 @@ macro_rules! impl_webhook_store {
                 .await?;
                 let failing_since: Option<chrono::DateTime<chrono::Utc>> = match attempt.state {
                     DeliveryState::Delivered => {
-                        sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1")
+                        // Only when a run is open: an endpoint that keeps succeeding is not
+                        // written (nor its row locked) on every delivery.
+                        sqlx::query(
+                            "UPDATE webhook_endpoints SET failing_since = NULL \
+                             WHERE id = $1 AND failing_since IS NOT NULL",
+                        )
                             .bind(attempt.endpoint_id)
                             .execute(&mut *tx)
                             .await?;
@@ -604,8 +617,10 @@ macro_rules! impl_webhook_store {
                     .await?
                     .flatten(),
                 };
+                runs[index] = failing_since;
+                }
                 tx.commit().await?;
-                Ok(failing_since)
+                Ok(runs)
             }
 
             async fn disable_endpoint(
