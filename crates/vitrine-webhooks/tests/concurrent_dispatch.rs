@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use uuid::Uuid;
-use vitrine_webhooks::store::postgres::UnlockedPgWebhookStore;
+use vitrine_webhooks::store::postgres::{UnlockedPgWebhookStore, UnserializedPgWebhookStore};
 use vitrine_webhooks::store::{
     AttemptRecord, DeliveryState, NewEndpoint, NewMessage, PgWebhookStore, WebhookStore, postgres,
 };
@@ -163,5 +163,126 @@ async fn the_checker_catches_claims_without_row_locks() {
             .iter()
             .any(|v| v.contains("while") || v.contains("times")),
         "a store that claims without locks passed the checker: {found:?}"
+    );
+}
+
+/// Deliveries one endpoint may have in flight in the limit test.
+const LIMIT: u32 = 2;
+
+/// The most deliveries of one endpoint held at once in a history, per endpoint. A delivery
+/// counts from after its claim returned until just before its attempt is recorded (its lease
+/// outlives both), so the count never exceeds what the store really handed out.
+fn most_held(history: &[((Uuid, Uuid), Event)]) -> usize {
+    let mut held: HashMap<Uuid, usize> = HashMap::new();
+    let mut most = 0;
+    for ((_, endpoint), event) in history {
+        let count = held.entry(*endpoint).or_default();
+        match event {
+            Event::Claimed(_) => *count += 1,
+            Event::Recorded => *count -= 1,
+        }
+        most = most.max(*count);
+    }
+    most
+}
+
+/// Six dispatchers claiming with a per-endpoint limit of 2, each holding what it claimed for a
+/// while (a slow receiver): the most held for one endpoint at once.
+async fn held_at_once(store: Arc<dyn WebhookStore>, pool: sqlx::PgPool) -> usize {
+    let tenant = Uuid::now_v7().to_string();
+    store
+        .create_endpoint(
+            Uuid::now_v7(),
+            &NewEndpoint {
+                tenant: tenant.clone(),
+                url: "https://receiver.example/hook".to_owned(),
+                description: None,
+                event_types: vec!["stock.changed".to_owned()],
+            },
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    for _ in 0..60 {
+        let message = NewMessage {
+            id: Uuid::now_v7(),
+            tenant: tenant.clone(),
+            event_type: "stock.changed".to_owned(),
+            body: b"{}".to_vec(),
+            created_at: Utc::now(),
+        };
+        postgres::enqueue(&mut tx, &message).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let history: History = Arc::default();
+    let start = Arc::new(tokio::sync::Barrier::new(DISPATCHERS));
+    let dispatchers: Vec<_> = (0..DISPATCHERS)
+        .map(|me| {
+            let (store, history, start) =
+                (Arc::clone(&store), Arc::clone(&history), Arc::clone(&start));
+            tokio::spawn(async move {
+                // A fixed number of rounds, started together: every dispatcher reaches the
+                // barrier each time (60 deliveries need 30 rounds at the limit).
+                for _ in 0..40 {
+                    start.wait().await;
+                    let now = Utc::now();
+                    let claimed = store
+                        .claim(now, now + chrono::Duration::minutes(5), 10, LIMIT)
+                        .await
+                        .unwrap();
+                    for due in &claimed {
+                        let key = (due.message_id, due.endpoint_id);
+                        history.lock().unwrap().push((key, Event::Claimed(me)));
+                    }
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    for due in claimed {
+                        let key = (due.message_id, due.endpoint_id);
+                        history.lock().unwrap().push((key, Event::Recorded));
+                        store
+                            .record(&AttemptRecord {
+                                id: Uuid::now_v7(),
+                                message_id: due.message_id,
+                                endpoint_id: due.endpoint_id,
+                                attempted_at: Utc::now(),
+                                status_code: Some(200),
+                                duration_ms: 30,
+                                error: None,
+                                state: DeliveryState::Delivered,
+                                next_attempt_at: None,
+                            })
+                            .await
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for dispatcher in dispatchers {
+        dispatcher.await.unwrap();
+    }
+    let history = history.lock().unwrap().clone();
+    most_held(&history)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_dispatchers_respect_the_per_endpoint_limit() {
+    let pool = database().await;
+    let most = held_at_once(Arc::new(PgWebhookStore::new(pool.clone())), pool).await;
+    assert!(most <= LIMIT as usize, "{most} in flight for one endpoint");
+    assert_eq!(most, LIMIT as usize, "the limit was reached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_checker_catches_claims_that_are_not_serialised() {
+    let pool = database().await;
+    let most = held_at_once(
+        Arc::new(UnserializedPgWebhookStore::new(pool.clone())),
+        pool,
+    )
+    .await;
+    assert!(
+        most > LIMIT as usize,
+        "claims taken at the same instant stayed within the limit: {most}"
     );
 }

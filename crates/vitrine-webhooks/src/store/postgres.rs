@@ -30,10 +30,13 @@ impl PgWebhookStore {
     }
 }
 
+// `serialize_claims`: a transaction-scoped advisory lock taken by every claim (the key is
+// arbitrary, unique to webhook claims), so claims run one at a time across dispatchers.
 impl_webhook_store!(
     PgWebhookStore,
     conn = PgConnection,
-    claim_lock = " FOR UPDATE OF d SKIP LOCKED"
+    claim_lock = " FOR UPDATE OF d SKIP LOCKED",
+    serialize_claims = "SELECT pg_advisory_xact_lock(5703524931580151883)"
 );
 
 /// Deliberately broken: claims without locking the candidate rows, so two dispatchers claiming
@@ -61,4 +64,41 @@ impl UnlockedPgWebhookStore {
 }
 
 #[cfg(feature = "testing")]
-impl_webhook_store!(UnlockedPgWebhookStore, conn = PgConnection, claim_lock = "");
+impl_webhook_store!(
+    UnlockedPgWebhookStore,
+    conn = PgConnection,
+    claim_lock = "",
+    serialize_claims = ""
+);
+
+/// Deliberately broken: locks the rows it claims but does not serialise claims, so two
+/// dispatchers claiming in the same instant each count the other's leases as free and together
+/// exceed the per-endpoint limit. Only for the test that shows its checker catches that.
+#[cfg(feature = "testing")]
+#[derive(Debug, Clone)]
+pub struct UnserializedPgWebhookStore {
+    pool: PgPool,
+}
+
+#[cfg(feature = "testing")]
+impl UnserializedPgWebhookStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+#[cfg(feature = "testing")]
+impl_webhook_store!(
+    UnserializedPgWebhookStore,
+    conn = PgConnection,
+    claim_lock = " FOR UPDATE OF d SKIP LOCKED",
+    serialize_claims = ""
+);

@@ -186,7 +186,7 @@ macro_rules! enqueue_sql {
 pub(super) use enqueue_sql;
 
 macro_rules! impl_webhook_store {
-    ($store:ty, conn = $conn:ty, claim_lock = $lock:literal) => {
+    ($store:ty, conn = $conn:ty, claim_lock = $lock:literal, serialize_claims = $serialize:literal) => {
         impl $store {
             /// Cancels the pending deliveries of an endpoint being disabled or deleted.
             async fn cancel_pending(
@@ -501,6 +501,12 @@ macro_rules! impl_webhook_store {
                 per_endpoint: u32,
             ) -> Result<Vec<$crate::store::Due>, $crate::store::StoreError> {
                 let mut tx = self.begin_write().await?;
+                // Claims one at a time (PostgreSQL; SQLite's write lock already does it), so
+                // each sees the leases the previous one took and the per-endpoint limit holds
+                // across dispatchers. A claim is one short transaction.
+                if !$serialize.is_empty() {
+                    sqlx::query($serialize).execute(&mut *tx).await?;
+                }
                 let claimed: Vec<(uuid::Uuid, uuid::Uuid, i32)> =
                     sqlx::query_as($crate::store::sql::claim_sql!($lock))
                         .bind($crate::store::micros(now))

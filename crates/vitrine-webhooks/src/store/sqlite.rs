@@ -35,4 +35,9 @@ impl SqliteWebhookStore {
     }
 }
 
-impl_webhook_store!(SqliteWebhookStore, conn = SqliteConnection, claim_lock = "");
+impl_webhook_store!(
+    SqliteWebhookStore,
+    conn = SqliteConnection,
+    claim_lock = "",
+    serialize_claims = ""
+);
