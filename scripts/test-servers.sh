@@ -201,8 +201,8 @@ start_openbao() {
 }
 
 # The tooling API consumers run: an OpenAPI validator and client generator (the test that uses
-# them also drives the API through the generated client), a fuzzer, and the Standard Webhooks
-# reference library that receivers verify deliveries with.
+# them also drives the API through the generated client), a fuzzer, the Standard Webhooks
+# reference library that receivers verify deliveries with, and decK for the Kong configuration.
 install_api_tools() {
   local dir=$1 venv
   venv=$(venv_dir)
@@ -214,6 +214,12 @@ install_api_tools() {
   fi
   echo "export VITRINE_TEST_PYTHON=$venv/bin/python" >>"$dir/env"
   echo "export VITRINE_TEST_SCHEMATHESIS=$venv/bin/st" >>"$dir/env"
+  # decK validates the generated Kong configuration offline (no gateway runs here).
+  if ! command -v deck >/dev/null 2>&1; then
+    log "installing decK"
+    apt_install deck
+  fi
+  echo "export VITRINE_TEST_DECK=$(command -v deck)" >>"$dir/env"
 }
 
 stop_openbao() {

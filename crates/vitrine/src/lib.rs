@@ -4,6 +4,7 @@
 //! offline API docs.
 
 pub mod data_lock;
+pub mod gateway;
 pub mod host;
 pub mod product_import;
 pub mod webhook_listener;

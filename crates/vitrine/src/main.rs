@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: MessagesCommand,
     },
+    /// Generate the API gateway's configuration from the OpenAPI documents.
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
+    },
     /// Work with the catalogue through the API.
     Products {
         #[command(subcommand)]
@@ -67,6 +72,30 @@ enum Command {
     Webhooks {
         #[command(subcommand)]
         command: WebhooksCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GatewayCommand {
+    /// Print Kong 3 declarative configuration (decK format): a service per Vitrine service, a
+    /// route per public operation, JWT, rate limiting, size limits, correlation id, CORS and
+    /// Prometheus. Without options it prints the committed `deploy/kong/kong.yaml`.
+    Kong {
+        /// The Kubernetes namespace the services run in.
+        #[arg(long, default_value = "vitrine")]
+        namespace: String,
+        /// The identity provider's token issuer (`iss`).
+        #[arg(long)]
+        jwt_issuer: Option<String>,
+        /// A file with the identity provider's RS256 public key (PEM).
+        #[arg(long)]
+        jwt_public_key_file: Option<std::path::PathBuf>,
+        /// A browser origin CORS allows (repeatable).
+        #[arg(long = "cors-origin")]
+        cors_origins: Vec<String>,
+        /// Requests per minute per consumer.
+        #[arg(long, default_value_t = 600)]
+        requests_per_minute: u32,
     },
 }
 
@@ -279,6 +308,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Messages {
             command: MessagesCommand::Queues,
         } => queues(&settings).await,
+        Command::Gateway {
+            command:
+                GatewayCommand::Kong {
+                    namespace,
+                    jwt_issuer,
+                    jwt_public_key_file,
+                    cors_origins,
+                    requests_per_minute,
+                },
+        } => {
+            let defaults = vitrine::gateway::KongOptions::default();
+            let options = vitrine::gateway::KongOptions {
+                namespace,
+                jwt_issuer: jwt_issuer.unwrap_or(defaults.jwt_issuer),
+                jwt_public_key: match jwt_public_key_file {
+                    Some(file) => std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?,
+                    None => defaults.jwt_public_key,
+                },
+                cors_origins: if cors_origins.is_empty() {
+                    defaults.cors_origins
+                } else {
+                    cors_origins
+                },
+                requests_per_minute,
+                max_body_megabytes: vitrine::gateway::megabytes(settings.max_body_bytes as u64),
+                max_upload_megabytes: vitrine::gateway::megabytes(settings.import_max_bytes),
+            };
+            print!(
+                "{}",
+                vitrine::gateway::to_yaml(&vitrine::gateway::kong(vitrine::SERVICES, &options))
+            );
+            Ok(())
+        }
         Command::Products {
             command:
                 ProductsCommand::Import {

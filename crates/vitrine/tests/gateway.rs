@@ -1,0 +1,378 @@
+//! The Kong configuration generated from the OpenAPI documents (`vitrine gateway kong`):
+//! committed as `deploy/kong/kong.yaml` and kept in step with the code, accepted by decK (no
+//! Kong runs here: decK's offline validation is the strongest check available), and held to
+//! what decK does not check: one route per public operation, nothing internal routed, unique
+//! route names, and plugin settings Kong knows. A broken copy must fail each check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vitrine");
+
+fn committed() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kong/kong.yaml")
+}
+
+/// `vitrine gateway kong` with no configuration at all, as the committed file was made.
+fn generated() -> String {
+    let output = Command::new(BIN)
+        .env_clear()
+        .args(["gateway", "kong"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn deck_validate(file: &Path) -> std::process::Output {
+    let deck = std::env::var("VITRINE_TEST_DECK").expect(
+        "VITRINE_TEST_DECK is not set: run the tests with scripts/test.sh (it installs decK)",
+    );
+    Command::new(deck)
+        .args(["validate", "--state"])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+/// The settings each plugin may carry (Kong 3's schemas for the fields used here): a
+/// misspelt one would be ignored by decK and refused by Kong at load time.
+fn known_plugin_fields() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+    let known: [(&str, &[&str]); 6] = [
+        (
+            "jwt",
+            &[
+                "key_claim_name",
+                "claims_to_verify",
+                "header_names",
+                "run_on_preflight",
+                "uri_param_names",
+                "cookie_names",
+                "secret_is_base64",
+                "anonymous",
+                "maximum_expiration",
+            ],
+        ),
+        (
+            "rate-limiting",
+            &[
+                "second",
+                "minute",
+                "hour",
+                "day",
+                "month",
+                "year",
+                "limit_by",
+                "policy",
+                "fault_tolerant",
+                "hide_client_headers",
+                "header_name",
+                "path",
+                "redis",
+            ],
+        ),
+        (
+            "request-size-limiting",
+            &[
+                "allowed_payload_size",
+                "size_unit",
+                "require_content_length",
+            ],
+        ),
+        (
+            "correlation-id",
+            &["header_name", "generator", "echo_downstream"],
+        ),
+        (
+            "cors",
+            &[
+                "origins",
+                "methods",
+                "headers",
+                "exposed_headers",
+                "credentials",
+                "max_age",
+                "preflight_continue",
+                "private_network",
+            ],
+        ),
+        (
+            "prometheus",
+            &[
+                "per_consumer",
+                "status_code_metrics",
+                "latency_metrics",
+                "bandwidth_metrics",
+                "upstream_health_metrics",
+            ],
+        ),
+    ];
+    known
+        .into_iter()
+        .map(|(name, fields)| (name, fields.iter().copied().collect()))
+        .collect()
+}
+
+/// Everything wrong with a parsed configuration, measured against the OpenAPI document.
+fn problems(config: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    if config["_format_version"] != "3.0" {
+        found.push(format!("_format_version is {}", config["_format_version"]));
+    }
+    let document: Value = serde_json::to_value(vitrine::openapi()).unwrap();
+    let mut expected = BTreeMap::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if let Some(id) = operation["operationId"].as_str()
+                && !path.starts_with("/internal/")
+            {
+                expected.insert(
+                    id.to_owned(),
+                    (
+                        method.to_ascii_uppercase(),
+                        vitrine::gateway::route_path(path),
+                    ),
+                );
+            }
+        }
+    }
+    let mut names = BTreeSet::new();
+    let known = known_plugin_fields();
+    let mut plugins: Vec<&Value> = config["plugins"].as_array().into_iter().flatten().collect();
+    for service in config["services"].as_array().into_iter().flatten() {
+        for route in service["routes"].as_array().into_iter().flatten() {
+            let name = route["name"].as_str().unwrap_or_default().to_owned();
+            if !names.insert(name.clone()) {
+                found.push(format!("route {name} appears twice"));
+            }
+            let paths: Vec<&str> = route["paths"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if paths.iter().any(|p| p.contains("internal")) {
+                found.push(format!("route {name} exposes an internal path"));
+            }
+            if paths.iter().any(|p| !p.starts_with('~')) {
+                found.push(format!(
+                    "route {name} has a path that is not a Kong 3 regex"
+                ));
+            }
+            match expected.remove(&name) {
+                Some((method, path)) => {
+                    let methods = &route["methods"];
+                    if !methods
+                        .as_array()
+                        .is_some_and(|m| m.contains(&Value::String(method.clone())))
+                        || paths != [path.as_str()]
+                    {
+                        found.push(format!("route {name} does not route {method} {path}"));
+                    }
+                }
+                None => found.push(format!("route {name} matches no public operation")),
+            }
+            plugins.extend(route["plugins"].as_array().into_iter().flatten());
+        }
+    }
+    found.extend(
+        expected
+            .keys()
+            .map(|id| format!("operation {id} has no route")),
+    );
+    for plugin in plugins {
+        let name = plugin["name"].as_str().unwrap_or_default();
+        match known.get(name) {
+            None => found.push(format!("unknown plugin {name}")),
+            Some(fields) => {
+                for field in plugin["config"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    if !fields.contains(field.as_str()) {
+                        found.push(format!("plugin {name} has no setting {field}"));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The configuration as the code builds it; the committed file is its YAML (first test).
+fn config() -> Value {
+    vitrine::gateway::kong(vitrine::SERVICES, &vitrine::gateway::KongOptions::default())
+}
+
+#[test]
+fn the_committed_kong_configuration_matches_the_code() {
+    let committed = std::fs::read_to_string(committed()).unwrap_or_default();
+    let generated = generated();
+    assert_eq!(
+        generated,
+        vitrine::gateway::to_yaml(&config()),
+        "the command prints the defaults' configuration"
+    );
+    assert!(
+        committed == generated,
+        "deploy/kong/kong.yaml is stale: run `cargo run -q -p vitrine -- gateway kong > deploy/kong/kong.yaml`"
+    );
+}
+
+#[test]
+fn deck_accepts_the_configuration_and_refuses_a_broken_copy() {
+    let valid = deck_validate(&committed());
+    assert!(
+        valid.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&valid.stdout),
+        String::from_utf8_lossy(&valid.stderr)
+    );
+    let text = std::fs::read_to_string(committed()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (what, broken) in [
+        (
+            "a misspelt field",
+            text.replacen("strip_path:", "strip_pth:", 1),
+        ),
+        (
+            "a wrong type",
+            text.replacen("retries: 0", "retries: \"none\"", 1),
+        ),
+    ] {
+        assert_ne!(broken, text, "{what}: the copy must differ");
+        let copy = dir.path().join("broken.yaml");
+        std::fs::write(&copy, broken).unwrap();
+        assert!(
+            !deck_validate(&copy).status.success(),
+            "decK accepted {what}"
+        );
+    }
+}
+
+#[test]
+fn every_public_operation_has_one_route_and_plugins_use_known_settings() {
+    let config = config();
+    assert_eq!(problems(&config), Vec::<String>::new());
+    let routes = |config: &Value| -> usize {
+        config["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["routes"].as_array().unwrap().len())
+            .sum()
+    };
+    assert!(routes(&config) > 30, "every operation is routed");
+
+    let mut missing = config.clone();
+    missing["services"][1]["routes"]
+        .as_array_mut()
+        .unwrap()
+        .pop();
+    assert!(
+        problems(&missing)
+            .iter()
+            .any(|p| p.contains("has no route"))
+    );
+    let mut internal = config.clone();
+    internal["services"][0]["routes"][0]["paths"] =
+        serde_json::json!(["~/internal/v1/customers/[^/]+/lookup$"]);
+    assert!(problems(&internal).iter().any(|p| p.contains("internal")));
+    let mut twice = config.clone();
+    let first = twice["services"][0]["routes"][0].clone();
+    twice["services"][0]["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(first);
+    assert!(problems(&twice).iter().any(|p| p.contains("twice")));
+    let mut misspelt = config.clone();
+    misspelt["plugins"][0]["config"]["key_claim"] = "iss".into();
+    assert!(
+        problems(&misspelt)
+            .iter()
+            .any(|p| p.contains("no setting key_claim"))
+    );
+    let mut upload_limit = config;
+    let streamed: Vec<&Value> = upload_limit["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["routes"].as_array().unwrap())
+        .filter(|r| r.get("plugins").is_some())
+        .collect();
+    assert_eq!(
+        streamed.len(),
+        1,
+        "only the NDJSON import route raises the size limit"
+    );
+    assert_eq!(streamed[0]["name"], "product_imports_create");
+    upload_limit["_format_version"] = "1.1".into();
+    assert!(
+        problems(&upload_limit)
+            .iter()
+            .any(|p| p.contains("_format_version"))
+    );
+}
+
+/// The binaries the Dockerfile builds and copies into the image: every `cp target/release/X`
+/// of the build stage and every `/out/X` the runtime stage copies.
+fn image_binaries(dockerfile: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let built = dockerfile
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("target/release/"))
+        .map(str::to_owned)
+        .collect();
+    let copied = dockerfile
+        .lines()
+        .filter(|line| line.starts_with("COPY --from=build"))
+        .flat_map(|line| line.split_whitespace())
+        .filter_map(|word| word.strip_prefix("/out/"))
+        .map(str::to_owned)
+        .collect();
+    (built, copied)
+}
+
+/// The image holds exactly the binaries `cargo build --release -p vitrine --bins` produces
+/// (their names are the ones Cargo gives this test), built and copied alike. No container
+/// runtime is available here: building the image is not checked.
+#[test]
+fn the_image_copies_the_binaries_cargo_builds() {
+    let binaries: BTreeSet<String> = [
+        env!("CARGO_BIN_EXE_vitrine"),
+        env!("CARGO_BIN_EXE_user-information"),
+        env!("CARGO_BIN_EXE_products"),
+    ]
+    .iter()
+    .map(|path| {
+        Path::new(path)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    })
+    .collect();
+    let dockerfile =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Dockerfile"))
+            .unwrap();
+    assert_eq!(
+        image_binaries(&dockerfile),
+        (binaries.clone(), binaries.clone())
+    );
+    assert!(dockerfile.contains("--locked"), "built from the lock file");
+    assert!(dockerfile.contains("USER 65532"), "runs as non-root");
+    let dropped = dockerfile.replacen(" /out/products", "", 1);
+    assert_ne!(
+        image_binaries(&dropped).1,
+        binaries,
+        "the check notices a missing binary"
+    );
+}
