@@ -206,11 +206,18 @@ start_openbao() {
 install_api_tools() {
   local dir=$1 venv
   venv=$(venv_dir)
-  if ! "$venv/bin/python" -c "import openapi_spec_validator, openapi_python_client, schemathesis, standardwebhooks" 2>/dev/null \
+  if ! "$venv/bin/python" -c "import openapi_spec_validator, openapi_python_client, schemathesis, standardwebhooks, kubernetes_validate, cloudcoil.models.keda, yaml" 2>/dev/null \
     || [ "$("$venv/bin/st" --version 2>/dev/null)" != "st, version 4.32.5" ]; then
-    log "installing openapi-spec-validator, openapi-python-client, schemathesis and standardwebhooks into $venv"
+    log "installing openapi-spec-validator, openapi-python-client, schemathesis, standardwebhooks, kubernetes-validate and the KEDA models into $venv"
     "$venv/bin/pip" install -q openapi-spec-validator==0.9.0 openapi-python-client==0.29.1 \
-      schemathesis==4.32.5 standardwebhooks==1.1.0
+      schemathesis==4.32.5 standardwebhooks==1.1.0 kubernetes-validate==1.37.0 \
+      cloudcoil-models-keda==2.16.1.0 pyyaml
+  fi
+  echo "export VITRINE_TEST_KUBERNETES_VALIDATE=$venv/bin/kubernetes-validate" >>"$dir/env"
+  # kubectl renders the kustomize overlays offline; it is not installed from here (Debian's
+  # package is too old for these overlays), so its absence fails the deploy test by name.
+  if command -v kubectl >/dev/null 2>&1; then
+    echo "export VITRINE_TEST_KUBECTL=$(command -v kubectl)" >>"$dir/env"
   fi
   echo "export VITRINE_TEST_PYTHON=$venv/bin/python" >>"$dir/env"
   echo "export VITRINE_TEST_SCHEMATHESIS=$venv/bin/st" >>"$dir/env"

@@ -279,6 +279,12 @@ impl Products {
             self.store.inbox(),
             Arc::clone(&self.idempotency),
         ));
+        tasks.push(vitrine_service::gauges::messaging_gauges(
+            "products",
+            self.store.outbox(),
+            Arc::clone(&self.transport),
+            vec![contract::QUEUE, contract::WORK_QUEUE],
+        ));
         tasks
     }
 

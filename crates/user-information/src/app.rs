@@ -145,6 +145,12 @@ impl UserInformation {
             self.store.inbox(),
             Arc::clone(&self.idempotency),
         ));
+        tasks.push(vitrine_service::gauges::messaging_gauges(
+            "user-information",
+            self.store.outbox(),
+            Arc::clone(&self.transport),
+            vec![contract::QUEUE],
+        ));
         if let Some(vault) = &self.vault {
             let vault = vault.clone();
             tasks.push(Task::new("vault-token-renewal", move |stop| {

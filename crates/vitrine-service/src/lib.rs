@@ -7,6 +7,7 @@
 //! code, for the embedded process (all of them) and for each service's own binary; services
 //! depend on this contract, never on the host.
 
+pub mod gauges;
 pub mod supervisor;
 
 use std::sync::Arc;

@@ -484,6 +484,8 @@ async fn provision_creates_the_sns_sqs_topology_idempotently() {
         vec![
             "products",
             "products-dlq",
+            "products-work",
+            "products-work-dlq",
             "user-information",
             "user-information-dlq"
         ]
@@ -1038,20 +1040,21 @@ fn queue_commands_say_what_they_touch() {
             "created  queue products",
             "created  dead-letter queue products-dlq",
             "created  subscription user-information-events -> products",
-            "8 created, 0 already in place",
+            "created  queue products-work",
+            "10 created, 0 already in place",
         ] {
             assert!(first.contains(line), "{line:?} in {first}");
         }
         let (code, again) = vitrine(&["provision"], env);
         assert_eq!(code, Some(0), "{again}");
         assert!(
-            again.contains("found    queue products") && again.contains("0 created, 8 already"),
+            again.contains("found    queue products") && again.contains("0 created, 10 already"),
             "{again}"
         );
         let (code, listed) = vitrine(&["messages", "queues"], env);
         assert_eq!(code, Some(0), "{listed}");
         assert!(listed.starts_with("QUEUE"), "{listed}");
-        for queue in ["user-information", "products"] {
+        for queue in ["user-information", "products", "products-work"] {
             assert!(
                 listed
                     .lines()
@@ -1074,7 +1077,7 @@ fn queue_commands_say_what_they_touch() {
     let (code, unknown) = vitrine(&["messages", "dlq", "list", "--queue", "orders"], &[]);
     assert_eq!(code, Some(2), "{unknown}");
     assert!(
-        unknown.contains("the queues are: user-information, products"),
+        unknown.contains("the queues are: user-information, products, products-work"),
         "{unknown}"
     );
 }

@@ -376,3 +376,224 @@ fn the_image_copies_the_binaries_cargo_builds() {
         "the check notices a missing binary"
     );
 }
+
+fn tool(var: &str, what: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: this test needs {what} (scripts/test.sh provides it)")
+    })
+}
+
+/// `kubectl kustomize` of an overlay, written to a file in `dir`.
+fn render(overlay: &str, dir: &Path) -> PathBuf {
+    let kubectl = tool(
+        "VITRINE_TEST_KUBECTL",
+        "kubectl (1.27 or later) on the PATH",
+    );
+    let output = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../deploy/kubernetes")
+                .join(overlay),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{overlay}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let file = dir.join(format!("{}.yaml", overlay.replace('/', "-")));
+    std::fs::write(&file, output.stdout).unwrap();
+    file
+}
+
+/// kubernetes-validate --strict (built-in kinds; it only warns about CRDs).
+fn strictly_valid(rendered: &Path) -> std::process::Output {
+    Command::new(tool(
+        "VITRINE_TEST_KUBERNETES_VALIDATE",
+        "kubernetes-validate",
+    ))
+    .args(["--strict", "--quiet", "-k", "1.32.0"])
+    .arg(rendered)
+    .output()
+    .unwrap()
+}
+
+/// Our checker: KEDA objects against closed schemas, and the deployment rules.
+fn checked(rendered: &Path) -> std::process::Output {
+    Command::new(tool("VITRINE_TEST_PYTHON", "the test tools' Python"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/checks/check_kubernetes.py"))
+        .arg(rendered)
+        .output()
+        .unwrap()
+}
+
+/// Every overlay renders; its built-in objects pass kubernetes-validate --strict, its KEDA
+/// objects our closed schemas (all of them, counted), and every Deployment the rules of the
+/// checker (probes, limits, security context, PDB, ScaledObject with CPU and its queues). A
+/// misspelt field or a wrong type in a Deployment or a ScaledObject, an unknown SQS trigger
+/// key and a missing probe each fail.
+#[test]
+fn kubernetes_overlays_render_and_pass_strict_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    for overlay in ["base", "overlays/production"] {
+        let rendered = render(overlay, dir.path());
+        let valid = strictly_valid(&rendered);
+        assert!(
+            valid.status.success(),
+            "{overlay}: {}",
+            String::from_utf8_lossy(&valid.stderr)
+        );
+        let ours = checked(&rendered);
+        let report = String::from_utf8_lossy(&ours.stdout).into_owned();
+        assert!(
+            ours.status.success(),
+            "{overlay}: {report}{}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        assert!(
+            report.contains("\"keda_checked\": 3"),
+            "{overlay}: {report}"
+        );
+
+        let text = std::fs::read_to_string(&rendered).unwrap();
+        for (what, from, to, by_kubernetes_validate) in [
+            (
+                "a misspelt Deployment field",
+                "terminationGracePeriodSeconds:",
+                "terminationGracePeriodSecond:",
+                true,
+            ),
+            (
+                "a Deployment field of the wrong type",
+                "replicas: 2",
+                "replicas: two",
+                true,
+            ),
+            (
+                "a misspelt ScaledObject field",
+                "pollingInterval:",
+                "pollingIntervall:",
+                false,
+            ),
+            (
+                "a ScaledObject field of the wrong type",
+                "minReplicaCount: 2",
+                "minReplicaCount: two",
+                false,
+            ),
+            (
+                "an unknown aws-sqs-queue key",
+                "queueLength:",
+                "queueLen:",
+                false,
+            ),
+            (
+                "a readiness probe off /health/ready",
+                "path: /health/ready",
+                "path: /ready",
+                false,
+            ),
+        ] {
+            let broken = dir.path().join("broken.yaml");
+            assert!(text.contains(from), "{overlay}: {from}");
+            std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
+            let refused = if by_kubernetes_validate {
+                !strictly_valid(&broken).status.success()
+            } else {
+                !checked(&broken).status.success()
+            };
+            assert!(refused, "{overlay}: {what} passed");
+        }
+    }
+}
+
+/// Metric names the code declares (`counter!`, `histogram!`, `gauge!` with a literal name in
+/// any crate's sources), histograms with their exported series.
+fn declared_metrics() -> BTreeSet<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+        &mut files,
+    );
+    let mut names = BTreeSet::new();
+    for file in files
+        .iter()
+        .filter(|f| f.components().any(|c| c.as_os_str() == "src"))
+    {
+        let text = std::fs::read_to_string(file).unwrap();
+        for kind in ["counter!(", "gauge!(", "histogram!("] {
+            for (at, _) in text.match_indices(kind) {
+                let rest = text[at + kind.len()..].trim_start();
+                if let Some(literal) = rest.strip_prefix('"')
+                    && let Some(end) = literal.find('"')
+                {
+                    let name = literal[..end].to_owned();
+                    if kind == "histogram!(" {
+                        for suffix in ["_bucket", "_sum", "_count"] {
+                            names.insert(format!("{name}{suffix}"));
+                        }
+                    }
+                    names.insert(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The metric names an alert rule or dashboard query uses: every identifier of ours
+/// (`vitrine_*`) or of the HTTP layer (`http_*`).
+fn referenced_metrics(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("vitrine_") || word.starts_with("http_request"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The alert rules and the Grafana dashboard query only metrics the services export; a rule
+/// naming one that does not exist is caught.
+#[test]
+fn alerts_and_dashboard_use_metrics_the_code_exports() {
+    let monitoring = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/monitoring");
+    let declared = declared_metrics();
+    assert!(declared.contains("vitrine_outbox_unsent"), "{declared:?}");
+    let alerts = std::fs::read_to_string(monitoring.join("alerts.yaml")).unwrap();
+    let dashboard = std::fs::read_to_string(monitoring.join("grafana-dashboard.json")).unwrap();
+    let parsed: Value = serde_json::from_str(&dashboard).unwrap();
+    let queries: Vec<String> = parsed["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    for (what, text) in [
+        ("alerts.yaml", alerts.clone()),
+        ("dashboard", queries.join("\n")),
+    ] {
+        let used = referenced_metrics(&text);
+        assert!(used.len() >= 5, "{what}: {used:?}");
+        let unknown: Vec<_> = used.difference(&declared).collect();
+        assert!(
+            unknown.is_empty(),
+            "{what} uses metrics nothing exports: {unknown:?}"
+        );
+    }
+    let broken = alerts.replacen("vitrine_outbox_unsent", "vitrine_outbox_unsend", 1);
+    assert!(
+        !referenced_metrics(&broken).is_subset(&declared),
+        "a misspelt metric is caught"
+    );
+}

@@ -1329,6 +1329,9 @@ async fn imports_and_batches_arrive_by_webhook(database: Database) {
         "vitrine_batch_items_total",
         "vitrine_webhook_pending_deliveries",
         "vitrine_webhook_attempts_total{result=\"delivered\"}",
+        "vitrine_outbox_unsent{service=\"products\"}",
+        "vitrine_queue_ready{queue=\"products-work\"}",
+        "vitrine_queue_dead_letters{queue=\"products\"}",
     ] {
         assert!(metrics.contains(series), "{series} in:\n{metrics}");
     }
