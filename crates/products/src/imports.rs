@@ -28,7 +28,7 @@ vitrine_kernel::define_id!(
 pub const CHUNK_LINES: u32 = 500;
 /// Lines written per statement while the body streams in.
 const STORE_BATCH: usize = 500;
-/// Line errors listed per `GET /v1/product-imports/{id}` page.
+/// Lines whose errors are listed per `GET /v1/product-imports/{id}` page.
 pub const ERRORS_PAGE: u32 = 1000;
 
 /// The webhook event type an import's end is announced with.
@@ -205,10 +205,16 @@ impl Imports {
             idempotency_key,
         };
         match self.work.begin_import(&new, now()).await? {
-            Begun::Existing(import) if import.status == ImportStatus::Receiving => {
-                return Err(ImportError::InProgress);
+            Begun::Existing(import) => {
+                // The body is read (and dropped) all the same: a client still sending it when
+                // the answer comes would otherwise see its connection reset, not the answer.
+                self.discard(body).await;
+                return if import.status == ImportStatus::Receiving {
+                    Err(ImportError::InProgress)
+                } else {
+                    Ok(import)
+                };
             }
-            Begun::Existing(import) => return Ok(import),
             Begun::New => {}
         }
         match self.stream_lines(new.id, body).await {
@@ -221,6 +227,21 @@ impl Imports {
                     tracing::warn!(import_id = %new.id, %error, "an abandoned import could not be removed");
                 }
                 Err(outcome.err().unwrap_or(ImportError::Empty))
+            }
+        }
+    }
+
+    /// Reads a body that is not needed, up to the size limit.
+    async fn discard<S, E>(&self, body: S)
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+    {
+        let mut body = std::pin::pin!(body);
+        let mut read = 0u64;
+        while let Some(Ok(chunk)) = body.next().await {
+            read += chunk.len() as u64;
+            if read > self.max_bytes {
+                break;
             }
         }
     }

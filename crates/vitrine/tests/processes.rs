@@ -700,12 +700,16 @@ async fn a_creation_cut_off_by_a_restart_is_replayed_after_it() {
     let retried = create().await.unwrap();
     assert_eq!(retried.status(), 201, "{}", retried.text().await.unwrap());
     assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    // The write's token: the listing must see it even if the replica is behind (another test
+    // may have paused its replay).
+    let token = retried.headers()["consistency-token"].clone();
     let listed: Value = client
         .get(format!(
             "{}/v1/products?seller_id={seller}",
             stack.products.base
         ))
         .bearer_auth(&admin)
+        .header("consistency-token", token)
         .send()
         .await
         .unwrap()

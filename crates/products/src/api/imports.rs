@@ -51,7 +51,7 @@ pub struct ImportOut {
     pub created: u32,
     /// Lines that created no product; each has at least one entry in `errors`.
     pub failed: u32,
-    /// Line errors by line, up to 1,000 per page, after `errors_after`.
+    /// Line errors by line: those of up to 1,000 lines per page, after `errors_after`.
     pub errors: Vec<LineErrorOut>,
     /// Pass as `errors_after` for the next page of errors; null when there are no more.
     pub next_errors_after: Option<u32>,
@@ -61,8 +61,12 @@ pub struct ImportOut {
 
 impl ImportOut {
     fn new(import: ProductImport, errors: Vec<LineError>) -> Self {
-        let next_errors_after = (errors.len() >= crate::imports::ERRORS_PAGE as usize)
-            .then(|| errors.last().map(|e| e.line))
+        let lines = errors
+            .iter()
+            .map(|e| e.line)
+            .collect::<std::collections::BTreeSet<_>>();
+        let next_errors_after = (lines.len() >= crate::imports::ERRORS_PAGE as usize)
+            .then(|| lines.last().copied())
             .flatten();
         Self {
             id: import.id.as_uuid(),

@@ -72,7 +72,7 @@ pub trait WorkStore: Send + Sync + std::fmt::Debug {
 
     async fn product_import(&self, id: ImportId) -> Result<Option<ProductImport>, StoreError>;
 
-    /// Up to `limit` line errors after line `after`, by line.
+    /// The errors of up to `limit` lines after line `after`, by line.
     async fn import_errors(
         &self,
         id: ImportId,
@@ -668,9 +668,13 @@ macro_rules! impl_work_store {
                 after: u32,
                 limit: u32,
             ) -> Result<Vec<$crate::imports::LineError>, $crate::store::StoreError> {
+                // Whole lines per page: a line's errors are never split across two pages.
                 let rows: Vec<(i32, Option<String>, String)> = sqlx::query_as(
                     "SELECT line, field, message FROM product_import_errors \
-                     WHERE import_id = $1 AND line > $2 ORDER BY line, seq LIMIT $3",
+                     WHERE import_id = $1 AND line IN ( \
+                       SELECT DISTINCT line FROM product_import_errors \
+                       WHERE import_id = $1 AND line > $2 ORDER BY line LIMIT $3) \
+                     ORDER BY line, seq",
                 )
                 .bind(id.as_uuid())
                 .bind(i32::try_from(after).unwrap_or(i32::MAX))
