@@ -152,7 +152,10 @@ impl Dispatcher {
         let records: Vec<AttemptRecord> = made.iter().map(|(record, _)| record.clone()).collect();
         let runs = self.store.record_all(&records).await?;
         for ((record, gone), failing_since) in made.into_iter().zip(runs) {
-            self.after(&record, gone, failing_since).await?;
+            // One endpoint's failed disable must not skip the others' notices.
+            if let Err(error) = self.after(&record, gone, failing_since).await {
+                tracing::warn!(endpoint_id = %record.endpoint_id, error = format!("{error:#}"), "acting on a webhook attempt failed");
+            }
         }
         Ok(records.len())
     }

@@ -23,7 +23,7 @@ pub struct KongOptions {
     pub jwt_public_key: String,
     /// Browser origins allowed by CORS.
     pub cors_origins: Vec<String>,
-    /// Requests per minute per consumer.
+    /// Requests per minute per client address.
     pub requests_per_minute: u32,
     /// Largest body of an ordinary request, in megabytes (VITRINE_MAX_BODY_BYTES).
     pub max_body_megabytes: u32,
@@ -91,9 +91,11 @@ pub fn kong(services: &[&dyn Service], options: &KongOptions) -> Value {
                 "header_names": ["authorization"],
                 "run_on_preflight": false,
             }},
+            // Per client address: Kong OSS's jwt plugin maps every token of one issuer to the
+            // one consumer, so `limit_by: consumer` would be a single bucket for everyone.
             {"name": "rate-limiting", "tags": [TAG], "config": {
                 "minute": options.requests_per_minute,
-                "limit_by": "consumer",
+                "limit_by": "ip",
                 "policy": "local",
                 "fault_tolerant": true,
             }},
@@ -153,6 +155,8 @@ fn kong_service(name: &str, openapi: &utoipa::openapi::OpenApi, options: &KongOp
                 .as_object()
                 .is_some_and(|content| content.keys().any(|t| STREAMED.contains(&t.as_str())));
             if streamed {
+                // Stream the upload through instead of spooling it whole first.
+                route["request_buffering"] = json!(false);
                 route["plugins"] = json!([{"name": "request-size-limiting", "tags": [TAG], "config": {
                     "allowed_payload_size": options.max_upload_megabytes,
                     "size_unit": "megabytes",

@@ -78,7 +78,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum GatewayCommand {
     /// Print Kong 3 declarative configuration (decK format): a service per Vitrine service, a
-    /// route per public operation, JWT, rate limiting, size limits, correlation id, CORS and
+    /// route per public operation, JWT, rate limiting per client address, size limits, correlation id, CORS and
     /// Prometheus. Without options it prints the committed `deploy/kong/kong.yaml`.
     Kong {
         /// The Kubernetes namespace the services run in.
@@ -93,7 +93,7 @@ enum GatewayCommand {
         /// A browser origin CORS allows (repeatable).
         #[arg(long = "cors-origin")]
         cors_origins: Vec<String>,
-        /// Requests per minute per consumer.
+        /// Requests per minute per client address.
         #[arg(long, default_value_t = 600)]
         requests_per_minute: u32,
     },

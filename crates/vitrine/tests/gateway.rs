@@ -467,8 +467,8 @@ fn kubernetes_overlays_render_and_pass_strict_validation() {
             ),
             (
                 "a Deployment field of the wrong type",
-                "replicas: 2",
-                "replicas: two",
+                "revisionHistoryLimit: 5",
+                "revisionHistoryLimit: five",
                 true,
             ),
             (

@@ -36,7 +36,8 @@ impl_webhook_store!(
     PgWebhookStore,
     conn = PgConnection,
     claim_lock = " FOR UPDATE OF d SKIP LOCKED",
-    serialize_claims = "SELECT pg_advisory_xact_lock(5703524931580151883)"
+    serialize_claims = "SELECT pg_advisory_xact_lock(5703524931580151883)",
+    row_lock = " FOR UPDATE"
 );
 
 /// Deliberately broken: claims without locking the candidate rows, so two dispatchers claiming
@@ -68,7 +69,8 @@ impl_webhook_store!(
     UnlockedPgWebhookStore,
     conn = PgConnection,
     claim_lock = "",
-    serialize_claims = ""
+    serialize_claims = "",
+    row_lock = " FOR UPDATE"
 );
 
 /// Deliberately broken: locks the rows it claims but does not serialise claims, so two
@@ -100,5 +102,6 @@ impl_webhook_store!(
     UnserializedPgWebhookStore,
     conn = PgConnection,
     claim_lock = " FOR UPDATE OF d SKIP LOCKED",
-    serialize_claims = ""
+    serialize_claims = "",
+    row_lock = " FOR UPDATE"
 );

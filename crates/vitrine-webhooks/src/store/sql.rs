@@ -88,9 +88,8 @@ impl TryFrom<AttemptRow> for AttemptRecord {
 /// the leases already held; endpoints already at their limit are left out of the candidates,
 /// so one endpoint's backlog cannot fill the window and hold up every other; `$1` now, `$2` the new lease's end, `$3` how many. (RETURNING names
 /// bare columns, which SQLite requires, so the chosen rows' columns are renamed apart.) The
-/// limit is exact on SQLite; on PostgreSQL two dispatchers claiming at the same instant each
-/// count the other's leases only once committed, so an endpoint may briefly get up to `$4` per
-/// dispatcher.
+/// limit is exact because claims run one at a time (SQLite's write lock; on PostgreSQL the
+/// store's `serialize_claims` advisory lock), each seeing the leases of the one before.
 macro_rules! claim_sql {
     ($lock:literal) => {
         concat!(
@@ -186,7 +185,13 @@ macro_rules! enqueue_sql {
 pub(super) use enqueue_sql;
 
 macro_rules! impl_webhook_store {
-    ($store:ty, conn = $conn:ty, claim_lock = $lock:literal, serialize_claims = $serialize:literal) => {
+    (
+        $store:ty,
+        conn = $conn:ty,
+        claim_lock = $lock:literal,
+        serialize_claims = $serialize:literal,
+        row_lock = $row_lock:literal
+    ) => {
         impl $store {
             /// Cancels the pending deliveries of an endpoint being disabled or deleted.
             async fn cancel_pending(
@@ -552,9 +557,31 @@ macro_rules! impl_webhook_store {
                 // Endpoint rows are written in one order (by id) by every transaction, so
                 // two dispatchers recording at once cannot deadlock on them.
                 let mut order: Vec<usize> = (0..attempts.len()).collect();
-                order.sort_by_key(|&i| (attempts[i].endpoint_id, attempts[i].message_id));
+                // Within an endpoint, oldest attempt first, so its failure run ends with the
+                // latest outcome.
+                order.sort_by_key(|&i| {
+                    (
+                        attempts[i].endpoint_id,
+                        attempts[i].attempted_at,
+                        attempts[i].message_id,
+                    )
+                });
                 let mut runs = vec![None; attempts.len()];
                 let mut tx = self.begin_write().await?;
+                // The endpoints first, in id order, as disabling and deleting an endpoint lock
+                // it before its deliveries: the same order everywhere, so no deadlock between
+                // a dispatcher recording and one disabling.
+                let endpoints: std::collections::BTreeSet<uuid::Uuid> =
+                    attempts.iter().map(|a| a.endpoint_id).collect();
+                for endpoint in endpoints {
+                    sqlx::query(concat!(
+                        "SELECT id FROM webhook_endpoints WHERE id = $1",
+                        $row_lock
+                    ))
+                    .bind(endpoint)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                }
                 for index in order {
                 let attempt = &attempts[index];
                 let at = $crate::store::micros(attempt.attempted_at);

@@ -39,5 +39,6 @@ impl_webhook_store!(
     SqliteWebhookStore,
     conn = SqliteConnection,
     claim_lock = "",
-    serialize_claims = ""
+    serialize_claims = "",
+    row_lock = ""
 );
