@@ -186,7 +186,8 @@ impl Imports {
 
     /// Stores the body's lines as they arrive and queues their chunks: the import, queued.
     /// A repeated `Idempotency-Key` of the same tenant returns the first import instead (its
-    /// body is not read). A body cut off or too large leaves nothing behind.
+    /// body is read and dropped). A body cut off or too large, or an upload whose request is
+    /// cancelled, leaves nothing behind.
     pub async fn receive<S, E>(
         &self,
         caller: &Caller,
@@ -217,16 +218,30 @@ impl Imports {
             }
             Begun::New => {}
         }
-        match self.stream_lines(new.id, body).await {
-            Ok((received, bytes)) if received > 0 => {
-                Ok(self.work.queue_import(new.id, bytes, CHUNK_LINES).await?)
+        // Whatever ends the upload (an error here, the request timeout or a dropped connection
+        // cancelling this future), an import that did not get queued is removed, so its lines
+        // do not linger and its key can be used again at once.
+        let mut pending = Abandon {
+            work: Arc::clone(&self.work),
+            id: Some(new.id),
+        };
+        let queued = match self.stream_lines(new.id, body).await {
+            Ok((received, bytes)) if received > 0 => self
+                .work
+                .queue_import(new.id, bytes, CHUNK_LINES)
+                .await
+                .map_err(ImportError::from),
+            Ok(_) => Err(ImportError::Empty),
+            Err(error) => Err(error),
+        };
+        match queued {
+            Ok(import) => {
+                pending.id = None;
+                Ok(import)
             }
-            outcome => {
-                // Best effort: an import left receiving is pruned after an hour anyway.
-                if let Err(error) = self.work.abandon_import(new.id).await {
-                    tracing::warn!(import_id = %new.id, %error, "an abandoned import could not be removed");
-                }
-                Err(outcome.err().unwrap_or(ImportError::Empty))
+            Err(error) => {
+                pending.now().await;
+                Err(error)
             }
         }
     }
@@ -429,5 +444,38 @@ fn parse_line(line: StoredLine, tenant: &str) -> LineOutcome {
                 .map(|(field, message)| error(field.as_deref(), message))
                 .collect(),
         ),
+    }
+}
+
+/// Removes a receiving import unless disarmed (`id` taken): at once through [`Abandon::now`],
+/// or, when the upload's future is dropped mid-way, in a task of its own.
+struct Abandon {
+    work: Arc<dyn WorkStore>,
+    id: Option<ImportId>,
+}
+
+impl Abandon {
+    async fn now(&mut self) {
+        if let Some(id) = self.id.take() {
+            remove(self.work.as_ref(), id).await;
+        }
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let work = Arc::clone(&self.work);
+            runtime.spawn(async move { remove(work.as_ref(), id).await });
+        }
+    }
+}
+
+/// Best effort: an import left receiving is pruned after an hour anyway.
+async fn remove(work: &dyn WorkStore, id: ImportId) {
+    if let Err(error) = work.abandon_import(id).await {
+        tracing::warn!(import_id = %id, %error, "an abandoned import could not be removed");
     }
 }

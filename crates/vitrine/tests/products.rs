@@ -1346,3 +1346,57 @@ async fn imports_and_batches_arrive_by_webhook_on_sqlite() {
 async fn imports_and_batches_arrive_by_webhook_on_postgres() {
     imports_and_batches_arrive_by_webhook(Database::PostgresAndVault).await;
 }
+
+/// An upload cut off mid-body leaves nothing behind: the same Idempotency-Key starts a new
+/// import at once (not a 409 for an upload still "in progress"), and only its products exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_import_leaves_its_key_free() {
+    let app = spawn_app(Database::Sqlite).await;
+    let seller = seller(&app).await;
+    let owner = app.token(Role::Customer, Some(&seller));
+    let lines: String = (1..=1200)
+        .map(|n| product_body(&seller, &format!("CUT-{n}"), 1).to_string() + "\n")
+        .collect();
+    let head = lines.as_bytes()[..lines.len() / 2].to_vec();
+    let cut = futures::stream::iter(vec![
+        Ok::<_, std::io::Error>(bytes::Bytes::from(head)),
+        Err(std::io::Error::other("the client went away")),
+    ]);
+    let refused = app
+        .request(Method::POST, "/v1/product-imports", Some(&owner))
+        .header("content-type", "application/x-ndjson")
+        .header("idempotency-key", "cut-1")
+        .body(reqwest::Body::wrap_stream(cut))
+        .send()
+        .await;
+    assert!(
+        refused.as_ref().map_or(true, |r| !r.status().is_success()),
+        "a cut-off upload is not accepted: {refused:?}"
+    );
+    let mut accepted = None;
+    for _ in 0..50 {
+        let again = app
+            .request(Method::POST, "/v1/product-imports", Some(&owner))
+            .header("content-type", "application/x-ndjson")
+            .header("idempotency-key", "cut-1")
+            .body(lines.clone())
+            .send()
+            .await
+            .unwrap();
+        if again.status() == StatusCode::ACCEPTED {
+            accepted = Some(again.json::<Value>().await.unwrap());
+            break;
+        }
+        assert_eq!(
+            again.status(),
+            StatusCode::CONFLICT,
+            "only while the first is removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let accepted = accepted.expect("the key was never free again");
+    assert_eq!(
+        accepted["received"], 1200,
+        "only the complete upload's lines"
+    );
+}
