@@ -55,14 +55,20 @@ pub fn for_events(events: &[OutboxMessage]) -> Vec<NewMessage> {
         };
         if envelope.data.get("reservation_id").is_some() {
             for (seller, data) in per_seller(&envelope.data, &sellers) {
-                messages.push(message(Uuid::now_v7(), seller, event_type, event, data));
+                messages.push(message(
+                    Uuid::now_v7(),
+                    seller,
+                    event_type,
+                    envelope.time,
+                    data,
+                ));
             }
         } else if let Some(seller) = envelope.data.get("seller_id").and_then(Value::as_str) {
             messages.push(message(
                 envelope.id,
                 seller.to_owned(),
                 event_type,
-                event,
+                envelope.time,
                 envelope.data.clone(),
             ));
         }
@@ -104,17 +110,17 @@ fn per_seller(data: &Value, sellers: &BTreeMap<&str, &str>) -> BTreeMap<String, 
         .collect()
 }
 
+/// A Standard Webhooks message of `tenant`: the body `{"type","timestamp","data"}`.
 fn message(
     id: Uuid,
     tenant: String,
     event_type: &str,
-    event: &OutboxMessage,
+    time: chrono::DateTime<chrono::Utc>,
     data: Value,
 ) -> NewMessage {
-    let envelope = &event.envelope;
     let body = serde_json::json!({
         "type": event_type,
-        "timestamp": envelope.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "timestamp": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "data": data,
     });
     NewMessage {
@@ -122,7 +128,7 @@ fn message(
         tenant,
         event_type: event_type.to_owned(),
         body: serde_json::to_vec(&body).expect("JSON values serialise"),
-        created_at: envelope.time,
+        created_at: time,
     }
 }
 
@@ -153,24 +159,19 @@ pub fn batch_part(
             }),
         })
         .collect();
-    let body = serde_json::json!({
-        "type": crate::batches::BATCH_COMPLETED,
-        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": {
+    message(
+        Uuid::now_v7(),
+        batch.tenant.clone(),
+        crate::batches::BATCH_COMPLETED,
+        now,
+        serde_json::json!({
             "batch_id": batch.id.to_string(),
             "type": batch.kind.as_str(),
             "part": part,
             "parts": batch.parts,
             "items": items,
-        },
-    });
-    NewMessage {
-        id: Uuid::now_v7(),
-        tenant: batch.tenant.clone(),
-        event_type: crate::batches::BATCH_COMPLETED.to_owned(),
-        body: serde_json::to_vec(&body).expect("JSON values serialise"),
-        created_at: now,
-    }
+        }),
+    )
 }
 
 /// `product-import.completed` to the importing tenant's endpoints: the import's counts (its
@@ -179,22 +180,17 @@ pub fn import_completed(
     import: &crate::imports::ProductImport,
     now: chrono::DateTime<chrono::Utc>,
 ) -> NewMessage {
-    let body = serde_json::json!({
-        "type": crate::imports::PRODUCT_IMPORT_COMPLETED,
-        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": {
+    message(
+        Uuid::now_v7(),
+        import.tenant.clone(),
+        crate::imports::PRODUCT_IMPORT_COMPLETED,
+        now,
+        serde_json::json!({
             "import_id": import.id.to_string(),
             "status": import.status.as_str(),
             "received": import.received,
             "created": import.created,
             "failed": import.failed,
-        },
-    });
-    NewMessage {
-        id: Uuid::now_v7(),
-        tenant: import.tenant.clone(),
-        event_type: crate::imports::PRODUCT_IMPORT_COMPLETED.to_owned(),
-        body: serde_json::to_vec(&body).expect("JSON values serialise"),
-        created_at: now,
-    }
+        }),
+    )
 }

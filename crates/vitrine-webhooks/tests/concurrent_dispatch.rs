@@ -58,9 +58,10 @@ fn violations(history: &[((Uuid, Uuid), Event)], expected: usize) -> Vec<String>
     found
 }
 
-async fn run(store: Arc<dyn WebhookStore>, pool: sqlx::PgPool) -> Vec<String> {
+/// A new tenant with `endpoints` endpoints and `messages` messages to each, committed at once.
+async fn seed(store: &dyn WebhookStore, pool: &sqlx::PgPool, endpoints: usize, messages: usize) {
     let tenant = Uuid::now_v7().to_string();
-    for _ in 0..ENDPOINTS {
+    for _ in 0..endpoints {
         store
             .create_endpoint(
                 Uuid::now_v7(),
@@ -76,7 +77,7 @@ async fn run(store: Arc<dyn WebhookStore>, pool: sqlx::PgPool) -> Vec<String> {
             .unwrap();
     }
     let mut tx = pool.begin().await.unwrap();
-    for _ in 0..MESSAGES {
+    for _ in 0..messages {
         let message = NewMessage {
             id: Uuid::now_v7(),
             tenant: tenant.clone(),
@@ -87,6 +88,10 @@ async fn run(store: Arc<dyn WebhookStore>, pool: sqlx::PgPool) -> Vec<String> {
         postgres::enqueue(&mut tx, &message).await.unwrap();
     }
     tx.commit().await.unwrap();
+}
+
+async fn run(store: Arc<dyn WebhookStore>, pool: sqlx::PgPool) -> Vec<String> {
+    seed(store.as_ref(), &pool, ENDPOINTS, MESSAGES).await;
 
     let history: History = Arc::default();
     let dispatchers: Vec<_> = (0..DISPATCHERS)
@@ -189,32 +194,7 @@ fn most_held(history: &[((Uuid, Uuid), Event)]) -> usize {
 /// Six dispatchers claiming with a per-endpoint limit of 2, each holding what it claimed for a
 /// while (a slow receiver): the most held for one endpoint at once.
 async fn held_at_once(store: Arc<dyn WebhookStore>, pool: sqlx::PgPool) -> usize {
-    let tenant = Uuid::now_v7().to_string();
-    store
-        .create_endpoint(
-            Uuid::now_v7(),
-            &NewEndpoint {
-                tenant: tenant.clone(),
-                url: "https://receiver.example/hook".to_owned(),
-                description: None,
-                event_types: vec!["stock.changed".to_owned()],
-            },
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    for _ in 0..60 {
-        let message = NewMessage {
-            id: Uuid::now_v7(),
-            tenant: tenant.clone(),
-            event_type: "stock.changed".to_owned(),
-            body: b"{}".to_vec(),
-            created_at: Utc::now(),
-        };
-        postgres::enqueue(&mut tx, &message).await.unwrap();
-    }
-    tx.commit().await.unwrap();
+    seed(store.as_ref(), &pool, 1, 60).await;
     let history: History = Arc::default();
     let start = Arc::new(tokio::sync::Barrier::new(DISPATCHERS));
     let dispatchers: Vec<_> = (0..DISPATCHERS)

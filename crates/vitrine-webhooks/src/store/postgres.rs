@@ -11,96 +11,63 @@ pub async fn enqueue(conn: &mut PgConnection, message: &NewMessage) -> Result<us
     enqueue_sql!(conn, message)
 }
 
-#[derive(Debug, Clone)]
-pub struct PgWebhookStore {
-    pool: PgPool,
-}
+/// A PostgreSQL store type over a pool, with the SQL variants of `impl_webhook_store!`.
+macro_rules! pg_store {
+    ($(#[doc = $doc:literal])* $(#[cfg($cfg:meta)])? $name:ident, $($variant:tt)*) => {
+        $(#[doc = $doc])*
+        $(#[cfg($cfg)])?
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            pool: PgPool,
+        }
 
-impl PgWebhookStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
+        $(#[cfg($cfg)])?
+        impl $name {
+            pub fn new(pool: PgPool) -> Self {
+                Self { pool }
+            }
 
-    fn pool(&self) -> &PgPool {
-        &self.pool
-    }
+            fn pool(&self) -> &PgPool {
+                &self.pool
+            }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        Ok(self.pool.begin().await?)
-    }
+            async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+                Ok(self.pool.begin().await?)
+            }
+        }
+
+        $(#[cfg($cfg)])?
+        impl_webhook_store!($name, conn = PgConnection, $($variant)*);
+    };
 }
 
 // `serialize_claims`: a transaction-scoped advisory lock taken by every claim (the key is
 // arbitrary, unique to webhook claims), so claims run one at a time across dispatchers.
-impl_webhook_store!(
+pg_store!(
     PgWebhookStore,
-    conn = PgConnection,
     claim_lock = " FOR UPDATE OF d SKIP LOCKED",
     serialize_claims = "SELECT pg_advisory_xact_lock(5703524931580151883)",
     row_lock = " FOR UPDATE"
 );
 
-/// Deliberately broken: claims without locking the candidate rows, so two dispatchers claiming
-/// at once can both take the same delivery. It exists only so the concurrency test can show
-/// that its checker catches double claims.
-#[cfg(feature = "testing")]
-#[derive(Debug, Clone)]
-pub struct UnlockedPgWebhookStore {
-    pool: PgPool,
-}
-
-#[cfg(feature = "testing")]
-impl UnlockedPgWebhookStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
-    fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        Ok(self.pool.begin().await?)
-    }
-}
-
-#[cfg(feature = "testing")]
-impl_webhook_store!(
+pg_store!(
+    /// Deliberately broken: claims without locking the candidate rows, so two dispatchers
+    /// claiming at once can both take the same delivery. It exists only so the concurrency
+    /// test can show that its checker catches double claims.
+    #[cfg(feature = "testing")]
     UnlockedPgWebhookStore,
-    conn = PgConnection,
     claim_lock = "",
     serialize_claims = "",
     row_lock = " FOR UPDATE"
 );
 
-/// Deliberately broken: locks the rows it claims but does not serialise claims, so two
-/// dispatchers claiming in the same instant each count the other's leases as free and together
-/// exceed the per-endpoint limit. Only for the test that shows its checker catches that.
-#[cfg(feature = "testing")]
-#[derive(Debug, Clone)]
-pub struct UnserializedPgWebhookStore {
-    pool: PgPool,
-}
-
-#[cfg(feature = "testing")]
-impl UnserializedPgWebhookStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
-    fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        Ok(self.pool.begin().await?)
-    }
-}
-
-#[cfg(feature = "testing")]
-impl_webhook_store!(
+pg_store!(
+    /// Deliberately broken: locks the rows it claims but does not serialise claims, so two
+    /// dispatchers claiming in the same instant each count the other's leases as free and
+    /// together exceed the per-endpoint limit. Only for the test that shows its checker
+    /// catches that.
+    #[cfg(feature = "testing")]
     UnserializedPgWebhookStore,
-    conn = PgConnection,
     claim_lock = " FOR UPDATE OF d SKIP LOCKED",
     serialize_claims = "",
     row_lock = " FOR UPDATE"
