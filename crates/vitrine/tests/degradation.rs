@@ -146,8 +146,12 @@ async fn payment_writes_without_vault_are_503_and_leave_nothing_behind() {
         .collect();
     assert_eq!(ids, [kept_id.as_str()]);
     let rows_after = app.database_text().await;
+    // As a column of a row (`,4444,`) or a JSON value (`"4444"`): a bare substring also
+    // matches ids and timestamps that happen to hold those digits.
     assert!(
-        !rows_after.contains("4444"),
+        !(rows_after.contains(",4444,")
+            || rows_after.contains(",4444)")
+            || rows_after.contains("\"4444\"")),
         "the refused card's last4 reached the database"
     );
     assert_eq!(
