@@ -10,6 +10,7 @@
 //! `X-Request-Id`, CORS and Prometheus metrics.
 
 use serde_json::{Map, Value, json};
+use vitrine_platform::http::deadline::STREAMED_MEDIA_TYPES;
 use vitrine_service::Service;
 
 /// What the generated configuration depends on outside the code.
@@ -60,8 +61,6 @@ const SERVICE_PORT: u16 = 8080;
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
-/// Media types of streamed bulk uploads (the larger size limit).
-const STREAMED: [&str; 2] = ["application/x-ndjson", "application/jsonl"];
 
 /// The decK document for `services`.
 pub fn kong(services: &[&dyn Service], options: &KongOptions) -> Value {
@@ -153,7 +152,11 @@ fn kong_service(name: &str, openapi: &utoipa::openapi::OpenApi, options: &KongOp
             });
             let streamed = operation["requestBody"]["content"]
                 .as_object()
-                .is_some_and(|content| content.keys().any(|t| STREAMED.contains(&t.as_str())));
+                .is_some_and(|content| {
+                    content
+                        .keys()
+                        .any(|t| STREAMED_MEDIA_TYPES.contains(&t.as_str()))
+                });
             if streamed {
                 // Stream the upload through instead of spooling it whole first.
                 route["request_buffering"] = json!(false);

@@ -119,6 +119,11 @@ enum ProductsCommand {
         /// first import instead of importing twice.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Give up following the import (exit 1; it goes on in the service) when its counts
+        /// have not moved for this many seconds: a chunk failing again and again (its command
+        /// ends in the products-work dead-letter queue) would otherwise be waited on for ever.
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        stall_timeout: u64,
     },
 }
 
@@ -349,6 +354,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     url,
                     token,
                     idempotency_key,
+                    stall_timeout,
                 },
         } => {
             let url = url.unwrap_or_else(|| format!("http://{}", settings.listen));
@@ -362,9 +368,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     1,
                 )?,
             };
-            let summary =
-                vitrine::product_import::import(&file, &url, &token, idempotency_key.as_deref())
-                    .await?;
+            let summary = vitrine::product_import::import(
+                &file,
+                &url,
+                &token,
+                idempotency_key.as_deref(),
+                Duration::from_secs(stall_timeout),
+            )
+            .await?;
             if summary.failed > 0 {
                 // Some lines failed (listed above): a script can tell from the exit code.
                 #[allow(clippy::exit)]

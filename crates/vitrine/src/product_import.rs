@@ -24,12 +24,14 @@ pub struct Summary {
     pub failed: u64,
 }
 
-/// Uploads `file` to `base` with `token` and waits for the import to complete.
+/// Uploads `file` to `base` with `token` and waits for the import to complete, or until its
+/// progress has stood still for `stall_timeout`.
 pub async fn import(
     file: &Path,
     base: &str,
     token: &str,
     idempotency_key: Option<&str>,
+    stall_timeout: Duration,
 ) -> anyhow::Result<Summary> {
     let handle = tokio::fs::File::open(file)
         .await
@@ -87,6 +89,7 @@ pub async fn import(
         ProgressStyle::with_template("importing {bar:40} {pos}/{len} lines {per_sec} eta {eta}")
             .expect("a valid template"),
     );
+    let mut last_change = (tokio::time::Instant::now(), (String::new(), u64::MAX));
     let report = loop {
         let report: Value = client
             .get(&location)
@@ -102,6 +105,21 @@ pub async fn import(
         progress.set_position(handled);
         if report["status"] == "completed" {
             break report;
+        }
+        let status = report["status"].as_str().unwrap_or_default().to_owned();
+        let now = tokio::time::Instant::now();
+        if (status.as_str(), handled) != (last_change.1.0.as_str(), last_change.1.1) {
+            last_change = (now, (status, handled));
+        } else if now - last_change.0 >= stall_timeout {
+            progress.abandon();
+            anyhow::bail!(
+                "import {id} has not moved for {} s ({handled} of {received} lines handled, \
+                 status {}): a part of it may be failing again and again (see the service's \
+                 logs and the products-work dead-letter queue). It goes on in the service: \
+                 follow GET {location}",
+                stall_timeout.as_secs(),
+                last_change.1.0
+            );
         }
         tokio::time::sleep(POLL).await;
     };

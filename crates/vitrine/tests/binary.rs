@@ -1248,3 +1248,65 @@ async fn products_import_streams_a_file_and_reports_its_bad_lines() {
     assert!(listed["next_cursor"].is_string(), "products were created");
     stop(server);
 }
+
+/// A chunk failing for good (its command dead-lettered) leaves an import `running`: the CLI
+/// gives up following it once its counts stand still for `--stall-timeout`, saying where to
+/// look, instead of polling for ever. The server here is a stand-in answering as the products
+/// service would for such an import (one whose failure cannot be staged from outside).
+#[tokio::test]
+async fn products_import_gives_up_on_an_import_that_stands_still() {
+    use axum::routing::{get, post};
+    let api = axum::Router::new()
+        .route(
+            "/v1/product-imports",
+            post(|body: axum::body::Bytes| async move {
+                assert!(!body.is_empty(), "the file is uploaded");
+                (
+                    StatusCode::ACCEPTED,
+                    axum::Json(serde_json::json!({"id": "stuck", "status": "queued", "received": 3})),
+                )
+            }),
+        )
+        .route(
+            "/v1/product-imports/stuck",
+            get(|| async {
+                axum::Json(
+                    serde_json::json!({"id": "stuck", "status": "running", "received": 3, "created": 1, "failed": 0}),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    let (root, _, _) = scratch();
+    let file = root.path().join("three.ndjson");
+    std::fs::write(&file, "{}\n{}\n{}\n").unwrap();
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .env_clear()
+            .args([
+                "products",
+                "import",
+                "--stall-timeout",
+                "2",
+                "--token",
+                "t",
+                "--url",
+            ])
+            .arg(&base)
+            .arg(&file)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("import stuck has not moved for 2 s (1 of 3 lines handled, status running)"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "it gave up");
+}

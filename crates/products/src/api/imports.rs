@@ -11,15 +11,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+use vitrine_platform::http::deadline;
 use vitrine_platform::http::idempotency::{IDEMPOTENCY_KEY, parse_key};
 use vitrine_platform::http::{ApiError, AppJson, AppPath, AppQuery, Principal, Problem};
 
 use super::AppState;
 use super::webhooks::caller;
 use crate::imports::{ImportError, ImportId, LineError, ProductImport};
-
-/// Media types an import body may be sent as.
-const NDJSON: [&str; 2] = ["application/x-ndjson", "application/jsonl"];
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LineErrorOut {
@@ -120,13 +118,14 @@ impl From<ImportError> for ApiError {
     responses(
         (status = 202, description = "Stored and queued; follow `Location`", body = ImportOut,
             headers(("Location" = String))),
-        (status = 400, description = "The upload was cut off", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The upload was cut off, or paused for more than 30 s", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Neither admin nor customer", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An import under the same Idempotency-Key is still uploading", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than VITRINE_IMPORT_MAX_BYTES", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not `application/x-ndjson` (or `application/jsonl`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An empty body, or a malformed Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The upload took more than 15 minutes", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -137,12 +136,9 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = caller(&principal)?;
-    let ndjson = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|media| NDJSON.contains(&media.trim().to_ascii_lowercase().as_str()));
-    if !ndjson {
+    // The same test that exempts the upload from the request deadline (it has an idle limit
+    // on its body instead).
+    if !deadline::is_streamed(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let key = headers

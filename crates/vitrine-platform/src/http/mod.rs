@@ -1,6 +1,7 @@
 //! HTTP conventions shared by every service (API.md "common rules").
 
 pub mod auth;
+pub mod deadline;
 pub mod error;
 pub mod etag;
 pub mod health;
@@ -20,7 +21,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{Authenticator, Principal, Role};
@@ -35,15 +35,15 @@ pub use query::AppQuery;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Wraps a service router with what every Vitrine endpoint gets: request ids, a request span,
-/// metrics, a body limit, a timeout, panics and bare errors turned into problem+json, and a
+/// metrics, a body limit, deadlines ([`deadline`]), panics and bare errors turned into problem+json, and a
 /// problem+json 404 for unknown paths.
 pub fn with_common_layers(router: Router, max_body_bytes: usize) -> Router {
     router
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
+        .layer(middleware::from_fn_with_state(
+            deadline::Deadlines::default(),
+            deadline::enforce,
         ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
