@@ -13,7 +13,12 @@ Reads a `kubectl kustomize` rendering and fails (exit 1, one line per problem) u
   escalation and every capability dropped, a termination grace period above the drain
   (VITRINE_SHUTDOWN_GRACE_SECS), and topology spread;
 - every Deployment has a PodDisruptionBudget and a ScaledObject (its HPA) with a CPU trigger
-  and scale-down stabilisation, and every SQS queue of the topology it consumes has a trigger.
+  and scale-down stabilisation, and every SQS queue of the topology it consumes has a trigger;
+- the analytics CronJob runs `vitrine analytics sync` in São Paulo's time zone, never twice at
+  once, hardened like the services, on a schedule that matches VITRINE_ANALYTICS_EVERY_HOURS
+  (daily without it: one hour of the day; every N hours: `*/N`);
+- Metabase has its health probes on /api/health, resources, a non-root read-only container, and
+  a PostgreSQL application database from a Secret (never the embedded H2 file).
 
 The built-in kinds are validated by kubernetes-validate --strict, run separately.
 """
@@ -69,34 +74,44 @@ def check_keda(doc, problems):
                 problems.append(f"{name}: aws-sqs-queue has no metadata key {key}")
 
 
+def check_pod(where, spec, problems):
+    """What every pod of ours must have: non-root, hardened containers with resources."""
+    if not spec.get("securityContext", {}).get("runAsNonRoot"):
+        problems.append(f"{where}: may run as root")
+    for container in spec["containers"]:
+        inside = f"{where} container {container['name']}"
+        resources = container.get("resources", {})
+        for kind in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                if resource not in resources.get(kind, {}):
+                    problems.append(f"{inside}: no {resource} {kind[:-1]}")
+        context = container.get("securityContext", {})
+        if context.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{inside}: writable root filesystem")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{inside}: privilege escalation allowed")
+        if context.get("capabilities", {}).get("drop") != ["ALL"]:
+            problems.append(f"{inside}: capabilities not all dropped")
+
+
+def probes(where, container, paths, problems):
+    for probe, path in paths:
+        if container.get(probe, {}).get("httpGet", {}).get("path") != path:
+            problems.append(f"{where} container {container['name']}: {probe} is not on {path}")
+
+
 def check_deployment(doc, scaled, budgets, problems):
     name = doc["metadata"]["name"]
     spec = doc["spec"]["template"]["spec"]
     if spec.get("terminationGracePeriodSeconds", 30) <= DRAIN_SECONDS:
         problems.append(f"deployment/{name}: termination grace period within the drain")
-    pod = spec.get("securityContext", {})
-    if not pod.get("runAsNonRoot"):
-        problems.append(f"deployment/{name}: may run as root")
     if not spec.get("topologySpreadConstraints"):
         problems.append(f"deployment/{name}: no topology spread")
+    check_pod(f"deployment/{name}", spec, problems)
     for container in spec["containers"]:
-        where = f"deployment/{name} container {container['name']}"
-        for probe, path in [("startupProbe", "/health/live"), ("livenessProbe", "/health/live"),
-                            ("readinessProbe", "/health/ready")]:
-            if container.get(probe, {}).get("httpGet", {}).get("path") != path:
-                problems.append(f"{where}: {probe} is not on {path}")
-        resources = container.get("resources", {})
-        for kind in ("requests", "limits"):
-            for resource in ("cpu", "memory"):
-                if resource not in resources.get(kind, {}):
-                    problems.append(f"{where}: no {resource} {kind[:-1]}")
-        context = container.get("securityContext", {})
-        if context.get("readOnlyRootFilesystem") is not True:
-            problems.append(f"{where}: writable root filesystem")
-        if context.get("allowPrivilegeEscalation") is not False:
-            problems.append(f"{where}: privilege escalation allowed")
-        if context.get("capabilities", {}).get("drop") != ["ALL"]:
-            problems.append(f"{where}: capabilities not all dropped")
+        probes(f"deployment/{name}", container,
+               [("startupProbe", "/health/live"), ("livenessProbe", "/health/live"),
+                ("readinessProbe", "/health/ready")], problems)
     if name not in budgets:
         problems.append(f"deployment/{name}: no PodDisruptionBudget")
     scaler = scaled.get(name)
@@ -114,6 +129,42 @@ def check_deployment(doc, scaled, budgets, problems):
     for queue in CONSUMED.get(name, set()):
         if not any(url.endswith(f"-{queue}") for url in urls):
             problems.append(f"scaledobject/{name}: no trigger on its queue {queue}")
+
+
+def check_metabase(doc, problems):
+    spec = doc["spec"]["template"]["spec"]
+    check_pod("deployment/metabase", spec, problems)
+    for container in spec["containers"]:
+        probes("deployment/metabase", container,
+               [(p, "/api/health") for p in ("startupProbe", "livenessProbe", "readinessProbe")],
+               problems)
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        if env.get("MB_DB_TYPE") != "postgres":
+            problems.append("deployment/metabase: its application database is not PostgreSQL")
+        if not any("secretRef" in source for source in container.get("envFrom", [])):
+            problems.append("deployment/metabase: no Secret for its application database")
+
+
+def check_sync(doc, settings, problems):
+    name = f"cronjob/{doc['metadata']['name']}"
+    spec = doc["spec"]
+    if spec.get("timeZone") != "America/Sao_Paulo":
+        problems.append(f"{name}: not on São Paulo's time zone")
+    if spec.get("concurrencyPolicy") != "Forbid":
+        problems.append(f"{name}: two syncs may run at once")
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    check_pod(name, pod, problems)
+    if [c.get("args") for c in pod["containers"]] != [["analytics", "sync"]]:
+        problems.append(f"{name}: does not run `vitrine analytics sync`")
+    fields = spec.get("schedule", "").split()
+    every = settings.get("VITRINE_ANALYTICS_EVERY_HOURS")
+    if len(fields) != 5:
+        problems.append(f"{name}: schedule {spec.get('schedule')!r} is not a cron expression")
+    elif every is None and not fields[1].isdigit():
+        problems.append(f"{name}: runs more than daily without VITRINE_ANALYTICS_EVERY_HOURS")
+    elif every is not None and fields[1] not in (f"*/{every}", f"0-23/{every}"):
+        problems.append(f"{name}: hour field {fields[1]!r} does not follow "
+                        f"VITRINE_ANALYTICS_EVERY_HOURS={every}")
 
 
 def main(path):
@@ -134,8 +185,20 @@ def main(path):
     for name in CONSUMED:
         if name not in deployments:
             problems.append(f"deployment/{name} is missing")
-    for doc in deployments.values():
-        check_deployment(doc, scaled, budgets, problems)
+    for name, doc in deployments.items():
+        if name == "metabase":
+            check_metabase(doc, problems)
+        else:
+            check_deployment(doc, scaled, budgets, problems)
+    if "metabase" not in deployments:
+        problems.append("deployment/metabase is missing")
+    settings = next((d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"
+                     and d["metadata"]["name"] == "vitrine-config"), {})
+    syncs = [d for d in docs if d["kind"] == "CronJob"]
+    if not syncs:
+        problems.append("the analytics CronJob is missing")
+    for doc in syncs:
+        check_sync(doc, settings, problems)
     checked = sum(1 for d in docs if d["kind"] in SCHEMAS)
     for problem in problems:
         print(problem)

@@ -123,6 +123,16 @@ pub struct Settings {
     /// Delays before each webhook attempt (comma-separated, units ms/s/m/h); Svix's schedule
     /// by default: `0,5s,5m,30m,2h,5h,10h,10h`.
     pub webhook_retry_schedule: Option<String>,
+    /// PostgreSQL URL of the analytics database (`vitrine analytics sync`); unset means
+    /// `analytics.sqlite3` in `data_dir`.
+    pub analytics_database_url: Option<SecretString>,
+    /// Password of the `vitrine_analytics` role the sync reads the services' databases as.
+    pub analytics_source_password: Option<SecretString>,
+    /// Password of the read-only `vitrine_metabase` role on the analytics database.
+    pub analytics_metabase_password: Option<SecretString>,
+    /// Sync every N hours (1 to 24) instead of daily: the default cut-off becomes the start of
+    /// the current N-hour window in São Paulo.
+    pub analytics_every_hours: Option<u32>,
 }
 
 /// Where embedded data lives unless `VITRINE_DATA_DIR` says otherwise.
@@ -515,7 +525,7 @@ mod tests {
     #[test]
     fn the_setting_names_are_the_struct_fields() {
         let names = setting_names();
-        assert_eq!(names.len(), 35, "{names:?}");
+        assert_eq!(names.len(), 39, "{names:?}");
         for name in [
             "mode",
             "listen",
@@ -524,6 +534,8 @@ mod tests {
             "shutdown_grace_secs",
             "webhook_allowed_networks",
             "webhook_retry_schedule",
+            "analytics_database_url",
+            "analytics_every_hours",
         ] {
             assert!(names.contains(&name), "{name}");
         }

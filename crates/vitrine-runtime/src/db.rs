@@ -78,14 +78,7 @@ pub fn describe_postgres(url: &SecretString) -> String {
 pub async fn postgres(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
     let options = postgres_options(url, "PostgreSQL")?.application_name("vitrine");
     let target = describe_postgres(url);
-    let probe = tokio::time::timeout(
-        Duration::from_secs(10),
-        PgConnection::connect_with(&options),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
-    .and_then(|connected| connected.map_err(anyhow::Error::from))
-    .with_context(|| format!("connecting to {target}"))?;
+    let probe = connect_once(&options, &target).await?;
     let _ = probe.close().await;
     PgPoolOptions::new()
         .max_connections(max_connections)
@@ -107,4 +100,43 @@ pub fn postgres_replica(url: &SecretString, max_connections: u32) -> anyhow::Res
         .acquire_timeout(Duration::from_millis(500))
         .test_before_acquire(false)
         .connect_lazy_with(options))
+}
+
+/// One connection to the database at `url`, logged in as `role` (with `password`) instead of
+/// the URL's own user: a tool that must hold only a role's privileges (the analytics extraction)
+/// reuses the services' URLs without ever using their owners' credentials.
+pub async fn postgres_connection_as(
+    url: &SecretString,
+    what: &str,
+    role: &str,
+    password: Option<&SecretString>,
+    application: &str,
+) -> anyhow::Result<PgConnection> {
+    let mut options = postgres_options(url, what)?
+        .username(role)
+        .application_name(application);
+    if let Some(password) = password {
+        options = options.password(password.expose_secret());
+    }
+    connect_once(
+        &options,
+        &format!("{} ({what}) as {role}", describe_postgres(url)),
+    )
+    .await
+}
+
+/// One connection to the database at `url` as the URL's own user (administrative commands).
+pub async fn postgres_connection(url: &SecretString, what: &str) -> anyhow::Result<PgConnection> {
+    let options = postgres_options(url, what)?.application_name("vitrine");
+    connect_once(&options, &format!("{} ({what})", describe_postgres(url))).await
+}
+
+/// One connection, or the cause (refused, unknown host, bad password, no such database) with
+/// `target` named; 10 s at most.
+async fn connect_once(options: &PgConnectOptions, target: &str) -> anyhow::Result<PgConnection> {
+    tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(options))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
+        .and_then(|connected| connected.map_err(anyhow::Error::from))
+        .with_context(|| format!("connecting to {target}"))
 }

@@ -3,6 +3,7 @@
 //! process ([`run_single`], the per-service binaries), with the operational endpoints and
 //! offline API docs.
 
+pub mod analytics;
 pub mod data_lock;
 pub mod gateway;
 pub mod host;

@@ -73,6 +73,27 @@ enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// The PII-free analytics copy for Metabase.
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalyticsCommand {
+    /// Copy everything committed before the cut-off (default: the start of today in São Paulo,
+    /// or of the current VITRINE_ANALYTICS_EVERY_HOURS window) from both services into a new
+    /// snapshot, which replaces the previous one at once.
+    Sync {
+        /// The cut-off: a date (its start in São Paulo) or an RFC 3339 timestamp, in the past.
+        #[arg(long, value_name = "TIMESTAMP")]
+        as_of: Option<String>,
+    },
+    /// Create the roles (run as the databases' owner, like `migrate`): `vitrine_analytics` on
+    /// both services' databases, with SELECT on the allow-listed columns only, and the read-only
+    /// `vitrine_metabase` on the analytics database.
+    Grant,
 }
 
 #[derive(Debug, Subcommand)]
@@ -386,6 +407,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Webhooks {
             command: WebhooksCommand::Listen { listen, secret },
         } => vitrine::webhook_listener::listen(listen, secret).await,
+        Command::Analytics { command } => {
+            telemetry::init(&settings.log, settings.log_format);
+            match command {
+                AnalyticsCommand::Sync { as_of } => {
+                    vitrine::analytics::sync(&settings, as_of.as_deref()).await?;
+                    Ok(())
+                }
+                AnalyticsCommand::Grant => vitrine::analytics::grant(&settings).await,
+            }
+        }
         Command::Messages {
             command: MessagesCommand::Dlq { command },
         } => {

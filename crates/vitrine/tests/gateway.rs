@@ -495,6 +495,42 @@ fn kubernetes_overlays_render_and_pass_strict_validation() {
                 "path: /ready",
                 false,
             ),
+            (
+                "analytics syncs that may overlap",
+                "concurrencyPolicy: Forbid",
+                "concurrencyPolicy: Allow",
+                false,
+            ),
+            (
+                "an analytics schedule off São Paulo's clock",
+                "timeZone: America/Sao_Paulo",
+                "timeZone: Etc/UTC",
+                false,
+            ),
+            (
+                "syncs every 6 hours with a daily cut-off",
+                "schedule: 30 0 * * *",
+                "schedule: 30 */6 * * *",
+                false,
+            ),
+            (
+                "a misspelt CronJob field",
+                "startingDeadlineSeconds:",
+                "startingDeadlineSecond:",
+                true,
+            ),
+            (
+                "Metabase on its embedded H2 file",
+                "value: postgres",
+                "value: h2",
+                false,
+            ),
+            (
+                "a Metabase probe off its health endpoint",
+                "path: /api/health",
+                "path: /",
+                false,
+            ),
         ] {
             let broken = dir.path().join("broken.yaml");
             assert!(text.contains(from), "{overlay}: {from}");

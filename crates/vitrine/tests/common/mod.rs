@@ -31,6 +31,8 @@ pub struct TestApp {
     pub transport: std::sync::Arc<dyn vitrine_messaging::transport::Transport>,
     /// Set when the app runs on PostgreSQL.
     pub database_url: Option<secrecy::SecretString>,
+    /// The settings it was built with.
+    pub settings: Settings,
     issuer: TokenIssuer,
     shutdown: CancellationToken,
 }
@@ -115,6 +117,7 @@ async fn spawn(
         user_information,
         transport,
         database_url: settings.database_url.clone(),
+        settings,
         issuer,
         shutdown,
     }
