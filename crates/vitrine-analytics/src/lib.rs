@@ -11,6 +11,7 @@
 pub mod allow_list;
 pub mod cutoff;
 pub mod extract;
+pub mod metabase;
 mod postgres;
 mod sqlite;
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use vitrine_analytics::allow_list::Service;
-use vitrine_analytics::{Destination, Progress, Report, Source, Sync, cutoff};
+use vitrine_analytics::{Destination, Progress, Report, Source, Sync, cutoff, metabase};
 use vitrine_platform::Settings;
 
 /// The file the embedded sync writes in the data directory.
@@ -128,6 +128,37 @@ pub async fn grant(settings: &Settings) -> anyhow::Result<()> {
         ),
         (None, _) => {}
     }
+    Ok(())
+}
+
+/// Registers the analytics database and the starter questions in the Metabase at `url`.
+pub async fn metabase_setup(
+    settings: &Settings,
+    url: &str,
+    admin: metabase::Admin,
+    database_host: Option<&str>,
+) -> anyhow::Result<()> {
+    let analytics = settings.analytics_database_url.as_ref().context(
+        "VITRINE_ANALYTICS_DATABASE_URL is not set: Metabase reads the analytics PostgreSQL \
+         database (the embedded SQLite copy is for trying the sync out)",
+    )?;
+    let password = settings.analytics_metabase_password.clone().context(
+        "VITRINE_ANALYTICS_METABASE_PASSWORD is not set: Metabase logs in with it as the \
+         read-only vitrine_metabase role (created by `vitrine analytics grant`)",
+    )?;
+    let connection = metabase::Connection::for_metabase(analytics, password, database_host)?;
+    let outcome = metabase::setup(url, &admin, &connection).await?;
+    for changed in &outcome.changed {
+        println!("created  {changed}");
+    }
+    for unchanged in &outcome.unchanged {
+        println!("found    {unchanged}");
+    }
+    println!(
+        "Metabase set up: {} created or changed, {} already in place",
+        outcome.changed.len(),
+        outcome.unchanged.len()
+    );
     Ok(())
 }
 

@@ -94,6 +94,22 @@ enum AnalyticsCommand {
     /// both services' databases, with SELECT on the allow-listed columns only, and the read-only
     /// `vitrine_metabase` on the analytics database.
     Grant,
+    /// Register the analytics database (as `vitrine_metabase`) and a starter collection of
+    /// questions in a Metabase, through its REST API; creates the first admin when the Metabase
+    /// is new. Idempotent: a second run changes nothing.
+    MetabaseSetup {
+        /// Metabase's base URL, e.g. http://metabase.vitrine.svc.cluster.local:3000.
+        #[arg(long)]
+        url: String,
+        /// The Metabase admin's e-mail (created with this password on a new Metabase).
+        #[arg(long, env = "METABASE_ADMIN_EMAIL")]
+        admin_email: String,
+        #[arg(long, env = "METABASE_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: String,
+        /// HOST[:PORT] Metabase reaches the analytics database at, when not the URL's.
+        #[arg(long)]
+        database_host: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -415,6 +431,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 AnalyticsCommand::Grant => vitrine::analytics::grant(&settings).await,
+                AnalyticsCommand::MetabaseSetup {
+                    url,
+                    admin_email,
+                    admin_password,
+                    database_host,
+                } => {
+                    let admin = vitrine_analytics::metabase::Admin {
+                        email: admin_email,
+                        password: admin_password.into(),
+                    };
+                    vitrine::analytics::metabase_setup(
+                        &settings,
+                        &url,
+                        admin,
+                        database_host.as_deref(),
+                    )
+                    .await
+                }
             }
         }
         Command::Messages {
