@@ -10,7 +10,7 @@
 //! `X-Request-Id`, CORS and Prometheus metrics.
 
 use serde_json::{Map, Value, json};
-use vitrine_platform::http::deadline::STREAMED_MEDIA_TYPES;
+use vitrine_platform::http::deadline::takes_stream;
 use vitrine_service::Service;
 
 /// What the generated configuration depends on outside the code.
@@ -150,14 +150,7 @@ fn kong_service(name: &str, openapi: &utoipa::openapi::OpenApi, options: &KongOp
                 "preserve_host": false,
                 "tags": [TAG],
             });
-            let streamed = operation["requestBody"]["content"]
-                .as_object()
-                .is_some_and(|content| {
-                    content
-                        .keys()
-                        .any(|t| STREAMED_MEDIA_TYPES.contains(&t.as_str()))
-                });
-            if streamed {
+            if takes_stream(operation) {
                 // Stream the upload through instead of spooling it whole first.
                 route["request_buffering"] = json!(false);
                 route["plugins"] = json!([{"name": "request-size-limiting", "tags": [TAG], "config": {

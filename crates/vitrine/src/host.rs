@@ -154,12 +154,14 @@ impl Host {
         let routes = started
             .iter()
             .fold(Router::new(), |routes, s| routes.merge(s.router()));
+        let deadlines = http::deadline::Deadlines::for_api(&openapi);
         let router = http::with_common_layers(
             routes
                 .merge(health.router())
                 .merge(metrics::router())
                 .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi)),
             settings.max_body_bytes,
+            deadlines,
         );
         let listener = TcpListener::bind(settings.listen)
             .await

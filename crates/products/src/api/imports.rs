@@ -136,9 +136,7 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = caller(&principal)?;
-    // The same test that exempts the upload from the request deadline (it has an idle limit
-    // on its body instead).
-    if !deadline::is_streamed(&headers) {
+    if !deadline::is_streamed_media_type(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
     let key = headers

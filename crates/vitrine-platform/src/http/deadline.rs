@@ -4,12 +4,19 @@
 //! as a cut-off upload, however long the upload as a whole takes. Kong's timeouts are idle
 //! timeouts between reads and writes as well, so the two agree. An upload still has a ceiling
 //! of its own, so a client trickling a byte at a time cannot hold a connection for ever.
+//!
+//! Which operations stream is read from the OpenAPI document (those whose request body is an
+//! NDJSON media type, as the gateway configuration reads it), and matched against the route
+//! the request was routed to: a client cannot lift the deadline of any other route by sending
+//! an NDJSON `Content-Type`.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -18,7 +25,7 @@ use futures::StreamExt;
 pub const STREAMED_MEDIA_TYPES: [&str; 2] = ["application/x-ndjson", "application/jsonl"];
 
 /// The limits a request is held to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Deadlines {
     /// The whole exchange of an ordinary request (answered 503 past it, as is an upload past
     /// its own ceiling).
@@ -27,21 +34,58 @@ pub struct Deadlines {
     pub body_idle: Duration,
     /// The whole exchange of a streamed upload.
     pub upload: Duration,
+    /// The operations (method, route path) that take streamed uploads.
+    pub streamed: Arc<HashSet<(Method, String)>>,
 }
 
-impl Default for Deadlines {
-    fn default() -> Self {
+impl Deadlines {
+    /// The default limits, with the streamed operations of `openapi`.
+    pub fn for_api(openapi: &utoipa::openapi::OpenApi) -> Self {
+        let document = serde_json::to_value(openapi).expect("an OpenAPI document serialises");
+        let mut streamed = HashSet::new();
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                if let Ok(method) = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                    && takes_stream(operation)
+                {
+                    streamed.insert((method, path.clone()));
+                }
+            }
+        }
         Self {
             request: Duration::from_secs(30),
             body_idle: Duration::from_secs(30),
             // 50 MB (the default import limit) at 1 Mbit/s takes under 7 minutes.
             upload: Duration::from_secs(15 * 60),
+            streamed: Arc::new(streamed),
         }
+    }
+
+    fn streams(&self, request: &Request) -> bool {
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|path| {
+                self.streamed
+                    .contains(&(request.method().clone(), path.as_str().to_owned()))
+            })
     }
 }
 
-/// Whether a request's body is a streamed bulk upload, by its `Content-Type`.
-pub fn is_streamed(headers: &HeaderMap) -> bool {
+/// Whether an OpenAPI operation (as JSON) takes a streamed upload: a request body of an NDJSON
+/// media type.
+pub fn takes_stream(operation: &serde_json::Value) -> bool {
+    operation["requestBody"]["content"]
+        .as_object()
+        .is_some_and(|content| {
+            content
+                .keys()
+                .any(|media| STREAMED_MEDIA_TYPES.contains(&media.as_str()))
+        })
+}
+
+/// Whether a request's `Content-Type` is one of the streamed media types.
+pub fn is_streamed_media_type(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -51,9 +95,10 @@ pub fn is_streamed(headers: &HeaderMap) -> bool {
         })
 }
 
-/// The middleware: a deadline on ordinary requests, an idle limit on streamed bodies.
+/// The middleware (a route layer: it needs the matched route): a deadline on ordinary requests,
+/// an idle limit and a ceiling on streamed uploads.
 pub async fn enforce(State(deadlines): State<Deadlines>, request: Request, next: Next) -> Response {
-    if !is_streamed(request.headers()) {
+    if !deadlines.streams(&request) {
         return match tokio::time::timeout(deadlines.request, next.run(request)).await {
             Ok(response) => response,
             // Bare: the problem layer outside gives it its problem+json body.
@@ -95,11 +140,14 @@ mod tests {
 
     use super::*;
 
-    const SHORT: Deadlines = Deadlines {
-        request: Duration::from_millis(200),
-        body_idle: Duration::from_millis(200),
-        upload: Duration::from_secs(5),
-    };
+    fn short() -> Deadlines {
+        Deadlines {
+            request: Duration::from_millis(200),
+            body_idle: Duration::from_millis(200),
+            upload: Duration::from_secs(5),
+            streamed: Arc::new(HashSet::from([(Method::POST, "/uploads".to_owned())])),
+        }
+    }
 
     /// Reads the body slowly, then says how many bytes came or why they stopped.
     async fn slow_reader(body: Body) -> String {
@@ -117,12 +165,17 @@ mod tests {
 
     fn app() -> Router {
         Router::new()
-            .route("/", post(slow_reader))
-            .layer(axum::middleware::from_fn_with_state(SHORT, enforce))
+            .route("/uploads", post(slow_reader))
+            .route("/documents", post(slow_reader))
+            .layer(axum::middleware::from_fn_with_state(short(), enforce))
     }
 
     fn upload(media: &str, body: Body) -> Request {
-        Request::post("/")
+        sent_to("/uploads", media, body)
+    }
+
+    fn sent_to(path: &str, media: &str, body: Body) -> Request {
+        Request::post(path)
             .header(header::CONTENT_TYPE, media)
             .body(body)
             .unwrap()
@@ -138,10 +191,44 @@ mod tests {
     #[tokio::test]
     async fn an_ordinary_request_past_its_deadline_is_503() {
         let response = app()
-            .oneshot(upload("application/json", Body::from("{}")))
+            .oneshot(sent_to("/documents", "application/json", Body::from("{}")))
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn an_ndjson_content_type_does_not_lift_another_routes_deadline() {
+        let response = app()
+            .oneshot(sent_to(
+                "/documents",
+                "application/x-ndjson",
+                Body::from("{}\n"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn streamed_operations_are_read_from_the_openapi_document() {
+        let document: utoipa::openapi::OpenApi = serde_json::from_value(serde_json::json!({
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {
+                "/v1/imports": {"post": {"requestBody": {"content": {"application/x-ndjson": {}}},
+                                         "responses": {}}},
+                "/v1/things": {"post": {"requestBody": {"content": {"application/json": {}}},
+                                        "responses": {}},
+                               "get": {"responses": {}}},
+            }
+        }))
+        .unwrap();
+        let deadlines = Deadlines::for_api(&document);
+        assert_eq!(
+            *deadlines.streamed,
+            HashSet::from([(Method::POST, "/v1/imports".to_owned())])
+        );
     }
 
     #[tokio::test]

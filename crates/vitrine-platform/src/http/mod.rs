@@ -37,14 +37,16 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Wraps a service router with what every Vitrine endpoint gets: request ids, a request span,
 /// metrics, a body limit, deadlines ([`deadline`]), panics and bare errors turned into problem+json, and a
 /// problem+json 404 for unknown paths.
-pub fn with_common_layers(router: Router, max_body_bytes: usize) -> Router {
+pub fn with_common_layers(
+    router: Router,
+    max_body_bytes: usize,
+    deadlines: deadline::Deadlines,
+) -> Router {
     router
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            deadline::Deadlines::default(),
-            deadline::enforce,
-        ))
+        // Applied per route (Router::layer), so it sees which route matched.
+        .layer(middleware::from_fn_with_state(deadlines, deadline::enforce))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
