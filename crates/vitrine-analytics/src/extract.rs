@@ -85,12 +85,16 @@ pub const EXTRACTS: &[Extract] = &[
             "expires_at",
         ],
         // A reservation leaves `pending` once, and that change stamps `updated_at`: one closed
-        // after the cut-off was pending at it, which makes its status at the cut-off exact.
+        // after the cut-off was pending at it, which makes its status at the cut-off exact;
+        // except that its expiry is its `expires_at`, however late the sweeper records it (the
+        // service treats it as expired from then on): one past it at the cut-off is expired.
         query: "SELECT id, buyer_id, \
                 CASE WHEN status <> 'pending' AND updated_at < {cutoff} THEN status \
+                WHEN status IN ('pending', 'expired') AND expires_at < {cutoff} THEN 'expired' \
                 ELSE 'pending' END, created_at, \
-                CASE WHEN status <> 'pending' AND updated_at < {cutoff} THEN updated_at END, \
-                expires_at FROM reservations WHERE created_at < {cutoff}",
+                CASE WHEN status <> 'pending' AND updated_at < {cutoff} THEN updated_at \
+                WHEN status IN ('pending', 'expired') AND expires_at < {cutoff} THEN expires_at \
+                END, expires_at FROM reservations WHERE created_at < {cutoff}",
     },
     Extract {
         table: "fact_reservation_items",
@@ -108,11 +112,15 @@ pub const ON_HAND_AT_CUTOFF: &str = "UPDATE {schema}dim_products SET on_hand = C
      WHERE m.product_id = {schema}dim_products.product_id \
      ORDER BY m.created_at DESC, m.movement_id DESC LIMIT 1), 0)";
 
-/// This cut-off's prices, added to the history carried over from the previous snapshot.
+/// This cut-off's prices (as read at the sync: the services keep no price history), added to
+/// the history carried over from the previous snapshot, unless the history already reaches this
+/// cut-off: a rerun keeps what the first sync of a cut-off recorded, and a backfill (an older
+/// cut-off) would record today's prices under a past date, so it records none.
 pub const PRICES_AT_CUTOFF: &str = "INSERT INTO {schema}fact_price_history \
      (as_of, product_id, price_amount, price_currency) \
      SELECT {cutoff}, product_id, price_amount, price_currency FROM {schema}dim_products \
-     WHERE status <> 'deleted'";
+     WHERE status <> 'deleted' AND NOT EXISTS \
+     (SELECT 1 FROM {schema}fact_price_history h WHERE h.as_of >= {cutoff})";
 
 /// `query` for a backend: the cut-off literal and the schema prefix (`name.` or nothing) in.
 pub fn render(query: &str, cutoff_literal: &str, schema_prefix: &str) -> String {

@@ -13,6 +13,7 @@ pub mod cutoff;
 pub mod extract;
 pub mod metabase;
 mod postgres;
+pub mod scram;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ pub struct Sync {
     pub cutoff: DateTime<Utc>,
     /// The extraction role's password (PostgreSQL sources).
     pub source_password: Option<SecretString>,
+    /// How long to wait for the products replica to replay up to the sync's start.
+    pub replica_wait: std::time::Duration,
 }
 
 /// Told of each table as the sync fills it (a progress bar, or a log line per table).
@@ -90,14 +93,13 @@ impl Sync {
                 },
                 Destination::Postgres(target),
             ) => {
-                let password = self.source_password.as_ref();
-                let products = replica.as_ref().unwrap_or(products);
                 postgres::sync(
                     postgres::Sources {
                         users,
                         products,
-                        products_is_replica: replica.is_some(),
-                        password,
+                        products_replica: replica.as_ref(),
+                        replica_wait: self.replica_wait,
+                        password: self.source_password.as_ref(),
                     },
                     target,
                     self.cutoff,

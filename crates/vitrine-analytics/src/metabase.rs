@@ -79,7 +79,9 @@ pub struct Connection {
     pub dbname: String,
     pub user: String,
     pub password: SecretString,
-    pub ssl: bool,
+    /// The URL's `sslmode` when it asks for TLS (`require`, `verify-ca`, `verify-full`):
+    /// Metabase then connects with the same mode, certificate checks included.
+    pub ssl_mode: Option<&'static str>,
 }
 
 impl Connection {
@@ -117,10 +119,12 @@ impl Connection {
                 .to_owned(),
             user: crate::METABASE_ROLE.to_owned(),
             password,
-            ssl: matches!(
-                options.get_ssl_mode(),
-                PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull
-            ),
+            ssl_mode: match options.get_ssl_mode() {
+                PgSslMode::Require => Some("require"),
+                PgSslMode::VerifyCa => Some("verify-ca"),
+                PgSslMode::VerifyFull => Some("verify-full"),
+                _ => None,
+            },
         })
     }
 
@@ -132,7 +136,8 @@ impl Connection {
             "dbname": self.dbname,
             "user": self.user,
             "password": self.password.expose_secret(),
-            "ssl": self.ssl,
+            "ssl": self.ssl_mode.is_some(),
+            "ssl-mode": self.ssl_mode.unwrap_or("disable"),
             "schema-filters-type": "inclusion",
             "schema-filters-patterns": crate::SCHEMA,
         })
@@ -144,7 +149,8 @@ impl Connection {
             && details["port"].as_u64() == Some(u64::from(self.port))
             && details["dbname"] == self.dbname
             && details["user"] == self.user
-            && details["ssl"].as_bool().unwrap_or(false) == self.ssl
+            && details["ssl"].as_bool().unwrap_or(false) == self.ssl_mode.is_some()
+            && (self.ssl_mode.is_none() || details["ssl-mode"] == self.ssl_mode.unwrap_or_default())
     }
 }
 
@@ -213,8 +219,15 @@ fn items(answer: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// Sets Metabase at `url` up to read the analytics database.
-pub async fn setup(url: &str, admin: &Admin, connection: &Connection) -> anyhow::Result<Outcome> {
+/// Sets Metabase at `url` up to read the analytics database. Metabase never shows a stored
+/// password, so a changed one cannot be seen: `update_connection` sends the connection (the
+/// password with it) even when the rest is unchanged, after the role's password was rotated.
+pub async fn setup(
+    url: &str,
+    admin: &Admin,
+    connection: &Connection,
+    update_connection: bool,
+) -> anyhow::Result<Outcome> {
     let mut client = Client {
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
@@ -271,7 +284,9 @@ pub async fn setup(url: &str, admin: &Admin, connection: &Connection) -> anyhow:
     let existing = databases.iter().find(|d| d["name"] == DATABASE_NAME);
     let database_id = match existing {
         Some(database)
-            if database["engine"] == "postgres" && connection.matches(&database["details"]) =>
+            if !update_connection
+                && database["engine"] == "postgres"
+                && connection.matches(&database["details"]) =>
         {
             outcome
                 .unchanged

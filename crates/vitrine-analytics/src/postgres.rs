@@ -13,7 +13,7 @@ use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::TryStreamExt;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
 use vitrine_runtime::db;
 
@@ -44,7 +44,10 @@ COMMENT ON TABLE public.sync_runs IS 'Every analytics sync: its cut-off, when it
 pub(crate) struct Sources<'a> {
     pub users: &'a SecretString,
     pub products: &'a SecretString,
-    pub products_is_replica: bool,
+    /// Read products here instead, once it has replayed what the primary had at the start.
+    pub products_replica: Option<&'a SecretString>,
+    /// How long to wait for the replica to catch up before refusing.
+    pub replica_wait: std::time::Duration,
     pub password: Option<&'a SecretString>,
 }
 
@@ -83,16 +86,18 @@ pub(crate) async fn sync(
     .execute(&mut analytics)
     .await?;
     let staging = format!("{STAGING_PREFIX}{}", run_id.simple());
-    let outcome = take(&sources, &mut analytics, &staging, cutoff, progress).await;
+    let outcome = match take(&sources, &mut analytics, &staging, cutoff, progress).await {
+        Ok(rows) => swap(&mut analytics, &staging, run_id, &rows)
+            .await
+            .map(|()| rows),
+        Err(error) => Err(error),
+    };
     match outcome {
-        Ok(rows) => {
-            swap(&mut analytics, &staging, run_id, &rows).await?;
-            Ok(Report {
-                run_id,
-                cutoff,
-                rows,
-            })
-        }
+        Ok(rows) => Ok(Report {
+            run_id,
+            cutoff,
+            rows,
+        }),
         Err(error) => {
             // Best effort: the next run cleans up whatever this leaves.
             let _ = drop_schema(&mut analytics, &staging).await;
@@ -124,11 +129,24 @@ async fn take(
         .await
         .context("creating the snapshot's tables")?;
 
-    let mut users = open_source(sources.users, "user-information database", sources).await?;
-    let mut products = open_source(sources.products, "products database", sources).await?;
-    if sources.products_is_replica {
-        caught_up(&mut products, cutoff).await?;
-    }
+    let mut users = connect_source(sources.users, "user-information database", sources).await?;
+    begin_snapshot(&mut users, "user-information database").await?;
+    let mut products = match sources.products_replica {
+        Some(replica) => {
+            // Everything committed before the cut-off is in the primary's WAL before its
+            // current position: the replica must have replayed that far before its snapshot.
+            let mut primary = connect_source(sources.products, "products primary", sources).await?;
+            let position: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+                .fetch_one(&mut primary)
+                .await?;
+            primary.close().await.ok();
+            let mut replica = connect_source(replica, "products replica", sources).await?;
+            caught_up(&mut replica, &position, sources.replica_wait).await?;
+            replica
+        }
+        None => connect_source(sources.products, "products database", sources).await?,
+    };
+    begin_snapshot(&mut products, "products database").await?;
     let literal = format!(
         "'{}'::timestamptz",
         cutoff.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -183,8 +201,8 @@ async fn take(
     sqlx::query(AssertSqlSafe(render(ON_HAND_AT_CUTOFF, &literal, &prefix)))
         .execute(&mut *analytics)
         .await?;
-    // The price history is carried from snapshot to snapshot; this cut-off's prices replace
-    // any a previous run took at the same cut-off, so a rerun gives the same history.
+    // The price history is carried from snapshot to snapshot, and only grows (see
+    // PRICES_AT_CUTOFF): a rerun or a backfill never rewrites what an earlier sync recorded.
     let previous: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT FROM pg_tables WHERE schemaname = $1 \
          AND tablename = 'fact_price_history')",
@@ -194,8 +212,7 @@ async fn take(
     .await?;
     if previous {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {prefix}fact_price_history SELECT * FROM {SCHEMA}.fact_price_history \
-             WHERE as_of <> {literal}"
+            "INSERT INTO {prefix}fact_price_history SELECT * FROM {SCHEMA}.fact_price_history"
         )))
         .execute(&mut *analytics)
         .await?;
@@ -223,50 +240,60 @@ async fn take(
     Ok(rows)
 }
 
-/// A source connection as the extraction role, in one read-only snapshot of the database.
-async fn open_source(
+/// A source connection as the extraction role.
+async fn connect_source(
     url: &SecretString,
     what: &str,
     sources: &Sources<'_>,
 ) -> anyhow::Result<PgConnection> {
-    let mut connection = db::postgres_connection_as(
+    db::postgres_connection_as(
         url,
         what,
         EXTRACTION_ROLE,
         sources.password,
         "vitrine-analytics",
     )
-    .await?;
+    .await
+}
+
+/// Starts the one read-only snapshot every table of this database is read in.
+async fn begin_snapshot(connection: &mut PgConnection, what: &str) -> anyhow::Result<()> {
     sqlx::raw_sql(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
          SET LOCAL DateStyle = ISO; SET LOCAL TimeZone = 'UTC';",
     )
-    .execute(&mut connection)
+    .execute(connection)
     .await
     .with_context(|| format!("opening a snapshot of the {what}"))?;
-    Ok(connection)
+    Ok(())
 }
 
-/// Refuses a replica that has not yet replayed everything committed before the cut-off.
-async fn caught_up(replica: &mut PgConnection, cutoff: DateTime<Utc>) -> anyhow::Result<()> {
-    let row = sqlx::query(
-        "SELECT pg_is_in_recovery() AS recovering, \
-         pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() AS idle, \
-         coalesce(pg_last_xact_replay_timestamp() >= $1, false) AS past_cutoff",
-    )
-    .bind(cutoff)
-    .fetch_one(&mut *replica)
-    .await?;
-    let (recovering, idle, past): (bool, bool, bool) = (
-        row.try_get("recovering")?,
-        row.try_get("idle")?,
-        row.try_get("past_cutoff")?,
-    );
-    anyhow::ensure!(
-        !recovering || idle || past,
-        "the products replica has not replayed up to the cut-off yet: run the sync again later"
-    );
-    Ok(())
+/// Waits (up to `wait`) for the replica to replay the primary's WAL up to `position`.
+async fn caught_up(
+    replica: &mut PgConnection,
+    position: &str,
+    wait: std::time::Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let replayed: Option<bool> =
+            sqlx::query_scalar("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
+                .bind(position)
+                .fetch_one(&mut *replica)
+                .await?;
+        match replayed {
+            Some(true) => return Ok(()),
+            None => anyhow::bail!(
+                "VITRINE_PRODUCTS_REPLICA_URL does not name a streaming replica (it replays no WAL)"
+            ),
+            Some(false) if tokio::time::Instant::now() >= deadline => anyhow::bail!(
+                "the products replica has not replayed up to the cut-off after {} s: run the \
+                 sync again later",
+                wait.as_secs()
+            ),
+            Some(false) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// Makes the staging schema the one analysts read, and records the run, in one transaction.
@@ -280,25 +307,60 @@ async fn swap(
         .iter()
         .map(|(table, count)| (table.clone(), (*count).into()))
         .collect();
-    let mut tx = analytics.begin().await?;
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; ALTER SCHEMA {staging} RENAME TO {SCHEMA};"
-    )))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::raw_sql(AssertSqlSafe(grant_reading(SCHEMA)))
+    // Dropping the old snapshot waits for the queries reading it; while it waits, new queries
+    // queue behind it. So it waits briefly, and tries again, rather than stall the dashboards.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = analytics.begin().await?;
+        let swapped = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SET LOCAL lock_timeout = '{}ms'; \
+             DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; ALTER SCHEMA {staging} RENAME TO {SCHEMA};",
+            SWAP_LOCK_WAIT.as_millis()
+        )))
+        .execute(&mut *tx)
+        .await;
+        match swapped {
+            Ok(_) => {}
+            Err(error) if attempt < SWAP_ATTEMPTS && is_lock_timeout(&error) => {
+                tx.rollback().await.ok();
+                tracing::info!(
+                    attempt,
+                    "the previous snapshot is being read: swapping again"
+                );
+                tokio::time::sleep(SWAP_LOCK_WAIT).await;
+                continue;
+            }
+            Err(error) => {
+                return Err(error).context("making the new snapshot the one analysts read");
+            }
+        }
+        sqlx::raw_sql(AssertSqlSafe(grant_reading(SCHEMA)))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE public.sync_runs SET status = 'completed', finished_at = now(), \
+             row_counts = $2 WHERE id = $1",
+        )
+        .bind(run_id)
+        .bind(serde_json::Value::Object(counts))
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "UPDATE public.sync_runs SET status = 'completed', finished_at = now(), \
-         row_counts = $2 WHERE id = $1",
-    )
-    .bind(run_id)
-    .bind(serde_json::Value::Object(counts))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
+        tx.commit().await?;
+        return Ok(());
+    }
+}
+
+/// How long the swap waits for the old snapshot's readers each time, and how many times.
+const SWAP_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const SWAP_ATTEMPTS: u32 = 24;
+
+fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    // 55P03: lock_not_available.
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "55P03")
 }
 
 /// Lets the Metabase role read `schema`, when the role exists.
@@ -322,14 +384,16 @@ async fn drop_schema(analytics: &mut PgConnection, schema: &str) -> anyhow::Resu
 }
 
 /// A role that logs in with `password` (created when missing; concurrent creators of the same
-/// cluster-wide role are tolerated) and whose transactions are read-only by default.
+/// cluster-wide role are tolerated). The password is sent as a SCRAM-SHA-256 verifier, never
+/// in clear text (statements can reach the server's log and pg_stat_statements). Its
+/// transactions are read-only by default: a convenience, not the guard (its privileges are).
 fn login_role(role: &str, password: &SecretString) -> String {
     format!(
         "DO $$ BEGIN CREATE ROLE {role} LOGIN; \
          EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
          ALTER ROLE {role} LOGIN PASSWORD '{}'; \
          ALTER ROLE {role} SET default_transaction_read_only = on;",
-        password.expose_secret().replace('\'', "''")
+        crate::scram::verifier(password.expose_secret())
     )
 }
 
@@ -342,13 +406,19 @@ pub async fn grant_extraction(
     password: &SecretString,
 ) -> anyhow::Result<()> {
     let what = format!("{} database", service.name());
-    let mut connection = db::postgres_connection(url, &what).await?;
+    let mut connection = db::postgres_connection_quiet(url, &what).await?;
     sqlx::raw_sql(AssertSqlSafe(login_role(EXTRACTION_ROLE, password)))
         .execute(&mut connection)
         .await
         .with_context(|| format!("creating the role {EXTRACTION_ROLE}"))?;
+    // Everything it may hold in the schema is revoked first (a table-level revoke takes the
+    // column grants with it), and nobody but the owner may create objects there (PostgreSQL
+    // 15's default, made explicit for older servers), so the grants below are all it has.
     let mut grants = format!(
         "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {EXTRACTION_ROLE}; \
+         REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {EXTRACTION_ROLE}; \
+         REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM {EXTRACTION_ROLE}; \
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
          GRANT USAGE ON SCHEMA public TO {EXTRACTION_ROLE};"
     );
     for table in tables_of(service) {
@@ -375,7 +445,7 @@ pub async fn grant_extraction(
 /// Creates (or updates) the read-only Metabase role on the analytics database, able to read the
 /// snapshot and the sync history and nothing else. Run as the database's owner.
 pub async fn grant_metabase(url: &SecretString, password: &SecretString) -> anyhow::Result<()> {
-    let mut connection = db::postgres_connection(url, "analytics database").await?;
+    let mut connection = db::postgres_connection_quiet(url, "analytics database").await?;
     sqlx::raw_sql(AssertSqlSafe(login_role(METABASE_ROLE, password)))
         .execute(&mut connection)
         .await

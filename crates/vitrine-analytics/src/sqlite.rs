@@ -141,10 +141,9 @@ async fn fill(
     }
     let mut tx = connection.begin().await?;
     if carried {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO main.fact_price_history SELECT * FROM previous.fact_price_history \
-             WHERE as_of <> {literal}"
-        )))
+        sqlx::query(
+            "INSERT INTO main.fact_price_history SELECT * FROM previous.fact_price_history",
+        )
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO main.sync_runs SELECT * FROM previous.sync_runs")
@@ -185,17 +184,35 @@ async fn fill(
     Ok(rows)
 }
 
+/// Attaches the file at `path`, read-only: the sync never writes to the services' files or to
+/// the previous snapshot.
 async fn attach(
     connection: &mut SqliteConnection,
     path: &Path,
     schema: &str,
 ) -> anyhow::Result<()> {
+    let absolute =
+        std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
     sqlx::query(AssertSqlSafe(format!("ATTACH DATABASE ?1 AS {schema}")))
-        .bind(path.to_string_lossy().into_owned())
+        .bind(format!("file:{}?mode=ro", uri_path(&absolute)))
         .execute(connection)
         .await
         .with_context(|| format!("opening {}", path.display()))?;
     Ok(())
+}
+
+/// A path as the path of a `file:` URI: every byte but unreserved characters and `/`
+/// percent-encoded (a `?`, `#` or `%` in a directory name would otherwise change the URI).
+fn uri_path(path: &Path) -> String {
+    path.to_string_lossy()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// A temporary view per source table, named as the table, with the allow-listed columns only;

@@ -131,6 +131,20 @@ pub async fn postgres_connection(url: &SecretString, what: &str) -> anyhow::Resu
     connect_once(&options, &format!("{} ({what})", describe_postgres(url))).await
 }
 
+/// Like [`postgres_connection`], with sqlx's statement logging off: for statements that carry
+/// credentials (a role's password verifier), which sqlx would otherwise log at DEBUG, and at
+/// WARN when slow.
+pub async fn postgres_connection_quiet(
+    url: &SecretString,
+    what: &str,
+) -> anyhow::Result<PgConnection> {
+    use sqlx::ConnectOptions;
+    let options = postgres_options(url, what)?
+        .application_name("vitrine")
+        .disable_statement_logging();
+    connect_once(&options, &format!("{} ({what})", describe_postgres(url))).await
+}
+
 /// One connection, or the cause (refused, unknown host, bad password, no such database) with
 /// `target` named; 10 s at most.
 async fn connect_once(options: &PgConnectOptions, target: &str) -> anyhow::Result<PgConnection> {

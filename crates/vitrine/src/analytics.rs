@@ -59,6 +59,7 @@ pub fn plan(settings: &Settings, as_of: Option<&str>) -> anyhow::Result<Sync> {
         destination,
         cutoff,
         source_password: settings.analytics_source_password.clone(),
+        replica_wait: std::time::Duration::from_secs(60),
     })
 }
 
@@ -88,13 +89,19 @@ pub async fn sync(settings: &Settings, as_of: Option<&str>) -> anyhow::Result<Re
 /// Creates the roles: the extraction role with its column grants on both services' databases,
 /// and the Metabase role on the analytics database (when its password is set).
 pub async fn grant(settings: &Settings) -> anyhow::Result<()> {
-    let (Some(users), Some(products)) = (&settings.database_url, &settings.products_database_url)
-    else {
-        println!(
-            "the services run on their embedded SQLite databases: there are no roles to grant \
-             (the embedded sync reads through views of the allow-listed columns)"
-        );
-        return Ok(());
+    let (users, products) = match (&settings.database_url, &settings.products_database_url) {
+        (Some(users), Some(products)) => (users, products),
+        (None, None) => {
+            println!(
+                "the services run on their embedded SQLite databases: there are no roles to \
+                 grant (the embedded sync reads through views of the allow-listed columns)"
+            );
+            return Ok(());
+        }
+        _ => anyhow::bail!(
+            "one service runs on PostgreSQL and the other on SQLite: set both \
+             VITRINE_DATABASE_URL and VITRINE_PRODUCTS_DATABASE_URL"
+        ),
     };
     let password = settings
         .analytics_source_password
@@ -137,6 +144,7 @@ pub async fn metabase_setup(
     url: &str,
     admin: metabase::Admin,
     database_host: Option<&str>,
+    update_connection: bool,
 ) -> anyhow::Result<()> {
     let analytics = settings.analytics_database_url.as_ref().context(
         "VITRINE_ANALYTICS_DATABASE_URL is not set: Metabase reads the analytics PostgreSQL \
@@ -147,7 +155,7 @@ pub async fn metabase_setup(
          read-only vitrine_metabase role (created by `vitrine analytics grant`)",
     )?;
     let connection = metabase::Connection::for_metabase(analytics, password, database_host)?;
-    let outcome = metabase::setup(url, &admin, &connection).await?;
+    let outcome = metabase::setup(url, &admin, &connection, update_connection).await?;
     for changed in &outcome.changed {
         println!("created  {changed}");
     }

@@ -109,6 +109,10 @@ enum AnalyticsCommand {
         /// HOST[:PORT] Metabase reaches the analytics database at, when not the URL's.
         #[arg(long)]
         database_host: Option<String>,
+        /// Send the connection even if it looks unchanged: after rotating
+        /// VITRINE_ANALYTICS_METABASE_PASSWORD (Metabase never shows the stored password).
+        #[arg(long)]
+        update_connection: bool,
     },
 }
 
@@ -436,6 +440,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     admin_email,
                     admin_password,
                     database_host,
+                    update_connection,
                 } => {
                     let admin = vitrine_analytics::metabase::Admin {
                         email: admin_email,
@@ -446,6 +451,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         &url,
                         admin,
                         database_host.as_deref(),
+                        update_connection,
                     )
                     .await
                 }

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, Row};
-use vitrine_analytics::allow_list::ANALYTICS_COLUMNS;
+use vitrine_analytics::allow_list::{ANALYTICS_COLUMNS, Service, tables_of};
 use vitrine_analytics::{Progress, Report};
 use vitrine_platform::Settings;
 use vitrine_platform::http::auth::Role;
@@ -33,6 +33,8 @@ struct Seeded {
     committed_later: String,
     /// A product whose stock moved after the cut-off, and its stock at the cut-off.
     restocked_later: (String, i64),
+    /// A product deleted before the cut-off.
+    deleted: String,
 }
 
 struct Quiet;
@@ -66,6 +68,7 @@ async fn seed(app: &TestApp) -> (Seeded, DateTime<Utc>) {
         exact: Vec::new(),
         committed_later: String::new(),
         restocked_later: (String::new(), 0),
+        deleted: String::new(),
     };
     let cards = ["4111111111111111", "5555555555554444", "4012888888881881"];
     for (n, card) in cards.iter().enumerate() {
@@ -141,6 +144,29 @@ async fn seed(app: &TestApp) -> (Seeded, DateTime<Utc>) {
     seeded
         .secrets
         .push("Descrição livre do vendedor".to_owned());
+    // A product deleted before the cut-off is in the copy, as deleted.
+    let gone = as_admin(
+        app,
+        "/v1/products",
+        json!({"seller_id": seller, "sku": "AN-GONE", "name": "Retirado",
+               "price": {"amount": 1, "currency": "BRL"}}),
+        StatusCode::CREATED,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deleted = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/products/{gone}"),
+            Some(&admin),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    seeded.deleted = gone;
     // The buyer reserves as itself.
     let buyer = app.token(Role::Customer, Some(&seeded.customers[2]));
     let reserve = |product: String, quantity: i64| {
@@ -303,10 +329,16 @@ fn check_cutoff(snapshot: &Snapshot, seeded: &Seeded) {
         seeded.customers.iter().cloned().collect(),
         "exactly the customers registered before the cut-off"
     );
+    let mut products: BTreeSet<String> = seeded.products.iter().cloned().collect();
+    products.insert(seeded.deleted.clone());
     assert_eq!(
         ids(snapshot, "dim_products", "product_id"),
-        seeded.products.iter().cloned().collect(),
-        "exactly the products created before the cut-off"
+        products,
+        "exactly the products created before the cut-off, the deleted one too"
+    );
+    assert_eq!(
+        row(snapshot, "dim_products", "product_id", &seeded.deleted)["status"],
+        "deleted"
     );
     assert_eq!(snapshot["dim_payment_methods"].len(), 4);
     let customer = row(
@@ -348,7 +380,11 @@ fn check_cutoff(snapshot: &Snapshot, seeded: &Seeded) {
     assert_eq!(sold["on_hand"].as_i64().unwrap(), 7, "10 less the 3 sold");
     assert_eq!(snapshot["sales"].len(), 1, "{:?}", snapshot["sales"]);
     assert_eq!(snapshot["sales"][0]["quantity"].as_i64().unwrap(), 3);
-    assert_eq!(snapshot["fact_price_history"].len(), 4);
+    assert_eq!(
+        snapshot["fact_price_history"].len(),
+        4,
+        "the prices of the products not deleted"
+    );
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -373,7 +409,10 @@ fn rows_of(report: &Report, table: &str) -> u64 {
 }
 
 /// Syncs at `cutoff`, checks the snapshot, syncs again: the same snapshot, two runs recorded.
-async fn synced_twice(
+/// Then a price changes and a third sync at the same cut-off shows it in `dim_products` (read
+/// at the sync) but leaves the price history as the first sync recorded it.
+async fn synced_thrice(
+    app: &TestApp,
     backend: Backend,
     settings: &Settings,
     cutoff: DateTime<Utc>,
@@ -381,7 +420,7 @@ async fn synced_twice(
 ) -> Snapshot {
     let report = sync(settings, cutoff).await;
     assert_eq!(rows_of(&report, "dim_customers"), 3);
-    assert_eq!(rows_of(&report, "dim_products"), 4);
+    assert_eq!(rows_of(&report, "dim_products"), 5);
     let first = snapshot(backend, settings).await;
     check_contents(&first, seeded);
     check_cutoff(&first, seeded);
@@ -394,7 +433,32 @@ async fn synced_twice(
             .all(|run| run["status"] == "completed")
     );
     assert_eq!(without_runs(first), without_runs(second.clone()));
-    second
+
+    let product = &seeded.products[0];
+    let repriced = app
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/v1/products/{product}"),
+            Some(&app.admin()),
+        )
+        .json(&json!({"price": {"amount": 4242, "currency": "BRL"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(repriced.status(), StatusCode::OK);
+    sync(settings, cutoff).await;
+    let third = snapshot(backend, settings).await;
+    assert_eq!(
+        row(&third, "dim_products", "product_id", product)["price_amount"]
+            .as_i64()
+            .unwrap(),
+        4242
+    );
+    assert_eq!(
+        third["fact_price_history"], second["fact_price_history"],
+        "a rerun does not rewrite the recorded prices"
+    );
+    third
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -423,6 +487,19 @@ async fn pg_as(url: &SecretString, role: &str, password: &str) -> sqlx::PgConnec
     sqlx::PgConnection::connect_with(&options.username(role).password(password))
         .await
         .unwrap()
+}
+
+/// Rows of the products table the replica has read, by its own statistics.
+async fn replica_tuples_read(settings: &Settings) -> i64 {
+    let replica = settings.products_replica_url.as_ref().unwrap();
+    let mut db = pg(replica).await;
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(seq_tup_read), 0)::bigint FROM pg_stat_user_tables \
+         WHERE relname = 'products'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap()
 }
 
 async fn pg_snapshot(settings: &Settings) -> Snapshot {
@@ -482,7 +559,76 @@ async fn the_postgres_copy_is_pii_free_exact_as_of_the_cutoff_and_repeatable() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    synced_twice(Backend::Postgres, &settings, cutoff, &seeded).await;
+    let tuples_before = replica_tuples_read(&settings).await;
+    synced_thrice(&app, Backend::Postgres, &settings, cutoff, &seeded).await;
+    // Products were read on the replica: it returned at least their rows, three times over.
+    let mut read = 0;
+    for _ in 0..100 {
+        read = replica_tuples_read(&settings).await - tuples_before;
+        if read >= 3 * 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(read >= 3 * 5, "the replica returned {read} rows");
+
+    // The password reached PostgreSQL as a verifier of it (had the verifier been taken for a
+    // password, PostgreSQL would have stored a verifier of the verifier).
+    let mut server = pg(app.settings.database_url.as_ref().unwrap()).await;
+    for (role, password) in [
+        (vitrine_analytics::EXTRACTION_ROLE, SOURCE_PASSWORD),
+        (vitrine_analytics::METABASE_ROLE, METABASE_PASSWORD),
+    ] {
+        let stored: String =
+            sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+                .bind(role)
+                .fetch_one(&mut server)
+                .await
+                .unwrap();
+        assert!(
+            vitrine_analytics::scram::matches(&stored, password),
+            "{role}: {stored}"
+        );
+    }
+
+    // The extraction role's privileges are exactly the allow-list, column by column.
+    for (url, service) in [
+        (
+            app.settings.database_url.as_ref().unwrap(),
+            Service::UserInformation,
+        ),
+        (
+            app.settings.products_database_url.as_ref().unwrap(),
+            Service::Products,
+        ),
+    ] {
+        let mut db = pg(url).await;
+        let granted: BTreeSet<(String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text FROM information_schema.column_privileges \
+             WHERE grantee = 'vitrine_analytics' AND privilege_type = 'SELECT'",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        let allowed: BTreeSet<(String, String)> = tables_of(service)
+            .flat_map(|t| {
+                t.columns
+                    .iter()
+                    .map(|(c, _)| (t.table.to_owned(), (*c).to_owned()))
+            })
+            .collect();
+        assert_eq!(granted, allowed, "{}", service.name());
+        let other: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.column_privileges \
+             WHERE grantee = 'vitrine_analytics' AND privilege_type <> 'SELECT'",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(other, 0);
+    }
 
     // The extraction role reads the allowed columns and is refused the others.
     let users = app.settings.database_url.as_ref().unwrap();
@@ -554,25 +700,27 @@ async fn the_postgres_copy_is_pii_free_exact_as_of_the_cutoff_and_repeatable() {
     }
 }
 
-/// Stops a sync once it has filled `after` tables, as a kill would.
-struct Stopper(tokio::sync::mpsc::UnboundedSender<()>);
+/// Stops a sync dead in its second table's report, as a kill would: the panic unwinds the
+/// sync's future there, dropping its connections mid-way.
+struct Stopper(std::sync::atomic::AtomicUsize);
 
 impl Progress for Stopper {
     fn started(&self, _: usize) {}
     fn table(&self, _: &str, _: u64) {
-        let _ = self.0.send(());
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            panic!("stopped after two tables");
+        }
     }
 }
 
-/// Runs a sync and drops it (its connections with it) after its second table.
+/// Runs a sync that dies after filling two tables.
 async fn killed_sync(settings: &Settings, cutoff: DateTime<Utc>) {
     let plan = vitrine::analytics::plan(settings, Some(&as_of(cutoff))).unwrap();
-    let (tell, mut told) = tokio::sync::mpsc::unbounded_channel();
-    let task = tokio::spawn(async move { plan.run(&Stopper(tell)).await });
-    told.recv().await.expect("a table was filled");
-    told.recv().await.expect("a second table was filled");
-    task.abort();
-    assert!(task.await.unwrap_err().is_cancelled(), "stopped half-way");
+    let task = tokio::spawn(async move {
+        plan.run(&Stopper(std::sync::atomic::AtomicUsize::new(0)))
+            .await
+    });
+    assert!(task.await.unwrap_err().is_panic(), "stopped half-way");
 }
 
 #[tokio::test]
@@ -688,7 +836,7 @@ async fn the_embedded_copy_is_pii_free_exact_and_survives_a_killed_sync() {
     let app = spawn_app(Database::Sqlite).await;
     let (seeded, cutoff) = seed(&app).await;
     let settings = app.settings.clone();
-    let second = synced_twice(Backend::Sqlite, &settings, cutoff, &seeded).await;
+    let second = synced_thrice(&app, Backend::Sqlite, &settings, cutoff, &seeded).await;
 
     let later = Utc::now() - chrono::Duration::milliseconds(1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -701,5 +849,9 @@ async fn the_embedded_copy_is_pii_free_exact_and_survives_a_killed_sync() {
     sync(&settings, later).await;
     let after = sqlite_snapshot(&settings).await;
     assert_eq!(ids(&after, "dim_customers", "customer_id").len(), 4);
-    assert_eq!(after["sync_runs"].len(), 3);
+    assert_eq!(
+        after["sync_runs"].len(),
+        4,
+        "three before, the killed one unrecorded"
+    );
 }

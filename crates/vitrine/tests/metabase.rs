@@ -246,30 +246,24 @@ async fn start() -> (Shared, String) {
     (state, base)
 }
 
-async fn setup_command(
-    base: &str,
-    database_host: Option<&str>,
-    admin_password: &str,
-) -> std::process::Output {
+async fn setup_command(base: &str, extra: &[&str], admin_password: &str) -> std::process::Output {
     let base = base.to_owned();
+    let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
     let admin_password = admin_password.to_owned();
-    let database_host = database_host.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
-        let mut command = std::process::Command::new(BIN);
-        command
+        std::process::Command::new(BIN)
             .env_clear()
             .env(
                 "VITRINE_ANALYTICS_DATABASE_URL",
-                "postgres://analytics_owner:owner-secret@analytics.db.internal:5433/analytics?sslmode=require",
+                "postgres://analytics_owner:owner-secret@analytics.db.internal:5433/analytics?sslmode=verify-full",
             )
             .env("VITRINE_ANALYTICS_METABASE_PASSWORD", READER_PASSWORD)
             .env("METABASE_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("METABASE_ADMIN_PASSWORD", &admin_password)
-            .args(["analytics", "metabase-setup", "--url", &base]);
-        if let Some(host) = database_host {
-            command.args(["--database-host", &host]);
-        }
-        command.output().unwrap()
+            .args(["analytics", "metabase-setup", "--url", &base])
+            .args(&extra)
+            .output()
+            .unwrap()
     })
     .await
     .unwrap()
@@ -285,7 +279,7 @@ fn changes(calls: &[String]) -> Vec<&String> {
 #[tokio::test]
 async fn metabase_setup_registers_the_copy_once_and_then_changes_nothing() {
     let (state, base) = start().await;
-    let first = setup_command(&base, None, ADMIN_PASSWORD).await;
+    let first = setup_command(&base, &[], ADMIN_PASSWORD).await;
     let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
     assert!(
         first.status.success(),
@@ -312,6 +306,10 @@ async fn metabase_setup_registers_the_copy_once_and_then_changes_nothing() {
         assert_eq!(details["port"], 5433);
         assert_eq!(details["dbname"], "analytics");
         assert_eq!(details["ssl"], true);
+        assert_eq!(
+            details["ssl-mode"], "verify-full",
+            "certificate checks as the URL asks"
+        );
         assert_eq!(details["schema-filters-patterns"], "analytics");
         assert!(!metabase.databases[0].to_string().contains("owner-secret"));
         assert!(metabase.cards.iter().all(|c| {
@@ -334,7 +332,7 @@ async fn metabase_setup_registers_the_copy_once_and_then_changes_nothing() {
 
     // A second run logs in and finds everything in place.
     let before = state.lock().unwrap().calls.len();
-    let second = setup_command(&base, None, ADMIN_PASSWORD).await;
+    let second = setup_command(&base, &[], ADMIN_PASSWORD).await;
     let stdout = String::from_utf8_lossy(&second.stdout).into_owned();
     assert!(second.status.success(), "{stdout}");
     {
@@ -348,22 +346,48 @@ async fn metabase_setup_registers_the_copy_once_and_then_changes_nothing() {
 
     // Metabase moved to reach the database by another name: the connection is updated.
     let before = state.lock().unwrap().calls.len();
-    let moved = setup_command(&base, Some("analytics-proxy:6432"), ADMIN_PASSWORD).await;
+    let moved = setup_command(
+        &base,
+        &["--database-host", "analytics-proxy:6432"],
+        ADMIN_PASSWORD,
+    )
+    .await;
     assert!(moved.status.success());
+    {
+        let metabase = state.lock().unwrap();
+        assert_eq!(
+            changes(&metabase.calls[before..]),
+            vec![&"PUT /api/database/1".to_owned()]
+        );
+        assert_eq!(metabase.databases[0]["details"]["host"], "analytics-proxy");
+        assert_eq!(metabase.databases[0]["details"]["port"], 6432);
+    }
+
+    // After a password rotation (which Metabase cannot show), the connection is sent again.
+    let before = state.lock().unwrap().calls.len();
+    let rotated = setup_command(
+        &base,
+        &[
+            "--database-host",
+            "analytics-proxy:6432",
+            "--update-connection",
+        ],
+        ADMIN_PASSWORD,
+    )
+    .await;
+    assert!(rotated.status.success());
     let metabase = state.lock().unwrap();
     assert_eq!(
         changes(&metabase.calls[before..]),
         vec![&"PUT /api/database/1".to_owned()]
     );
-    assert_eq!(metabase.databases[0]["details"]["host"], "analytics-proxy");
-    assert_eq!(metabase.databases[0]["details"]["port"], 6432);
 }
 
 #[tokio::test]
 async fn metabase_setup_with_the_wrong_admin_password_says_so() {
     let (state, base) = start().await;
     state.lock().unwrap().set_up = true;
-    let output = setup_command(&base, None, "not-the-password").await;
+    let output = setup_command(&base, &[], "not-the-password").await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
