@@ -1,6 +1,6 @@
 //! The `ProductStore` port and its two adapters (SQLite for the embedded default, PostgreSQL for
 //! production, with reads routed to a streaming replica). Both pass one conformance suite
-//! (`tests/store_conformance.rs`).
+//! (`tests/suite/store_conformance.rs`).
 //!
 //! Every write commits its outbox messages in the same transaction and returns the
 //! [`ConsistencyToken`] of its commit, which a later read passes back as

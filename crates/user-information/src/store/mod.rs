@@ -1,5 +1,5 @@
 //! The `CustomerStore` port and its two adapters (SQLite for the embedded default, PostgreSQL for
-//! production). Both pass one conformance suite (`tests/store_conformance.rs`).
+//! production). Both pass one conformance suite (`tests/suite/store_conformance.rs`).
 
 mod erasures;
 mod postgres;

@@ -1,4 +1,4 @@
-"""Schemathesis hooks of the API fuzzing run (crates/vitrine/tests/openapi.rs).
+"""Schemathesis hooks of the API fuzzing run (crates/vitrine/tests/suite/openapi.rs).
 
 The product import's body is documented as an array of products sent as NDJSON
 (`application/x-ndjson`, one product per line); schemathesis has no serializer for that media

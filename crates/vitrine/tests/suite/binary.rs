@@ -1,12 +1,10 @@
 //! The `vitrine` binary as a user runs it: serve, token, restart, migrate.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CARD, CNPJ, card_body, contains, customer_body, walk};
+use crate::common::{CARD, CNPJ, card_body, contains, customer_body, walk};
 use reqwest::StatusCode;
 use serde_json::Value;
 

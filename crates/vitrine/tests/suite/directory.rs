@@ -1,12 +1,10 @@
 //! Other services can ask user-information about a customer over messaging or over HTTP, with
 //! the same answers (seed R7 and R8).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio_util::sync::CancellationToken;
 use user_information_client::{
     CustomerDirectory, CustomerStatus, HttpDirectory, Lookup, MessagingDirectory,

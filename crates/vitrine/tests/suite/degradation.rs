@@ -3,12 +3,10 @@
 //! with 503 and leave nothing half-written; Redis makes product reads go to the database, with
 //! no errors and no stale values.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 

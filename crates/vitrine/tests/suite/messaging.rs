@@ -1,11 +1,9 @@
 //! What the embedded server says over messaging: user-information's events reach subscribers
 //! (carrying the HTTP request's trace and no secrets), and customer lookups are answered.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use vitrine_contracts::user_information as contract;

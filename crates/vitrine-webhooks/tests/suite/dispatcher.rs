@@ -19,9 +19,7 @@ use vitrine_webhooks::store::{
     DeliveryState, NewEndpoint, NewMessage, SqliteWebhookStore, WebhookStore, sqlite,
 };
 
-mod common;
-
-use common::{Answer, receiver};
+use crate::common::{Answer, receiver};
 
 #[derive(Debug, Default)]
 struct Secrets(Mutex<HashMap<Uuid, Vec<WebhookSecret>>>);

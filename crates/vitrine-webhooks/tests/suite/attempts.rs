@@ -9,9 +9,7 @@ use vitrine_webhooks::attempt::{Outgoing, Sender, Verdict};
 use vitrine_webhooks::secret::WebhookSecret;
 use vitrine_webhooks::signature::verify;
 
-mod common;
-
-use common::receiver;
+use crate::common::receiver;
 
 fn sender(timeout: Duration) -> Sender {
     Sender::new(Arc::new(AddressPolicy::embedded(vec![])), timeout).unwrap()

@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use vitrine_platform::http::auth::{AuthError, Authenticator, JwksOptions, Role};
 
-const PRIVATE_KEY: &[u8] = include_bytes!("fixtures/jwks-test-ed25519.pem");
+const PRIVATE_KEY: &[u8] = include_bytes!("../fixtures/jwks-test-ed25519.pem");
 /// The public half of the key above, base64url (RFC 8037 `x`).
 const PUBLIC_X: &str = "JPDTfiyEuBW2LmjLC1nY-xDLEdvOFohY60DSHRb4_4k";
 const ISSUER: &str = "https://id.vitrine.test";

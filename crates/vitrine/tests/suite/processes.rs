@@ -17,7 +17,7 @@ use vitrine_messaging::transport::{SqsTransport, Transport};
 use vitrine_platform::testing;
 
 const PRIVATE_KEY: &[u8] =
-    include_bytes!("../../vitrine-platform/tests/fixtures/jwks-test-ed25519.pem");
+    include_bytes!("../../../vitrine-platform/tests/fixtures/jwks-test-ed25519.pem");
 /// The issuer and audience the services require of tokens.
 const ISSUER: &str = "https://id.vitrine.test";
 const AUDIENCE: &str = "vitrine";

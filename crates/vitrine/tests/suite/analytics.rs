@@ -4,13 +4,11 @@
 //! as of the cut-off; a rerun gives the same snapshot; a sync killed half-way leaves the
 //! previous one as it was.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::common::*;
 use chrono::{DateTime, SecondsFormat, Utc};
-use common::*;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};

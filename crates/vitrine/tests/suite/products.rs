@@ -2,11 +2,9 @@
 //! catalog, the stock ledger, reservations, the seller check over request/reply, sellers'
 //! suspension reaching their products (also over SNS/SQS), and the product cache.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vitrine_platform::http::auth::Role;

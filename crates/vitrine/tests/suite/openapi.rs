@@ -4,8 +4,6 @@
 //! schemathesis drives every operation with each role's token and finds no response the
 //! document does not describe.
 
-mod common;
-
 #[test]
 fn committed_openapi_matches_the_code() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi.json");
@@ -134,7 +132,7 @@ async fn a_generated_python_client_drives_the_api() {
         "the generator skipped parts: {log}"
     );
 
-    let app = common::spawn_app(common::Database::Sqlite).await;
+    let app = crate::common::spawn_app(crate::common::Database::Sqlite).await;
     let scenario =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/generated_client/scenario.py");
     let run = python(
@@ -220,9 +218,9 @@ fn totals(log: &str) -> String {
 async fn schemathesis_finds_nothing_undocumented() {
     use vitrine_platform::http::auth::Role;
 
-    let app = common::spawn_app(common::Database::Sqlite).await;
+    let app = crate::common::spawn_app(crate::common::Database::Sqlite).await;
     let customer = app
-        .create_customer(&common::customer_body(common::CNPJ))
+        .create_customer(&crate::common::customer_body(crate::common::CNPJ))
         .await;
     let document = committed_document();
     for (who, token) in [
@@ -240,7 +238,7 @@ async fn schemathesis_finds_nothing_undocumented() {
 /// answers (404 of `GET /v1/customers/{id}`), schemathesis reports it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_catches_an_undocumented_status() {
-    let app = common::spawn_app(common::Database::Sqlite).await;
+    let app = crate::common::spawn_app(crate::common::Database::Sqlite).await;
     let mut broken: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(committed_document()).unwrap()).unwrap();
     broken["paths"]["/v1/customers/{id}"]["get"]["responses"]

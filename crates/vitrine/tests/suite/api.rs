@@ -1,9 +1,7 @@
 //! Black-box tests of the public API (API.md), run against the embedded server with SQLite and
 //! again with a real PostgreSQL.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use vitrine_platform::http::auth::Role;
