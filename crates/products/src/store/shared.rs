@@ -307,6 +307,7 @@ macro_rules! impl_product_store {
 
         #[async_trait::async_trait]
         impl $crate::store::ProductStore for $store {
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn insert_product(
                 &self,
                 id: $crate::domain::ProductId,
@@ -326,6 +327,7 @@ macro_rules! impl_product_store {
                 })
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn get_product(
                 &self,
                 id: $crate::domain::ProductId,
@@ -344,6 +346,7 @@ macro_rules! impl_product_store {
                 row.map($crate::domain::Product::try_from).transpose()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn list_products(
                 &self,
                 filter: &$crate::store::ProductFilter,
@@ -381,6 +384,7 @@ macro_rules! impl_product_store {
                 }))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn update_product(
                 &self,
                 id: $crate::domain::ProductId,
@@ -440,6 +444,7 @@ macro_rules! impl_product_store {
                 })
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn delete_product(
                 &self,
                 id: $crate::domain::ProductId,
@@ -475,6 +480,7 @@ macro_rules! impl_product_store {
                 })
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn record_movement(
                 &self,
                 id: $crate::domain::ProductId,
@@ -533,6 +539,7 @@ macro_rules! impl_product_store {
                 })
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn list_movements(
                 &self,
                 id: $crate::domain::ProductId,
@@ -565,6 +572,7 @@ macro_rules! impl_product_store {
                 }))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn reserve(
                 &self,
                 id: $crate::domain::ReservationId,
@@ -644,6 +652,7 @@ macro_rules! impl_product_store {
                 })
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn get_reservation(
                 &self,
                 id: $crate::domain::ReservationId,
@@ -659,6 +668,7 @@ macro_rules! impl_product_store {
                 result
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn finish_reservation(
                 &self,
                 id: $crate::domain::ReservationId,
@@ -769,6 +779,7 @@ macro_rules! impl_product_store {
                 })
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn due_reservations(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
@@ -788,6 +799,7 @@ macro_rules! impl_product_store {
                     .collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn apply_seller_standing(
                 &self,
                 consumer: &str,
@@ -822,6 +834,7 @@ macro_rules! impl_product_store {
                     .await
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn reconcile_seller(
                 &self,
                 seller: $crate::domain::SellerId,
@@ -860,6 +873,7 @@ macro_rules! impl_product_store {
                     .await
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn sellers_to_reconcile(
                 &self,
                 max: i64,
@@ -879,6 +893,7 @@ macro_rules! impl_product_store {
                     .collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn announce(
                 &self,
                 messages: &[vitrine_messaging::outbox::OutboxMessage],
@@ -890,6 +905,7 @@ macro_rules! impl_product_store {
                 Ok(())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn seller_checked(
                 &self,
                 seller: $crate::domain::SellerId,
@@ -903,12 +919,14 @@ macro_rules! impl_product_store {
                 Ok(())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn current_position(
                 &self,
             ) -> Result<$crate::store::ConsistencyToken, $crate::store::StoreError> {
                 self.position_now().await
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn admits(
                 &self,
                 token: $crate::store::ConsistencyToken,
@@ -924,6 +942,7 @@ macro_rules! impl_product_store {
                 self.inbox_store()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(self.primary()).await?;
                 Ok(())

@@ -230,6 +230,7 @@ macro_rules! impl_work_store {
     ($store:ty, lock = $lock:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::WorkStore for $store {
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn create_batch(
                 &self,
                 new: &$crate::batches::NewBatch,
@@ -279,6 +280,7 @@ macro_rules! impl_work_store {
                 $crate::batches::Batch::try_from(&row)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn batch(
                 &self,
                 id: $crate::batches::BatchId,
@@ -294,6 +296,7 @@ macro_rules! impl_work_store {
                 row.as_ref().map($crate::batches::Batch::try_from).transpose()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn run_batch_part(
                 &self,
                 id: $crate::batches::BatchId,
@@ -387,6 +390,7 @@ macro_rules! impl_work_store {
                 Ok(PartRun::Delivered { items, last })
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn begin_import(
                 &self,
                 new: &$crate::imports::NewImport,
@@ -421,6 +425,7 @@ macro_rules! impl_work_store {
                 Ok($crate::imports::Begun::Existing(row.try_into()?))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn add_import_lines(
                 &self,
                 id: $crate::imports::ImportId,
@@ -447,6 +452,7 @@ macro_rules! impl_work_store {
                 Ok(())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn queue_import(
                 &self,
                 id: $crate::imports::ImportId,
@@ -494,6 +500,7 @@ macro_rules! impl_work_store {
                 row.try_into()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn abandon_import(
                 &self,
                 id: $crate::imports::ImportId,
@@ -505,6 +512,7 @@ macro_rules! impl_work_store {
                 Ok(())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn import_lines(
                 &self,
                 id: $crate::imports::ImportId,
@@ -531,6 +539,7 @@ macro_rules! impl_work_store {
                     .collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn run_import_chunk(
                 &self,
                 id: $crate::imports::ImportId,
@@ -647,6 +656,7 @@ macro_rules! impl_work_store {
                 })
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn product_import(
                 &self,
                 id: $crate::imports::ImportId,
@@ -662,6 +672,7 @@ macro_rules! impl_work_store {
                 row.map(TryInto::try_into).transpose()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn import_errors(
                 &self,
                 id: $crate::imports::ImportId,
@@ -691,6 +702,7 @@ macro_rules! impl_work_store {
                     .collect())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn prune_work(
                 &self,
                 finished_before: chrono::DateTime<chrono::Utc>,

@@ -73,6 +73,7 @@ fn bind_details<'q>(
 
 #[async_trait]
 impl CustomerStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert_customer(
         &self,
         id: CustomerId,
@@ -102,6 +103,7 @@ impl CustomerStore for PostgresStore {
         Ok(customer)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
         let row: Option<CustomerRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -115,6 +117,7 @@ impl CustomerStore for PostgresStore {
         row.map(Customer::try_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list_customers(
         &self,
         filter: &CustomerFilter,
@@ -144,6 +147,7 @@ impl CustomerStore for PostgresStore {
         Ok(Page::from_overfetch(customers, limit, |c| c.id.as_uuid()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn update_customer(
         &self,
         id: CustomerId,
@@ -180,6 +184,7 @@ impl CustomerStore for PostgresStore {
         Ok(customer)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn close_customer(
         &self,
         id: CustomerId,
@@ -238,6 +243,7 @@ impl CustomerStore for PostgresStore {
         Ok((customer, removed))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert_payment_method(
         &self,
         method: &PaymentMethod,
@@ -282,6 +288,7 @@ impl CustomerStore for PostgresStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn get_payment_method(
         &self,
         customer: CustomerId,
@@ -300,6 +307,7 @@ impl CustomerStore for PostgresStore {
         row.map(PaymentMethod::try_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list_payment_methods(
         &self,
         customer: CustomerId,
@@ -326,6 +334,7 @@ impl CustomerStore for PostgresStore {
         Ok(Page::from_overfetch(methods, limit, |m| m.id.as_uuid()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn delete_payment_method(
         &self,
         customer: CustomerId,
@@ -346,6 +355,7 @@ impl CustomerStore for PostgresStore {
         Ok(deleted == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn record_secret_access(&self, access: &SecretAccess) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO secret_access_audit (id, customer_id, payment_method_id, actor, accessed_at, request_id) \
@@ -362,6 +372,7 @@ impl CustomerStore for PostgresStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn secret_accesses(&self, id: PaymentMethodId) -> Result<Vec<SecretAccess>, StoreError> {
         let rows: Vec<SecretAccessRow> = sqlx::query_as(
             "SELECT customer_id, payment_method_id, actor, accessed_at, request_id FROM secret_access_audit \
@@ -381,6 +392,7 @@ impl CustomerStore for PostgresStore {
         vitrine_messaging::inbox::Inbox::Postgres(self.pool.clone())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn due_erasures(
         &self,
         now: DateTime<Utc>,
@@ -389,10 +401,12 @@ impl CustomerStore for PostgresStore {
         erasures::due(&self.pool, now, max).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn erasure_done(&self, customer: CustomerId) -> Result<(), StoreError> {
         erasures::done(&self.pool, customer).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn erasure_failed(
         &self,
         customer: CustomerId,
@@ -402,6 +416,7 @@ impl CustomerStore for PostgresStore {
         erasures::failed(&self.pool, customer, error, retry_at).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

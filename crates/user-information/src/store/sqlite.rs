@@ -99,6 +99,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl CustomerStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert_customer(
         &self,
         id: CustomerId,
@@ -128,6 +129,7 @@ impl CustomerStore for SqliteStore {
         Ok(customer)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
         let row: Option<CustomerRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -140,6 +142,7 @@ impl CustomerStore for SqliteStore {
         row.map(Customer::try_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list_customers(
         &self,
         filter: &CustomerFilter,
@@ -167,6 +170,7 @@ impl CustomerStore for SqliteStore {
         Ok(Page::from_overfetch(customers, limit, |c| c.id.as_uuid()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn update_customer(
         &self,
         id: CustomerId,
@@ -202,6 +206,7 @@ impl CustomerStore for SqliteStore {
         Ok(customer)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn close_customer(
         &self,
         id: CustomerId,
@@ -257,6 +262,7 @@ impl CustomerStore for SqliteStore {
         Ok((customer, removed))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert_payment_method(
         &self,
         method: &PaymentMethod,
@@ -301,6 +307,7 @@ impl CustomerStore for SqliteStore {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn get_payment_method(
         &self,
         customer: CustomerId,
@@ -318,6 +325,7 @@ impl CustomerStore for SqliteStore {
         row.map(PaymentMethod::try_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list_payment_methods(
         &self,
         customer: CustomerId,
@@ -342,6 +350,7 @@ impl CustomerStore for SqliteStore {
         Ok(Page::from_overfetch(methods, limit, |m| m.id.as_uuid()))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn delete_payment_method(
         &self,
         customer: CustomerId,
@@ -363,6 +372,7 @@ impl CustomerStore for SqliteStore {
         Ok(deleted == 1)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn record_secret_access(&self, access: &SecretAccess) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO secret_access_audit (id, customer_id, payment_method_id, actor, accessed_at, request_id) \
@@ -379,6 +389,7 @@ impl CustomerStore for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn secret_accesses(&self, id: PaymentMethodId) -> Result<Vec<SecretAccess>, StoreError> {
         let rows: Vec<SecretAccessRow> = sqlx::query_as(
             "SELECT customer_id, payment_method_id, actor, accessed_at, request_id FROM secret_access_audit \
@@ -398,6 +409,7 @@ impl CustomerStore for SqliteStore {
         vitrine_messaging::inbox::Inbox::Sqlite(self.pool.clone())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn due_erasures(
         &self,
         now: DateTime<Utc>,
@@ -406,10 +418,12 @@ impl CustomerStore for SqliteStore {
         erasures::due(&self.pool, now, max).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn erasure_done(&self, customer: CustomerId) -> Result<(), StoreError> {
         erasures::done(&self.pool, customer).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn erasure_failed(
         &self,
         customer: CustomerId,
@@ -419,6 +433,7 @@ impl CustomerStore for SqliteStore {
         erasures::failed(&self.pool, customer, error, retry_at).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -148,6 +148,7 @@ impl PgOutbox {
 
 #[async_trait]
 impl OutboxStore for PgOutbox {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn claim(
         &self,
         max: usize,
@@ -180,6 +181,7 @@ impl OutboxStore for PgOutbox {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn mark_sent(&self, seqs: &[i64], now: DateTime<Utc>) -> anyhow::Result<()> {
         sqlx::query("UPDATE outbox SET sent_at = $2, lease_until = NULL WHERE seq = ANY($1)")
             .bind(seqs)
@@ -189,6 +191,7 @@ impl OutboxStore for PgOutbox {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn mark_failed(&self, failures: &[Failure]) -> anyhow::Result<()> {
         let seqs: Vec<i64> = failures.iter().map(|f| f.seq).collect();
         let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
@@ -207,6 +210,7 @@ impl OutboxStore for PgOutbox {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn release(&self, seqs: &[i64], due: DateTime<Utc>) -> anyhow::Result<()> {
         sqlx::query(
             "UPDATE outbox SET next_attempt_at = $2, lease_until = NULL \
@@ -219,6 +223,7 @@ impl OutboxStore for PgOutbox {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn prune(&self, cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
         let deleted = sqlx::query("DELETE FROM outbox WHERE sent_at < $1")
             .bind(cutoff)
@@ -228,6 +233,7 @@ impl OutboxStore for PgOutbox {
         Ok(deleted)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn quarantined(&self, max: usize) -> anyhow::Result<Vec<Quarantined>> {
         Ok(sqlx::query_as(
             "SELECT seq, destination, aggregate, envelope, error, quarantined_at \
@@ -238,6 +244,7 @@ impl OutboxStore for PgOutbox {
         .await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn unsent(&self) -> anyhow::Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
@@ -246,6 +253,7 @@ impl OutboxStore for PgOutbox {
         )
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn wait_for_work(&self, max_wait: Duration) {
         let mut guard = self.listener.lock().await;
         if guard.is_none() {

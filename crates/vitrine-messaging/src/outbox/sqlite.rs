@@ -193,6 +193,7 @@ impl SqliteOutbox {
 
 #[async_trait]
 impl OutboxStore for SqliteOutbox {
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn claim(
         &self,
         max: usize,
@@ -202,6 +203,7 @@ impl OutboxStore for SqliteOutbox {
         in_rounds(|| self.claim_round(max, now, lease)).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn mark_sent(&self, seqs: &[i64], now: DateTime<Utc>) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         for seq in seqs {
@@ -215,6 +217,7 @@ impl OutboxStore for SqliteOutbox {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn mark_failed(&self, failures: &[Failure]) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         for failure in failures {
@@ -232,6 +235,7 @@ impl OutboxStore for SqliteOutbox {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn release(&self, seqs: &[i64], due: DateTime<Utc>) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         for seq in seqs {
@@ -248,6 +252,7 @@ impl OutboxStore for SqliteOutbox {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn prune(&self, cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
         let deleted = sqlx::query("DELETE FROM outbox WHERE sent_at < ?")
             .bind(cutoff)
@@ -257,6 +262,7 @@ impl OutboxStore for SqliteOutbox {
         Ok(deleted)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn quarantined(&self, max: usize) -> anyhow::Result<Vec<Quarantined>> {
         Ok(sqlx::query_as(
             "SELECT seq, destination, aggregate, envelope, error, quarantined_at \
@@ -267,6 +273,7 @@ impl OutboxStore for SqliteOutbox {
         .await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn unsent(&self) -> anyhow::Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
@@ -279,6 +286,7 @@ impl OutboxStore for SqliteOutbox {
         false
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn wait_for_work(&self, max_wait: Duration) {
         let _ = tokio::time::timeout(max_wait.min(POLL), self.committed.notified()).await;
     }

@@ -244,6 +244,7 @@ macro_rules! impl_webhook_store {
 
         #[async_trait::async_trait]
         impl $crate::store::WebhookStore for $store {
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn create_endpoint(
                 &self,
                 id: uuid::Uuid,
@@ -278,6 +279,7 @@ macro_rules! impl_webhook_store {
                     .ok_or($crate::store::StoreError::NotFound)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn endpoint(
                 &self,
                 id: uuid::Uuid,
@@ -285,6 +287,7 @@ macro_rules! impl_webhook_store {
                 self.live_endpoint(id).await
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn pending(&self) -> Result<i64, $crate::store::StoreError> {
                 Ok(sqlx::query_scalar(
                     "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'pending'",
@@ -293,6 +296,7 @@ macro_rules! impl_webhook_store {
                 .await?)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn prune(
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
@@ -335,6 +339,7 @@ macro_rules! impl_webhook_store {
                 Ok(pruned)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn subscribed(
                 &self,
                 tenant: &str,
@@ -352,6 +357,7 @@ macro_rules! impl_webhook_store {
                 Ok(found.is_some())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn endpoints(
                 &self,
                 tenant: Option<&str>,
@@ -378,6 +384,7 @@ macro_rules! impl_webhook_store {
                 Ok(endpoints)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn update_endpoint(
                 &self,
                 id: uuid::Uuid,
@@ -448,6 +455,7 @@ macro_rules! impl_webhook_store {
                     .ok_or($crate::store::StoreError::NotFound)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn delete_endpoint(
                 &self,
                 id: uuid::Uuid,
@@ -473,6 +481,7 @@ macro_rules! impl_webhook_store {
                 Ok(())
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn secret_rotated(
                 &self,
                 id: uuid::Uuid,
@@ -498,6 +507,7 @@ macro_rules! impl_webhook_store {
                     .ok_or($crate::store::StoreError::NotFound)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn claim(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
@@ -548,6 +558,7 @@ macro_rules! impl_webhook_store {
                 Ok(due)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn record_all(
                 &self,
                 attempts: &[$crate::store::AttemptRecord],
@@ -656,6 +667,7 @@ macro_rules! impl_webhook_store {
                 Ok(runs)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn disable_endpoint(
                 &self,
                 id: uuid::Uuid,
@@ -683,6 +695,7 @@ macro_rules! impl_webhook_store {
                 Ok(disabled)
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn attempts(
                 &self,
                 endpoint: uuid::Uuid,
@@ -703,6 +716,7 @@ macro_rules! impl_webhook_store {
                 rows.into_iter().map(TryFrom::try_from).collect()
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn resend(
                 &self,
                 message: uuid::Uuid,
@@ -736,6 +750,7 @@ macro_rules! impl_webhook_store {
                 Ok(usize::try_from(queued).unwrap_or(usize::MAX))
             }
 
+            #[tracing::instrument(level = "debug", skip_all)]
             async fn recover(
                 &self,
                 endpoint: uuid::Uuid,
