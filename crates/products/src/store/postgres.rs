@@ -166,9 +166,12 @@ impl PostgresStore {
         messages: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         enqueue_postgres(conn, messages).await?;
-        for message in crate::webhooks::for_events(messages) {
-            Self::enqueue_webhook(conn, &message).await?;
-        }
+        vitrine_webhooks::store::postgres::enqueue_all(
+            conn,
+            &crate::webhooks::for_events(messages),
+        )
+        .await
+        .map_err(|error| StoreError::Backend(error.into()))?;
         Ok(())
     }
 

@@ -49,9 +49,9 @@ macro_rules! impl_product_store {
                 $crate::domain::Product::try_from(row.ok_or($crate::store::StoreError::NotFound)?)
             }
 
-            /// Inserts a product and its initial ledger entry on `conn`; the product and the
-            /// messages announcing it (for the caller to enqueue with the rest of its
-            /// transaction).
+            /// Inserts a product and its initial ledger entry on `conn`, for an active seller;
+            /// the product and the messages announcing it (for the caller to enqueue with the
+            /// rest of its transaction). A duplicate SKU is an error.
             async fn insert_product_in(
                 conn: &mut <Self as $crate::store::shared::Backend>::Connection,
                 id: $crate::domain::ProductId,
@@ -62,34 +62,69 @@ macro_rules! impl_product_store {
                 ($crate::domain::Product, Vec<vitrine_messaging::outbox::OutboxMessage>),
                 $crate::store::StoreError,
             > {
-                use $crate::domain::{MovementId, MovementReason, SellerStanding, StockMovement};
                 let standing = Self::seller_standing(&mut *conn, new.seller_id, now).await?;
-                if standing != SellerStanding::Active {
+                if standing != $crate::domain::SellerStanding::Active {
                     return Err($crate::store::StoreError::SellerNotActive(standing));
                 }
+                Self::insert_product_row(&mut *conn, id, new, actor, now, false)
+                    .await?
+                    .ok_or($crate::store::StoreError::Duplicate("sku"))
+            }
+
+            /// The insert of [`Self::insert_product_in`] without the seller check (the caller
+            /// made it). With `skip_duplicate`, a SKU the seller already has inserts nothing
+            /// and answers `None`, instead of failing the statement (and with it, on
+            /// PostgreSQL, the transaction).
+            async fn insert_product_row(
+                conn: &mut <Self as $crate::store::shared::Backend>::Connection,
+                id: $crate::domain::ProductId,
+                new: &$crate::domain::NewProduct,
+                actor: Option<&str>,
+                now: chrono::DateTime<chrono::Utc>,
+                skip_duplicate: bool,
+            ) -> Result<
+                Option<($crate::domain::Product, Vec<vitrine_messaging::outbox::OutboxMessage>)>,
+                $crate::store::StoreError,
+            > {
+                use $crate::domain::{MovementId, MovementReason, StockMovement};
+                macro_rules! insert {
+                    ($on_conflict:literal) => {
+                        concat!(
+                            "INSERT INTO products (id, seller_id, sku, name, description, category, \
+                               price_amount, price_currency, status, on_hand, reserved, version, \
+                               created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, 0, 1, $10, $10)",
+                            $on_conflict,
+                            " RETURNING ",
+                            $crate::store::rows::product_columns!()
+                        )
+                    };
+                }
+                let sql = if skip_duplicate {
+                    // The conflict target names the partial unique index of live SKUs.
+                    insert!(" ON CONFLICT (seller_id, sku) WHERE deleted_at IS NULL DO NOTHING")
+                } else {
+                    insert!("")
+                };
                 let details = &new.details;
                 let price = details.price.money();
-                let row: $crate::store::rows::ProductRow = sqlx::query_as(concat!(
-                    "INSERT INTO products (id, seller_id, sku, name, description, category, \
-                       price_amount, price_currency, status, on_hand, reserved, version, \
-                       created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, 0, 1, $10, $10) \
-                     RETURNING ",
-                    $crate::store::rows::product_columns!()
-                ))
-                .bind(id.as_uuid())
-                .bind(new.seller_id.as_uuid())
-                .bind(new.sku.as_str())
-                .bind(details.name.as_str())
-                .bind(details.description.as_ref().map(|d| d.as_str()))
-                .bind(details.category.as_ref().map(|c| c.as_str()))
-                .bind(price.amount())
-                .bind(price.currency().as_str())
-                .bind(new.initial_stock)
-                .bind(now)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(|e| $crate::store::rows::unique_as(e, "sku"))?;
+                let row: Option<$crate::store::rows::ProductRow> = sqlx::query_as(sql)
+                    .bind(id.as_uuid())
+                    .bind(new.seller_id.as_uuid())
+                    .bind(new.sku.as_str())
+                    .bind(details.name.as_str())
+                    .bind(details.description.as_ref().map(|d| d.as_str()))
+                    .bind(details.category.as_ref().map(|c| c.as_str()))
+                    .bind(price.amount())
+                    .bind(price.currency().as_str())
+                    .bind(new.initial_stock)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(|e| $crate::store::rows::unique_as(e, "sku"))?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
                 let product = $crate::domain::Product::try_from(row)?;
                 let mut messages = vec![$crate::events::product_created(&product)];
                 if new.initial_stock > 0 {
@@ -112,7 +147,7 @@ macro_rules! impl_product_store {
                         $crate::events::StockCause::Initial,
                     ));
                 }
-                Ok((product, messages))
+                Ok(Some((product, messages)))
             }
 
             async fn seller_standing(

@@ -83,9 +83,9 @@ impl SqliteStore {
         messages: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         enqueue_sqlite(conn, messages).await?;
-        for message in crate::webhooks::for_events(messages) {
-            Self::enqueue_webhook(conn, &message).await?;
-        }
+        vitrine_webhooks::store::sqlite::enqueue_all(conn, &crate::webhooks::for_events(messages))
+            .await
+            .map_err(|error| StoreError::Backend(error.into()))?;
         Ok(())
     }
 

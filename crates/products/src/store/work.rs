@@ -574,37 +574,50 @@ macro_rules! impl_work_store {
                 let (mut created, mut failed) = (0u32, 0u32);
                 let mut messages = Vec::new();
                 let mut errors: Vec<LineError> = Vec::new();
+                // Each seller's standing once per chunk: its first check locks the seller's
+                // row (PostgreSQL) for the rest of the transaction, so it cannot change under
+                // the later lines. A duplicate SKU inserts nothing instead of failing, so no
+                // line needs a savepoint of its own.
+                let mut standings = std::collections::HashMap::new();
                 for (line, outcome) in outcomes.iter().filter(|(l, _)| taken.contains(l)) {
                     match outcome {
                         LineOutcome::Create(new) => {
-                            sqlx::query("SAVEPOINT import_line").execute(&mut *tx).await?;
-                            match Self::insert_product_in(
-                                &mut tx,
-                                $crate::domain::ProductId::new(),
-                                new,
-                                Some(&actor),
-                                now,
-                            )
-                            .await
-                            {
-                                Ok((_, announced)) => {
-                                    messages.extend(announced);
-                                    created += 1;
+                            let standing = match standings.get(&new.seller_id) {
+                                Some(standing) => *standing,
+                                None => {
+                                    let standing =
+                                        Self::seller_standing(&mut tx, new.seller_id, now).await?;
+                                    standings.insert(new.seller_id, standing);
+                                    standing
                                 }
-                                Err(error) => {
-                                    let Some(refusal) =
-                                        $crate::store::work::line_refusal(*line, &error)
-                                    else {
-                                        return Err(error);
-                                    };
-                                    sqlx::query("ROLLBACK TO SAVEPOINT import_line")
-                                        .execute(&mut *tx)
-                                        .await?;
-                                    errors.push(refusal);
-                                    failed += 1;
+                            };
+                            let refused = if standing != $crate::domain::SellerStanding::Active {
+                                Some($crate::store::StoreError::SellerNotActive(standing))
+                            } else {
+                                match Self::insert_product_row(
+                                    &mut tx,
+                                    $crate::domain::ProductId::new(),
+                                    new,
+                                    Some(&actor),
+                                    now,
+                                    true,
+                                )
+                                .await?
+                                {
+                                    Some((_, announced)) => {
+                                        messages.extend(announced);
+                                        created += 1;
+                                        None
+                                    }
+                                    None => Some($crate::store::StoreError::Duplicate("sku")),
                                 }
+                            };
+                            if let Some(error) = refused {
+                                let refusal = $crate::store::work::line_refusal(*line, &error)
+                                    .ok_or(error)?;
+                                errors.push(refusal);
+                                failed += 1;
                             }
-                            sqlx::query("RELEASE SAVEPOINT import_line").execute(&mut *tx).await?;
                         }
                         LineOutcome::Invalid(problems) => {
                             errors.extend(problems.iter().cloned());

@@ -84,21 +84,34 @@ struct ClaimRow {
     deferred: i64,
 }
 
-/// Writes `messages` in the caller's transaction.
+/// Writes `messages` in the caller's transaction: one statement for all of them (a round trip,
+/// and one notification for the relays, however many messages a transaction announces), rows
+/// taking their `seq` in the order given, which is the order the relay publishes an
+/// aggregate's messages in.
 pub async fn enqueue(conn: &mut PgConnection, messages: &[OutboxMessage]) -> sqlx::Result<()> {
-    for message in messages {
-        sqlx::query(
-            "INSERT INTO outbox (id, destination, aggregate, envelope, created_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4::jsonb, $5, $5)",
-        )
-        .bind(message.envelope.id)
-        .bind(message.destination.encode())
-        .bind(message.aggregate())
-        .bind(message.envelope.to_json())
-        .bind(message.envelope.time)
-        .execute(&mut *conn)
-        .await?;
+    if messages.is_empty() {
+        return Ok(());
     }
+    let ids: Vec<uuid::Uuid> = messages.iter().map(|m| m.envelope.id).collect();
+    let destinations: Vec<String> = messages.iter().map(|m| m.destination.encode()).collect();
+    let aggregates: Vec<&str> = messages.iter().map(OutboxMessage::aggregate).collect();
+    let envelopes: Vec<String> = messages.iter().map(|m| m.envelope.to_json()).collect();
+    let times: Vec<chrono::DateTime<chrono::Utc>> =
+        messages.iter().map(|m| m.envelope.time).collect();
+    sqlx::query(
+        "INSERT INTO outbox (id, destination, aggregate, envelope, created_at, next_attempt_at) \
+         SELECT id, destination, aggregate, envelope::jsonb, created_at, created_at \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) \
+           WITH ORDINALITY AS m(id, destination, aggregate, envelope, created_at, n) \
+         ORDER BY n",
+    )
+    .bind(&ids)
+    .bind(&destinations)
+    .bind(&aggregates)
+    .bind(&envelopes)
+    .bind(&times)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -2,13 +2,22 @@
 
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use super::sql::{enqueue_sql, impl_webhook_store};
+use super::sql::{enqueue_all_sql, enqueue_sql, impl_webhook_store};
 use super::{NewMessage, StoreError};
 
 /// Writes `message` and its deliveries in the caller's transaction (the one of the change the
 /// message announces); how many endpoints it goes to.
 pub async fn enqueue(conn: &mut PgConnection, message: &NewMessage) -> Result<usize, StoreError> {
     enqueue_sql!(conn, message)
+}
+
+/// Writes `messages` and their deliveries in the caller's transaction, checking who listens
+/// once per tenant and event type; how many deliveries it wrote.
+pub async fn enqueue_all(
+    conn: &mut PgConnection,
+    messages: &[NewMessage],
+) -> Result<usize, StoreError> {
+    enqueue_all_sql!(conn, messages)
 }
 
 /// A PostgreSQL store type over a pool, with the SQL variants of `impl_webhook_store!`.

@@ -184,6 +184,44 @@ macro_rules! enqueue_sql {
 }
 pub(super) use enqueue_sql;
 
+/// Writes `messages` (each as `enqueue` does) asking once per tenant and event type whether
+/// any endpoint listens, not once per message: a transaction announcing many events of one
+/// seller (an import chunk) asks twice, not a thousand times. Expands where `enqueue` is the
+/// backend's own.
+macro_rules! enqueue_all_sql {
+    ($conn:expr, $messages:expr) => {{
+        let messages: &[$crate::store::NewMessage] = $messages;
+        let mut listened: std::collections::HashMap<(&str, &str), bool> =
+            std::collections::HashMap::new();
+        let mut deliveries = 0usize;
+        for message in messages {
+            let key = (message.tenant.as_str(), message.event_type.as_str());
+            let listening = match listened.get(&key) {
+                Some(listening) => *listening,
+                None => {
+                    let listening: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e \
+                           JOIN webhook_endpoint_events t \
+                             ON t.endpoint_id = e.id AND t.event_type = $2 \
+                           WHERE e.tenant = $1 AND e.enabled AND e.deleted_at IS NULL)",
+                    )
+                    .bind(&message.tenant)
+                    .bind(&message.event_type)
+                    .fetch_one(&mut *$conn)
+                    .await?;
+                    listened.insert(key, listening);
+                    listening
+                }
+            };
+            if listening {
+                deliveries += enqueue(&mut *$conn, message).await?;
+            }
+        }
+        Ok(deliveries)
+    }};
+}
+pub(super) use enqueue_all_sql;
+
 macro_rules! impl_webhook_store {
     (
         $store:ty,

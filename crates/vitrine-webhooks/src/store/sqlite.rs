@@ -2,7 +2,7 @@
 
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
 
-use super::sql::{enqueue_sql, impl_webhook_store};
+use super::sql::{enqueue_all_sql, enqueue_sql, impl_webhook_store};
 use super::{NewMessage, StoreError};
 
 /// Writes `message` and its deliveries in the caller's transaction (the one of the change the
@@ -12,6 +12,15 @@ pub async fn enqueue(
     message: &NewMessage,
 ) -> Result<usize, StoreError> {
     enqueue_sql!(conn, message)
+}
+
+/// Writes `messages` and their deliveries in the caller's transaction, checking who listens
+/// once per tenant and event type; how many deliveries it wrote.
+pub async fn enqueue_all(
+    conn: &mut SqliteConnection,
+    messages: &[NewMessage],
+) -> Result<usize, StoreError> {
+    enqueue_all_sql!(conn, messages)
 }
 
 #[derive(Debug, Clone)]
