@@ -421,7 +421,10 @@ async fn customers_and_products_work_across_processes() {
 
 /// Writes as fast as one client can while `restart` runs; returns the ids the service
 /// acknowledged (201). Requests that fail during the restart are not acknowledged: their
-/// outcome is unknown to the client, and they may or may not have committed.
+/// outcome is unknown to the client, and they may or may not have committed. The restart
+/// begins once a few writes were acknowledged and the writing ends once a few more were
+/// acknowledged after it (each within 30 s), not after fixed times: on a loaded machine a
+/// fixed window could see no write at all.
 async fn write_through(
     client: &reqwest::Client,
     url: &str,
@@ -429,13 +432,16 @@ async fn write_through(
     body: impl Fn(usize) -> Value,
     restart: impl Future<Output = ()>,
 ) -> Vec<String> {
+    const SOME: usize = 6;
     let stop = tokio_util::sync::CancellationToken::new();
+    let acknowledged_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
-        let (client, url, token, stop) = (
+        let (client, url, token, stop, count) = (
             client.clone(),
             url.to_owned(),
             token.to_owned(),
             stop.clone(),
+            acknowledged_so_far.clone(),
         );
         let bodies: Vec<Value> = (0..100_000).map(&body).take(2000).collect();
         tokio::spawn(async move {
@@ -454,6 +460,7 @@ async fn write_through(
                     && let Ok(created) = response.json::<Value>().await
                 {
                     acknowledged.push(created["id"].as_str().unwrap().to_owned());
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 } else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -461,9 +468,21 @@ async fn write_through(
             acknowledged
         })
     };
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let reached = |n: usize| {
+        let count = acknowledged_so_far.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while count.load(std::sync::atomic::Ordering::SeqCst) < n
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    reached(SOME).await;
     restart.await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after_restart = acknowledged_so_far.load(std::sync::atomic::Ordering::SeqCst);
+    reached(after_restart + SOME).await;
     stop.cancel();
     writer.await.unwrap()
 }
