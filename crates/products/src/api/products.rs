@@ -145,7 +145,8 @@ pub struct ListProductsQuery {
     /// `active` or `inactive`.
     #[param(pattern = "^(active|inactive)$")]
     pub status: Option<String>,
-    /// Case-insensitive part of the name.
+    /// Case-insensitive part of the name (the embedded SQLite database folds ASCII letters
+    /// only: there `café` finds `Café` but not `CAFÉ`; PostgreSQL folds every letter).
     #[param(min_length = 1, max_length = 100, pattern = "[^ ]")]
     pub q: Option<String>,
 }
