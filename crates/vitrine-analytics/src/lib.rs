@@ -78,6 +78,15 @@ pub struct Report {
     pub rows: Vec<(String, u64)>,
 }
 
+/// The rows copied per table, as `sync_runs.row_counts` records them.
+fn row_counts(rows: &[(String, u64)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        rows.iter()
+            .map(|(table, count)| (table.clone(), (*count).into()))
+            .collect(),
+    )
+}
+
 impl Sync {
     /// Takes the snapshot and makes it the one analysts see.
     pub async fn run(&self, progress: &dyn Progress) -> anyhow::Result<Report> {

@@ -303,10 +303,7 @@ async fn swap(
     run_id: Uuid,
     rows: &[(String, u64)],
 ) -> anyhow::Result<()> {
-    let counts: serde_json::Map<String, serde_json::Value> = rows
-        .iter()
-        .map(|(table, count)| (table.clone(), (*count).into()))
-        .collect();
+    let counts = crate::row_counts(rows);
     // Dropping the old snapshot waits for the queries reading it; while it waits, new queries
     // queue behind it. So it waits briefly, and tries again, rather than stall the dashboards.
     let mut attempt = 0;
@@ -343,7 +340,7 @@ async fn swap(
              row_counts = $2 WHERE id = $1",
         )
         .bind(run_id)
-        .bind(serde_json::Value::Object(counts))
+        .bind(counts)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -158,10 +158,7 @@ async fn fill(
         .await?;
     progress.table("fact_price_history", history as u64);
     rows.push(("fact_price_history".to_owned(), history as u64));
-    let counts: serde_json::Map<String, serde_json::Value> = rows
-        .iter()
-        .map(|(table, count)| (table.clone(), (*count).into()))
-        .collect();
+    let counts = crate::row_counts(&rows);
     sqlx::query(
         "INSERT INTO main.sync_runs (id, cutoff, started_at, finished_at, status, row_counts) \
          VALUES (?1, ?2, ?3, ?4, 'completed', ?5)",
@@ -170,7 +167,7 @@ async fn fill(
     .bind(cutoff.to_rfc3339_opts(SecondsFormat::AutoSi, false))
     .bind(started_at.to_rfc3339_opts(SecondsFormat::AutoSi, false))
     .bind(Utc::now().to_rfc3339_opts(SecondsFormat::AutoSi, false))
-    .bind(serde_json::Value::Object(counts).to_string())
+    .bind(counts.to_string())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -10,7 +10,7 @@
 //! the request was routed to: a client cannot lift the deadline of any other route by sending
 //! an NDJSON `Content-Type`.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,21 +34,22 @@ pub struct Deadlines {
     pub body_idle: Duration,
     /// The whole exchange of a streamed upload.
     pub upload: Duration,
-    /// The operations (method, route path) that take streamed uploads.
-    pub streamed: Arc<HashSet<(Method, String)>>,
+    /// The operations that take streamed uploads: route path to methods (looked up by the
+    /// matched path as it is, with no allocation per request).
+    pub streamed: Arc<HashMap<String, Vec<Method>>>,
 }
 
 impl Deadlines {
     /// The default limits, with the streamed operations of `openapi`.
     pub fn for_api(openapi: &utoipa::openapi::OpenApi) -> Self {
         let document = serde_json::to_value(openapi).expect("an OpenAPI document serialises");
-        let mut streamed = HashSet::new();
+        let mut streamed: HashMap<String, Vec<Method>> = HashMap::new();
         for (path, item) in document["paths"].as_object().into_iter().flatten() {
             for (method, operation) in item.as_object().into_iter().flatten() {
                 if let Ok(method) = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
                     && takes_stream(operation)
                 {
-                    streamed.insert((method, path.clone()));
+                    streamed.entry(path.clone()).or_default().push(method);
                 }
             }
         }
@@ -65,10 +66,8 @@ impl Deadlines {
         request
             .extensions()
             .get::<MatchedPath>()
-            .is_some_and(|path| {
-                self.streamed
-                    .contains(&(request.method().clone(), path.as_str().to_owned()))
-            })
+            .and_then(|path| self.streamed.get(path.as_str()))
+            .is_some_and(|methods| methods.contains(request.method()))
     }
 }
 
@@ -145,7 +144,7 @@ mod tests {
             request: Duration::from_millis(200),
             body_idle: Duration::from_millis(200),
             upload: Duration::from_secs(5),
-            streamed: Arc::new(HashSet::from([(Method::POST, "/uploads".to_owned())])),
+            streamed: Arc::new(HashMap::from([("/uploads".to_owned(), vec![Method::POST])])),
         }
     }
 
@@ -227,7 +226,7 @@ mod tests {
         let deadlines = Deadlines::for_api(&document);
         assert_eq!(
             *deadlines.streamed,
-            HashSet::from([(Method::POST, "/v1/imports".to_owned())])
+            HashMap::from([("/v1/imports".to_owned(), vec![Method::POST])])
         );
     }
 

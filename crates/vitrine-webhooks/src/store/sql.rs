@@ -184,6 +184,16 @@ macro_rules! enqueue_sql {
 }
 pub(super) use enqueue_sql;
 
+/// Whether an enabled endpoint of tenant `$1` listens to event type `$2`.
+macro_rules! listening {
+    () => {
+        "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e \
+           JOIN webhook_endpoint_events t ON t.endpoint_id = e.id AND t.event_type = $2 \
+           WHERE e.tenant = $1 AND e.enabled AND e.deleted_at IS NULL)"
+    };
+}
+pub(crate) use listening;
+
 /// Writes `messages` (each as `enqueue` does) asking once per tenant and event type whether
 /// any endpoint listens, not once per message: a transaction announcing many events of one
 /// seller (an import chunk) asks twice, not a thousand times. Expands where `enqueue` is the
@@ -199,16 +209,11 @@ macro_rules! enqueue_all_sql {
             let listening = match listened.get(&key) {
                 Some(listening) => *listening,
                 None => {
-                    let listening: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM webhook_endpoints e \
-                           JOIN webhook_endpoint_events t \
-                             ON t.endpoint_id = e.id AND t.event_type = $2 \
-                           WHERE e.tenant = $1 AND e.enabled AND e.deleted_at IS NULL)",
-                    )
-                    .bind(&message.tenant)
-                    .bind(&message.event_type)
-                    .fetch_one(&mut *$conn)
-                    .await?;
+                    let listening: bool = sqlx::query_scalar($crate::store::sql::listening!())
+                        .bind(&message.tenant)
+                        .bind(&message.event_type)
+                        .fetch_one(&mut *$conn)
+                        .await?;
                     listened.insert(key, listening);
                     listening
                 }
@@ -383,16 +388,11 @@ macro_rules! impl_webhook_store {
                 tenant: &str,
                 event_type: &str,
             ) -> Result<bool, $crate::store::StoreError> {
-                let found: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM webhook_endpoints e \
-                     JOIN webhook_endpoint_events t ON t.endpoint_id = e.id AND t.event_type = $2 \
-                     WHERE e.tenant = $1 AND e.enabled AND e.deleted_at IS NULL LIMIT 1",
-                )
-                .bind(tenant)
-                .bind(event_type)
-                .fetch_optional(self.pool())
-                .await?;
-                Ok(found.is_some())
+                Ok(sqlx::query_scalar($crate::store::sql::listening!())
+                    .bind(tenant)
+                    .bind(event_type)
+                    .fetch_one(self.pool())
+                    .await?)
             }
 
             #[tracing::instrument(level = "debug", skip_all)]
