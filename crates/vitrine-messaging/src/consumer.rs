@@ -107,15 +107,18 @@ impl Consumer {
         let envelope = &delivery.envelope;
         let span = tracing::info_span!(
             "message",
+            otel.kind = "consumer",
             queue = %self.queue,
             message_id = %envelope.id,
             message_type = %envelope.kind,
             traceparent = envelope.traceparent.as_deref().unwrap_or("-"),
             attempt = delivery.receive_count,
         );
-        async {
-        // The handler continues the producer's trace: messages it writes carry it on.
-        let context = vitrine_runtime::trace_context::child_of(envelope.traceparent.as_deref());
+        // The handler continues the producer's trace: messages it writes carry it on. Set
+        // before the span is entered, since an exported span's parent is fixed when it starts.
+        let context =
+            vitrine_runtime::trace_context::continue_in(&span, envelope.traceparent.as_deref());
+        async move {
         let handled = vitrine_runtime::trace_context::scope(context, self.handler.handle(envelope));
         match handled.await {
             Ok(()) => {

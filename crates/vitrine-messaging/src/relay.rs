@@ -254,12 +254,21 @@ impl Relay {
             .map(|(destination, indices)| async move {
                 let envelopes: Vec<&Envelope> =
                     indices.iter().map(|&i| &wave[i].message.envelope).collect();
+                let spans: Vec<tracing::Span> = envelopes
+                    .iter()
+                    .map(|envelope| publish_span(envelope, destination))
+                    .collect();
                 let results = match destination {
                     Destination::Topic(topic) => {
                         self.transport.publish_batch(topic, &envelopes).await
                     }
                     Destination::Queue(queue) => self.transport.send_batch(queue, &envelopes).await,
                 };
+                for (span, result) in spans.iter().zip(&results) {
+                    if result.is_err() {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
                 indices.into_iter().zip(results).collect::<Vec<_>>()
             })
             .collect();
@@ -300,6 +309,23 @@ impl Relay {
 
 /// The claimed messages as one run per aggregate, each in `seq` order, runs ordered by their
 /// first message.
+/// One span per message published, in the trace of the request (or message) that wrote it, so a
+/// trace shows how long the message waited in the outbox and how long publishing took. Batch
+/// calls carry several messages: each gets its own span over the whole call.
+fn publish_span(envelope: &Envelope, destination: &Destination) -> tracing::Span {
+    let (Destination::Topic(name) | Destination::Queue(name)) = destination;
+    let span = tracing::info_span!(
+        "publish",
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        message_id = %envelope.id,
+        message_type = %envelope.kind,
+        destination = %name,
+    );
+    vitrine_runtime::trace_context::adopt(&span, envelope.traceparent.as_deref());
+    span
+}
+
 fn runs_by_aggregate(claimed: Vec<Pending>) -> Vec<VecDeque<Pending>> {
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut runs: Vec<VecDeque<Pending>> = Vec::new();

@@ -8,11 +8,16 @@ use axum::response::Response;
 
 pub use vitrine_runtime::trace_context::*;
 
-/// HTTP middleware: continues the caller's trace (or starts one), makes it current for the
-/// request, records its trace id on the request span and returns it in the response.
+/// The caller's `traceparent` header, if it sent one.
+pub fn incoming<B>(request: &axum::http::Request<B>) -> Option<&str> {
+    request.headers().get(HEADER).and_then(|v| v.to_str().ok())
+}
+
+/// HTTP middleware, run inside the request span: continues the caller's trace (or starts one),
+/// makes it current for the request, records its trace id on the request span and returns it in
+/// the response.
 pub async fn propagate(request: Request, next: Next) -> Response {
-    let incoming = request.headers().get(HEADER).and_then(|v| v.to_str().ok());
-    let traceparent = child_of(incoming);
+    let traceparent = of_span(&tracing::Span::current(), incoming(&request));
     if let Some(trace) = trace_id(&traceparent) {
         tracing::Span::current().record("trace_id", trace);
     }

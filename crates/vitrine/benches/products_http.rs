@@ -199,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
     let products_db = vitrine_platform::testing::postgres_database().await;
     settings.products_database_url = Some(products_db.clone());
     settings.redis_url = Some(vitrine_platform::testing::redis_url());
-    vitrine_platform::telemetry::init(&settings.log, settings.log_format);
+    vitrine_platform::telemetry::init("products-bench", &settings.log, settings.log_format);
     let server = vitrine::Server::build(&settings).await?;
     let base = format!("http://{}", server.local_addr());
     let stop = CancellationToken::new();

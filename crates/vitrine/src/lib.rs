@@ -77,6 +77,7 @@ pub async fn migrate(
 /// and never a backtrace (even with `RUST_BACKTRACE=1`): these are the operator's mistakes
 /// and the world's failures, not bugs, and the causes say what to do.
 pub fn exit_with(result: anyhow::Result<()>) -> std::process::ExitCode {
+    telemetry::flush();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -175,7 +176,7 @@ pub async fn run_single(service: &'static dyn Service) -> anyhow::Result<()> {
         )
         .get_matches();
     let settings = Settings::load()?;
-    telemetry::init(&settings.log, settings.log_format);
+    telemetry::init(service.name(), &settings.log, settings.log_format);
     let lock = host::lock_data_dir(&settings, &[service])?;
     let shared = host::shared(&settings, &[service]).await?;
     let host = Host::start(&shared, lock, &[service], service.openapi()).await?;

@@ -297,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ttl_hours,
         } => token(&settings, role.into(), customer_id, subject, ttl_hours),
         Command::Migrate => {
-            telemetry::init(&settings.log, settings.log_format);
+            telemetry::init("vitrine", &settings.log, settings.log_format);
             vitrine::migrate(&settings, |service, migrated| {
                 match migrated.applied.as_slice() {
                     [] => println!("{service}: {} is up to date", migrated.database),
@@ -428,7 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: WebhooksCommand::Listen { listen, secret },
         } => vitrine::webhook_listener::listen(listen, secret).await,
         Command::Analytics { command } => {
-            telemetry::init(&settings.log, settings.log_format);
+            telemetry::init("vitrine", &settings.log, settings.log_format);
             match command {
                 AnalyticsCommand::Sync { as_of } => {
                     vitrine::analytics::sync(&settings, as_of.as_deref()).await?;
@@ -478,7 +478,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
-    telemetry::init(&settings.log, settings.log_format);
+    telemetry::init("vitrine", &settings.log, settings.log_format);
     let server = Server::build(settings).await?;
     let address = server.local_addr();
     tracing::info!(%address, data_dir = %settings.data_dir.display(), "vitrine ready");

@@ -62,13 +62,17 @@ pub fn with_common_layers(
                     .get(REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!(
+                let span = tracing::info_span!(
                     "request",
+                    otel.kind = "server",
                     method = %request.method(),
                     path = %request.uri().path(),
                     request_id = %id,
                     trace_id = tracing::field::Empty,
-                )
+                );
+                // Before the span is entered: an exported span's parent is fixed when it starts.
+                crate::trace_context::adopt(&span, crate::trace_context::incoming(request));
+                span
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

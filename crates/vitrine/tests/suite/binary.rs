@@ -10,7 +10,7 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vitrine");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -19,9 +19,9 @@ fn free_port() -> u16 {
 }
 
 /// A running `vitrine` with its output captured to files beside (not inside) the data dir.
-struct Process {
+pub(crate) struct Process {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 /// A test that fails mid-way must not leave its server running.
@@ -33,6 +33,17 @@ impl Drop for Process {
 }
 
 fn start(data_dir: &Path, logs: &Path, run: usize, port: u16) -> Process {
+    start_with(data_dir, logs, run, port, &[])
+}
+
+/// [`start`] with more environment variables.
+pub(crate) fn start_with(
+    data_dir: &Path,
+    logs: &Path,
+    run: usize,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Process {
     let out = std::fs::File::create(logs.join(format!("stdout-{run}.log"))).unwrap();
     let err = std::fs::File::create(logs.join(format!("stderr-{run}.log"))).unwrap();
     let child = Command::new(BIN)
@@ -42,6 +53,7 @@ fn start(data_dir: &Path, logs: &Path, run: usize, port: u16) -> Process {
         .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
         // The most verbose level: the card number must not appear even there.
         .env("VITRINE_LOG", "trace")
+        .envs(env.iter().copied())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()
@@ -52,7 +64,7 @@ fn start(data_dir: &Path, logs: &Path, run: usize, port: u16) -> Process {
     }
 }
 
-async fn wait_live(client: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_live(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(response) = client.get(format!("{base}/health/live")).send().await
@@ -65,14 +77,28 @@ async fn wait_live(client: &reqwest::Client, base: &str) {
     panic!("vitrine did not come up at {base}");
 }
 
-fn stop(mut process: Process) {
+/// Registers the customer of [`CNPJ`] on a running `vitrine`; returns its id.
+pub(crate) async fn register_customer(client: &reqwest::Client, base: &str, admin: &str) -> String {
+    let created = client
+        .post(format!("{base}/v1/customers"))
+        .bearer_auth(admin)
+        .json(&customer_body(CNPJ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
+pub(crate) fn stop(mut process: Process) {
     // (Drop then finds it exited.)
     terminate(&process);
     let status = process.child.wait().unwrap();
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
 
-fn token(data_dir: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn token(data_dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
         .env_clear()
         .env("VITRINE_DATA_DIR", data_dir)
@@ -99,7 +125,7 @@ fn cli(data_dir: &Path, args: &[&str]) -> String {
 }
 
 /// A scratch directory with a data directory (not created) and a logs directory beside it.
-fn scratch() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+pub(crate) fn scratch() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let root = tempfile::tempdir().unwrap();
     let logs = root.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -107,7 +133,7 @@ fn scratch() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     (root, data_dir, logs)
 }
 
-fn last_line(output: &std::process::Output) -> String {
+pub(crate) fn last_line(output: &std::process::Output) -> String {
     assert!(
         output.status.success(),
         "{}",
@@ -1168,17 +1194,7 @@ async fn products_import_streams_a_file_and_reports_its_bad_lines() {
     let client = reqwest::Client::new();
     wait_live(&client, &server.base).await;
     let admin = last_line(&token(&data_dir, &["--role", "admin"]));
-    let seller: Value = client
-        .post(format!("{}/v1/customers", server.base))
-        .bearer_auth(&admin)
-        .json(&customer_body(CNPJ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let seller = seller["id"].as_str().unwrap();
+    let seller = &register_customer(&client, &server.base, &admin).await;
     let mut lines = String::new();
     for line in 1..=1200 {
         let product = match line {

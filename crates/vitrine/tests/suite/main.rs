@@ -14,3 +14,4 @@ mod metabase;
 mod openapi;
 mod processes;
 mod products;
+mod traces;
