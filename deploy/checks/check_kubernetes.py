@@ -18,7 +18,14 @@ Reads a `kubectl kustomize` rendering and fails (exit 1, one line per problem) u
   once, hardened like the services, on a schedule that matches VITRINE_ANALYTICS_EVERY_HOURS
   (daily without it: one hour of the day; every N hours: `*/N`);
 - Metabase has its health probes on /api/health, resources, a non-root read-only container, and
-  a PostgreSQL application database from a Secret (never the embedded H2 file).
+  a PostgreSQL application database from a Secret (never the embedded H2 file);
+- the Kong Ingress Controller objects, for which no schema package exists, hold to the fields of
+  their CRDs (KongPlugin, KongConsumer: closed sets of top-level keys, known plugin names) and
+  fit together: every Ingress of class `kong` uses only annotations the controller reads, names
+  only KongPlugins of the rendering, marks its regex paths with `/~`, lists valid methods, and
+  routes to a Service of the rendering that carries Kong's upstream timeouts.
+  (Each plugin's `config` keys are checked against Kong's plugin schemas by the Rust test that
+  generates these objects.)
 
 The built-in kinds are validated by kubernetes-validate --strict, run separately.
 """
@@ -38,6 +45,29 @@ SQS_METADATA = {
 # The queues each service consumes (the topology in code: contracts QUEUE and WORK_QUEUE).
 CONSUMED = {"user-information": {"user-information"}, "products": {"products", "products-work"}}
 DRAIN_SECONDS = 20 + 5
+
+# Kong Ingress Controller 3: the CRDs' top-level fields and the annotations it reads.
+KONG_FIELDS = {
+    "KongPlugin": {"apiVersion", "kind", "metadata", "plugin", "config", "configFrom",
+                   "configPatches", "disabled", "protocols", "ordering", "instance_name",
+                   "consumerRef", "run_on"},
+    "KongConsumer": {"apiVersion", "kind", "metadata", "username", "custom_id", "credentials",
+                     "consumerGroups", "spec"},
+}
+KONG_PLUGINS = {"jwt", "rate-limiting", "request-size-limiting", "correlation-id", "cors",
+                "prometheus", "key-auth", "acl", "ip-restriction", "bot-detection",
+                "request-transformer", "response-transformer", "proxy-cache", "opentelemetry"}
+KONG_ANNOTATIONS = {
+    f"konghq.com/{key}" for key in (
+        "override", "plugins", "protocol", "protocols", "client-cert", "strip-path", "path",
+        "https-redirect-status-code", "preserve-host", "regex-priority", "host-header",
+        "methods", "snis", "request-buffering", "response-buffering", "host-aliases",
+        "regex-prefix", "connect-timeout", "write-timeout", "read-timeout", "retries",
+        "headers-separator", "path-handling", "tags", "rewrite")
+}
+KONG_UPSTREAM = {"konghq.com/connect-timeout", "konghq.com/read-timeout",
+                 "konghq.com/write-timeout", "konghq.com/retries"}
+HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 
 
 def closed(schema):
@@ -167,6 +197,54 @@ def check_sync(doc, settings, problems):
                         f"VITRINE_ANALYTICS_EVERY_HOURS={every}")
 
 
+def check_kong(docs, problems):
+    """The Kong Ingress Controller objects: their CRD fields, and references between them."""
+    plugins = set()
+    for doc in docs:
+        if doc["kind"] not in KONG_FIELDS:
+            continue
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        for key in set(doc) - KONG_FIELDS[doc["kind"]]:
+            problems.append(f"{name}: {doc['kind']} has no field {key}")
+        if doc["kind"] == "KongPlugin":
+            plugins.add(doc["metadata"]["name"])
+            if doc.get("plugin") not in KONG_PLUGINS:
+                problems.append(f"{name}: unknown plugin {doc.get('plugin')!r}")
+            if not isinstance(doc.get("config", {}), dict):
+                problems.append(f"{name}: config is not a mapping")
+        elif not (doc.get("username") or doc.get("custom_id")):
+            problems.append(f"{name}: neither username nor custom_id")
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    ingresses = [d for d in docs if d["kind"] == "Ingress"
+                 and d.get("spec", {}).get("ingressClassName") == "kong"]
+    for doc in ingresses:
+        name = f"ingress/{doc['metadata']['name']}"
+        annotations = doc["metadata"].get("annotations", {})
+        for key in annotations:
+            if key.startswith("konghq.com/") and key not in KONG_ANNOTATIONS:
+                problems.append(f"{name}: the controller reads no annotation {key}")
+        for plugin in filter(None, annotations.get("konghq.com/plugins", "").split(",")):
+            if plugin.strip() not in plugins:
+                problems.append(f"{name}: no KongPlugin {plugin.strip()}")
+        for method in filter(None, annotations.get("konghq.com/methods", "").split(",")):
+            if method.strip() not in HTTP_METHODS:
+                problems.append(f"{name}: {method!r} is not an HTTP method")
+        for rule in doc["spec"].get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                if any(c in path.get("path", "") for c in "[]$") \
+                        and not path["path"].startswith("/~"):
+                    problems.append(f"{name}: regex path {path['path']} lacks the /~ marker")
+                backend = path.get("backend", {}).get("service", {}).get("name")
+                service = services.get(backend)
+                if service is None:
+                    problems.append(f"{name}: no Service {backend}")
+                    continue
+                missing = KONG_UPSTREAM - set(service["metadata"].get("annotations", {}))
+                if missing:
+                    problems.append(f"service/{backend}: no {', '.join(sorted(missing))}")
+    return len(ingresses) + sum(1 for d in docs if d["kind"] in KONG_FIELDS)
+
+
 def main(path):
     with open(path, encoding="utf8") as rendered:
         docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
@@ -199,10 +277,12 @@ def main(path):
         problems.append("the analytics CronJob is missing")
     for doc in syncs:
         check_sync(doc, settings, problems)
+    kong = check_kong(docs, problems)
     checked = sum(1 for d in docs if d["kind"] in SCHEMAS)
     for problem in problems:
         print(problem)
-    print(json.dumps({"objects": len(docs), "keda_checked": checked, "problems": len(problems)}))
+    print(json.dumps({"objects": len(docs), "keda_checked": checked, "kong_checked": kong,
+                      "problems": len(problems)}))
     return 1 if problems else 0
 
 

@@ -1,5 +1,7 @@
-//! `vitrine gateway kong`: Kong 3 declarative configuration (decK format) generated from the
-//! services' OpenAPI documents, so the gateway routes exactly what the code serves.
+//! `vitrine gateway kong` and `vitrine gateway kong-ingress`: the Kong 3 gateway configuration
+//! generated from the services' OpenAPI documents, so the gateway routes exactly what the code
+//! serves. Two forms of the same routes and plugins: declarative configuration for decK (a Kong
+//! the platform team runs), and Ingress + KongPlugin objects for the Kong Ingress Controller.
 //!
 //! One Kong service per Vitrine service (its Kubernetes Service as upstream), one route per
 //! public operation named by its `operationId` (a `~` regex path anchored at both ends, the
@@ -66,7 +68,7 @@ const METHODS: [&str; 8] = [
 pub fn kong(services: &[&dyn Service], options: &KongOptions) -> Value {
     let services: Vec<Value> = services
         .iter()
-        .map(|service| kong_service(service.name(), &service.openapi(), options))
+        .map(|service| kong_service(*service, options))
         .collect();
     json!({
         "_format_version": "3.0",
@@ -83,32 +85,51 @@ pub fn kong(services: &[&dyn Service], options: &KongOptions) -> Value {
                 "secret": "unused-with-rs256",
             }],
         }],
-        "plugins": [
-            {"name": "jwt", "tags": [TAG], "config": {
+        "plugins": edge_plugins(options)
+            .into_iter()
+            .map(|(name, config)| json!({"name": name, "tags": [TAG], "config": config}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+/// The plugins every route gets, by Kong plugin name, with their configuration.
+fn edge_plugins(options: &KongOptions) -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "jwt",
+            json!({
                 "key_claim_name": "iss",
                 "claims_to_verify": ["exp"],
                 "header_names": ["authorization"],
                 "run_on_preflight": false,
-            }},
-            // Per client address: Kong OSS's jwt plugin maps every token of one issuer to the
-            // one consumer, so `limit_by: consumer` would be a single bucket for everyone.
-            {"name": "rate-limiting", "tags": [TAG], "config": {
+            }),
+        ),
+        // Per client address: Kong OSS's jwt plugin maps every token of one issuer to the one
+        // consumer, so `limit_by: consumer` would be a single bucket for everyone.
+        (
+            "rate-limiting",
+            json!({
                 "minute": options.requests_per_minute,
                 "limit_by": "ip",
                 "policy": "local",
                 "fault_tolerant": true,
-            }},
-            {"name": "request-size-limiting", "tags": [TAG], "config": {
-                "allowed_payload_size": options.max_body_megabytes,
-                "size_unit": "megabytes",
-                "require_content_length": false,
-            }},
-            {"name": "correlation-id", "tags": [TAG], "config": {
+            }),
+        ),
+        (
+            "request-size-limiting",
+            size_limit(options.max_body_megabytes),
+        ),
+        (
+            "correlation-id",
+            json!({
                 "header_name": "X-Request-Id",
                 "generator": "uuid",
                 "echo_downstream": true,
-            }},
-            {"name": "cors", "tags": [TAG], "config": {
+            }),
+        ),
+        (
+            "cors",
+            json!({
                 "origins": options.cors_origins,
                 "methods": ["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
                 "headers": ["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
@@ -117,19 +138,51 @@ pub fn kong(services: &[&dyn Service], options: &KongOptions) -> Value {
                                     "Retry-After", "Idempotent-Replayed"],
                 "credentials": false,
                 "max_age": 3600,
-            }},
-            {"name": "prometheus", "tags": [TAG], "config": {
+            }),
+        ),
+        (
+            "prometheus",
+            json!({
                 "status_code_metrics": true,
                 "latency_metrics": true,
                 "bandwidth_metrics": true,
                 "upstream_health_metrics": true,
-            }},
-        ],
+            }),
+        ),
+    ]
+}
+
+fn size_limit(megabytes: u32) -> Value {
+    json!({
+        "allowed_payload_size": megabytes,
+        "size_unit": "megabytes",
+        "require_content_length": false,
     })
 }
 
-fn kong_service(name: &str, openapi: &utoipa::openapi::OpenApi, options: &KongOptions) -> Value {
-    let document = serde_json::to_value(openapi).expect("an OpenAPI document serialises");
+/// How Kong talks to each service: timeouts above the services' 30 s request deadline, and no
+/// retries (a retried POST could run twice; clients retry with their `Idempotency-Key`).
+pub const UPSTREAM: [(&str, u32); 4] = [
+    ("connect_timeout", 5000),
+    ("read_timeout", 35000),
+    ("write_timeout", 35000),
+    ("retries", 0),
+];
+
+/// One public operation of a service, as the gateway routes it.
+struct Route {
+    /// The `operationId`.
+    name: String,
+    method: String,
+    /// The Kong 3 regex path ([`route_path`]).
+    path: String,
+    /// Takes a streamed body (NDJSON import): unbuffered, with the upload size limit.
+    streamed: bool,
+}
+
+/// The service's public operations in document order; `/internal/*` is never routed.
+fn routes(service: &dyn Service) -> Vec<Route> {
+    let document = serde_json::to_value(service.openapi()).expect("an OpenAPI document serialises");
     let mut routes = Vec::new();
     for (path, item) in document["paths"].as_object().into_iter().flatten() {
         if path.starts_with("/internal/") {
@@ -139,39 +192,165 @@ fn kong_service(name: &str, openapi: &utoipa::openapi::OpenApi, options: &KongOp
             let Some(operation) = item.get(method) else {
                 continue;
             };
-            let id = operation["operationId"]
-                .as_str()
-                .expect("every operation has an operationId");
-            let mut route = json!({
-                "name": id,
-                "methods": [method.to_ascii_uppercase(), "OPTIONS"],
-                "paths": [route_path(path)],
+            routes.push(Route {
+                name: operation["operationId"]
+                    .as_str()
+                    .expect("every operation has an operationId")
+                    .to_owned(),
+                method: method.to_ascii_uppercase(),
+                path: route_path(path),
+                streamed: takes_stream(operation),
+            });
+        }
+    }
+    routes
+}
+
+fn kong_service(service: &dyn Service, options: &KongOptions) -> Value {
+    let name = service.name();
+    let routes: Vec<Value> = routes(service)
+        .into_iter()
+        .map(|route| {
+            let mut value = json!({
+                "name": route.name,
+                "methods": [route.method, "OPTIONS"],
+                "paths": [route.path],
                 "strip_path": false,
                 "preserve_host": false,
                 "tags": [TAG],
             });
-            if takes_stream(operation) {
+            if route.streamed {
                 // Stream the upload through instead of spooling it whole first.
-                route["request_buffering"] = json!(false);
-                route["plugins"] = json!([{"name": "request-size-limiting", "tags": [TAG], "config": {
-                    "allowed_payload_size": options.max_upload_megabytes,
-                    "size_unit": "megabytes",
-                    "require_content_length": false,
-                }}]);
+                value["request_buffering"] = json!(false);
+                value["plugins"] = json!([{
+                    "name": "request-size-limiting",
+                    "tags": [TAG],
+                    "config": size_limit(options.max_upload_megabytes),
+                }]);
             }
-            routes.push(route);
-        }
-    }
-    json!({
+            value
+        })
+        .collect();
+    let mut value = json!({
         "name": name,
         "url": format!("http://{name}.{}.svc.cluster.local:{SERVICE_PORT}", options.namespace),
-        "connect_timeout": 5000,
-        "read_timeout": 35000,
-        "write_timeout": 35000,
-        "retries": 0,
-        "tags": [TAG],
-        "routes": routes,
+    });
+    for (key, setting) in UPSTREAM {
+        value[key] = json!(setting);
+    }
+    value["tags"] = json!([TAG]);
+    value["routes"] = json!(routes);
+    value
+}
+
+/// The Kong Ingress Controller form of [`kong`]: a KongPlugin per plugin, a KongConsumer for
+/// the identity provider (its JWT credential is a Secret the platform creates, like every
+/// other secret), and an Ingress per public operation, whose annotations carry the method, the
+/// plugins and, on streamed uploads, unbuffered requests with the upload size limit. The
+/// upstream timeouts ([`UPSTREAM`]) are annotations on the services' own Service objects.
+pub fn kong_ingress(services: &[&dyn Service], options: &KongOptions) -> Vec<Value> {
+    let mut objects: Vec<Value> = edge_plugins(options)
+        .into_iter()
+        .map(|(name, config)| kong_plugin(&format!("{TAG}-{name}"), name, config))
+        .collect();
+    let upload_limit = format!("{TAG}-request-size-limiting-upload");
+    objects.push(kong_plugin(
+        &upload_limit,
+        "request-size-limiting",
+        size_limit(options.max_upload_megabytes),
+    ));
+    objects.push(json!({
+        "apiVersion": "configuration.konghq.com/v1",
+        "kind": "KongConsumer",
+        "metadata": {
+            "name": "identity-provider",
+            "annotations": {"kubernetes.io/ingress.class": INGRESS_CLASS},
+        },
+        "username": "identity-provider",
+        "credentials": [JWT_CREDENTIAL],
+    }));
+    for service in services {
+        for route in routes(*service) {
+            let plugins: Vec<String> = edge_plugins(options)
+                .into_iter()
+                .map(|(name, _)| match name {
+                    "request-size-limiting" if route.streamed => upload_limit.clone(),
+                    name => format!("{TAG}-{name}"),
+                })
+                .collect();
+            let mut annotations = json!({
+                "konghq.com/methods": format!("{},OPTIONS", route.method),
+                "konghq.com/strip-path": "false",
+                "konghq.com/preserve-host": "false",
+                "konghq.com/plugins": plugins.join(","),
+            });
+            if route.streamed {
+                annotations["konghq.com/request-buffering"] = json!("false");
+            }
+            objects.push(json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": {
+                    // Kubernetes names are DNS labels: no underscores.
+                    "name": route.name.replace('_', "-"),
+                    "annotations": annotations,
+                },
+                "spec": {
+                    "ingressClassName": INGRESS_CLASS,
+                    "rules": [{"http": {"paths": [{
+                        // The controller's regex marker is `/~`; Kong receives `~...`.
+                        "path": format!("/{}", route.path),
+                        "pathType": "ImplementationSpecific",
+                        "backend": {"service": {
+                            "name": service.name(),
+                            "port": {"number": SERVICE_PORT},
+                        }},
+                    }]}}],
+                },
+            }));
+        }
+    }
+    objects
+}
+
+/// The IngressClass the Kong Ingress Controller watches by default.
+const INGRESS_CLASS: &str = "kong";
+/// The Secret holding the identity provider's JWT credential (labelled
+/// `konghq.com/credential: jwt`, keys `key` = the issuer, `algorithm` = RS256,
+/// `rsa_public_key`), created outside the repository.
+pub const JWT_CREDENTIAL: &str = "vitrine-identity-provider-jwt";
+
+fn kong_plugin(name: &str, plugin: &str, config: Value) -> Value {
+    json!({
+        "apiVersion": "configuration.konghq.com/v1",
+        "kind": "KongPlugin",
+        "metadata": {"name": name},
+        "plugin": plugin,
+        "config": config,
     })
+}
+
+/// The Service annotations that give Kong Ingress Controller the upstream settings decK sets
+/// on its services ([`UPSTREAM`]).
+pub fn upstream_annotations() -> Vec<(String, String)> {
+    UPSTREAM
+        .iter()
+        .map(|(key, value)| {
+            (
+                format!("konghq.com/{}", key.replace('_', "-")),
+                value.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Kubernetes objects as one multi-document YAML stream.
+pub fn to_yaml_documents(objects: &[Value]) -> String {
+    objects
+        .iter()
+        .map(to_yaml)
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 /// A Kong 3 regex path for an OpenAPI path: `~`, the path with each `{parameter}` as one

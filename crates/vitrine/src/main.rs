@@ -122,22 +122,58 @@ enum GatewayCommand {
     /// route per public operation, JWT, rate limiting per client address, size limits, correlation id, CORS and
     /// Prometheus. Without options it prints the committed `deploy/kong/kong.yaml`.
     Kong {
-        /// The Kubernetes namespace the services run in.
-        #[arg(long, default_value = "vitrine")]
-        namespace: String,
-        /// The identity provider's token issuer (`iss`).
-        #[arg(long)]
-        jwt_issuer: Option<String>,
-        /// A file with the identity provider's RS256 public key (PEM).
-        #[arg(long)]
-        jwt_public_key_file: Option<std::path::PathBuf>,
-        /// A browser origin CORS allows (repeatable).
-        #[arg(long = "cors-origin")]
-        cors_origins: Vec<String>,
-        /// Requests per minute per client address.
-        #[arg(long, default_value_t = 600)]
-        requests_per_minute: u32,
+        #[command(flatten)]
+        options: KongArgs,
     },
+    /// Print the same gateway for the Kong Ingress Controller: a KongPlugin per plugin, the
+    /// identity provider's KongConsumer and an Ingress per public operation. Without options
+    /// it prints the committed `deploy/kubernetes/base/gateway.yaml`.
+    KongIngress {
+        #[command(flatten)]
+        options: KongArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct KongArgs {
+    /// The Kubernetes namespace the services run in (decK's upstream URLs).
+    #[arg(long, default_value = "vitrine")]
+    namespace: String,
+    /// The identity provider's token issuer (`iss`; decK's JWT credential).
+    #[arg(long)]
+    jwt_issuer: Option<String>,
+    /// A file with the identity provider's RS256 public key (PEM; decK's JWT credential).
+    #[arg(long)]
+    jwt_public_key_file: Option<std::path::PathBuf>,
+    /// A browser origin CORS allows (repeatable).
+    #[arg(long = "cors-origin")]
+    cors_origins: Vec<String>,
+    /// Requests per minute per client address.
+    #[arg(long, default_value_t = 600)]
+    requests_per_minute: u32,
+}
+
+impl KongArgs {
+    fn options(self, settings: &Settings) -> anyhow::Result<vitrine::gateway::KongOptions> {
+        let defaults = vitrine::gateway::KongOptions::default();
+        Ok(vitrine::gateway::KongOptions {
+            namespace: self.namespace,
+            jwt_issuer: self.jwt_issuer.unwrap_or(defaults.jwt_issuer),
+            jwt_public_key: match self.jwt_public_key_file {
+                Some(file) => std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?,
+                None => defaults.jwt_public_key,
+            },
+            cors_origins: if self.cors_origins.is_empty() {
+                defaults.cors_origins
+            } else {
+                self.cors_origins
+            },
+            requests_per_minute: self.requests_per_minute,
+            max_body_megabytes: vitrine::gateway::megabytes(settings.max_body_bytes as u64),
+            max_upload_megabytes: vitrine::gateway::megabytes(settings.import_max_bytes),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,36 +391,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: MessagesCommand::Queues,
         } => queues(&settings).await,
         Command::Gateway {
-            command:
-                GatewayCommand::Kong {
-                    namespace,
-                    jwt_issuer,
-                    jwt_public_key_file,
-                    cors_origins,
-                    requests_per_minute,
-                },
+            command: GatewayCommand::Kong { options },
         } => {
-            let defaults = vitrine::gateway::KongOptions::default();
-            let options = vitrine::gateway::KongOptions {
-                namespace,
-                jwt_issuer: jwt_issuer.unwrap_or(defaults.jwt_issuer),
-                jwt_public_key: match jwt_public_key_file {
-                    Some(file) => std::fs::read_to_string(&file)
-                        .with_context(|| format!("reading {}", file.display()))?,
-                    None => defaults.jwt_public_key,
-                },
-                cors_origins: if cors_origins.is_empty() {
-                    defaults.cors_origins
-                } else {
-                    cors_origins
-                },
-                requests_per_minute,
-                max_body_megabytes: vitrine::gateway::megabytes(settings.max_body_bytes as u64),
-                max_upload_megabytes: vitrine::gateway::megabytes(settings.import_max_bytes),
-            };
+            let options = options.options(&settings)?;
+            let config = vitrine::gateway::kong(vitrine::SERVICES, &options);
+            print!("{}", vitrine::gateway::to_yaml(&config));
+            Ok(())
+        }
+        Command::Gateway {
+            command: GatewayCommand::KongIngress { options },
+        } => {
+            let options = options.options(&settings)?;
+            let objects = vitrine::gateway::kong_ingress(vitrine::SERVICES, &options);
             print!(
-                "{}",
-                vitrine::gateway::to_yaml(&vitrine::gateway::kong(vitrine::SERVICES, &options))
+                "# Generated by `vitrine gateway kong-ingress` from the services' OpenAPI \
+                 documents: change the code, then regenerate.\n{}",
+                vitrine::gateway::to_yaml_documents(&objects)
             );
             Ok(())
         }

@@ -120,20 +120,16 @@ fn known_plugin_fields() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         .collect()
 }
 
-/// Everything wrong with a parsed configuration, measured against the OpenAPI document.
-fn problems(config: &Value) -> Vec<String> {
-    let mut found = Vec::new();
-    if config["_format_version"] != "3.0" {
-        found.push(format!("_format_version is {}", config["_format_version"]));
-    }
+/// Every public operation of the OpenAPI document: operationId -> (method, Kong regex path).
+fn public_operations() -> BTreeMap<String, (String, String)> {
     let document: Value = serde_json::to_value(vitrine::openapi()).unwrap();
-    let mut expected = BTreeMap::new();
+    let mut operations = BTreeMap::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             if let Some(id) = operation["operationId"].as_str()
                 && !path.starts_with("/internal/")
             {
-                expected.insert(
+                operations.insert(
                     id.to_owned(),
                     (
                         method.to_ascii_uppercase(),
@@ -143,8 +139,36 @@ fn problems(config: &Value) -> Vec<String> {
             }
         }
     }
-    let mut names = BTreeSet::new();
+    operations
+}
+
+/// What is wrong with plugins' settings (name, config), by Kong's plugin schemas.
+fn plugin_problems<'a>(plugins: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Vec<String> {
     let known = known_plugin_fields();
+    let mut found = Vec::new();
+    for (name, config) in plugins {
+        match known.get(name) {
+            None => found.push(format!("unknown plugin {name}")),
+            Some(fields) => {
+                for field in config.as_object().into_iter().flatten().map(|(k, _)| k) {
+                    if !fields.contains(field.as_str()) {
+                        found.push(format!("plugin {name} has no setting {field}"));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Everything wrong with a parsed configuration, measured against the OpenAPI document.
+fn problems(config: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    if config["_format_version"] != "3.0" {
+        found.push(format!("_format_version is {}", config["_format_version"]));
+    }
+    let mut expected = public_operations();
+    let mut names = BTreeSet::new();
     let mut plugins: Vec<&Value> = config["plugins"].as_array().into_iter().flatten().collect();
     for service in config["services"].as_array().into_iter().flatten() {
         for route in service["routes"].as_array().into_iter().flatten() {
@@ -187,24 +211,60 @@ fn problems(config: &Value) -> Vec<String> {
             .keys()
             .map(|id| format!("operation {id} has no route")),
     );
-    for plugin in plugins {
-        let name = plugin["name"].as_str().unwrap_or_default();
-        match known.get(name) {
-            None => found.push(format!("unknown plugin {name}")),
-            Some(fields) => {
-                for field in plugin["config"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, _)| k)
-                {
-                    if !fields.contains(field.as_str()) {
-                        found.push(format!("plugin {name} has no setting {field}"));
-                    }
-                }
-            }
+    found.extend(plugin_problems(plugins.into_iter().map(|plugin| {
+        (
+            plugin["name"].as_str().unwrap_or_default(),
+            &plugin["config"],
+        )
+    })));
+    found
+}
+
+/// Everything wrong with the Kong Ingress Controller objects, measured against the OpenAPI
+/// document: one Ingress per public operation with its method and path, none internal, unique
+/// names, and plugin settings Kong knows.
+fn ingress_problems(objects: &[Value]) -> Vec<String> {
+    let mut expected = public_operations();
+    let mut found = Vec::new();
+    let mut names = BTreeSet::new();
+    for object in objects {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        if !names.insert((object["kind"].to_string(), name.to_owned())) {
+            found.push(format!("{} {name} appears twice", object["kind"]));
         }
     }
+    let plugins = objects.iter().filter(|o| o["kind"] == "KongPlugin");
+    found.extend(plugin_problems(plugins.map(|plugin| {
+        (
+            plugin["plugin"].as_str().unwrap_or_default(),
+            &plugin["config"],
+        )
+    })));
+    for ingress in objects.iter().filter(|o| o["kind"] == "Ingress") {
+        let name = ingress["metadata"]["name"].as_str().unwrap_or_default();
+        let path = ingress["spec"]["rules"][0]["http"]["paths"][0]["path"]
+            .as_str()
+            .unwrap_or_default();
+        if path.contains("internal") {
+            found.push(format!("ingress {name} exposes an internal path"));
+        }
+        let methods = ingress["metadata"]["annotations"]["konghq.com/methods"]
+            .as_str()
+            .unwrap_or_default();
+        match expected.remove(&name.replace('-', "_")) {
+            Some((method, route)) => {
+                if path != format!("/{route}") || !methods.split(',').any(|m| m == method) {
+                    found.push(format!("ingress {name} does not route {method} {route}"));
+                }
+            }
+            None => found.push(format!("ingress {name} matches no public operation")),
+        }
+    }
+    found.extend(
+        expected
+            .keys()
+            .map(|id| format!("operation {id} has no ingress")),
+    );
     found
 }
 
@@ -226,6 +286,93 @@ fn the_committed_kong_configuration_matches_the_code() {
         committed == generated,
         "deploy/kong/kong.yaml is stale: run `cargo run -q -p vitrine -- gateway kong > deploy/kong/kong.yaml`"
     );
+}
+
+fn ingress_objects() -> Vec<Value> {
+    vitrine::gateway::kong_ingress(vitrine::SERVICES, &vitrine::gateway::KongOptions::default())
+}
+
+fn deploy_file(path: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy")
+            .join(path),
+    )
+    .unwrap_or_default()
+}
+
+/// The Kong Ingress Controller form: the committed file is the command's output, every public
+/// operation has exactly one Ingress (and a broken copy of each kind fails), and the Services
+/// carry the upstream settings decK's services get.
+#[test]
+fn the_committed_ingress_form_matches_the_code_and_routes_every_operation() {
+    let output = Command::new(BIN)
+        .env_clear()
+        .args(["gateway", "kong-ingress"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let generated = String::from_utf8(output.stdout).unwrap();
+    assert!(generated.ends_with(&vitrine::gateway::to_yaml_documents(&ingress_objects())));
+    assert!(
+        deploy_file("kubernetes/base/gateway.yaml") == generated,
+        "deploy/kubernetes/base/gateway.yaml is stale: run `cargo run -q -p vitrine -- gateway kong-ingress > deploy/kubernetes/base/gateway.yaml`"
+    );
+
+    let objects = ingress_objects();
+    assert_eq!(ingress_problems(&objects), Vec::<String>::new());
+    let ingresses = |objects: &[Value]| objects.iter().filter(|o| o["kind"] == "Ingress").count();
+    assert_eq!(ingresses(&objects), public_operations().len());
+    let (ingress, plugin) = (
+        objects.iter().position(|o| o["kind"] == "Ingress").unwrap(),
+        objects
+            .iter()
+            .position(|o| o["kind"] == "KongPlugin")
+            .unwrap(),
+    );
+
+    let mut missing = objects.clone();
+    missing.remove(ingress);
+    assert!(
+        ingress_problems(&missing)
+            .iter()
+            .any(|p| p.contains("has no ingress"))
+    );
+    let mut internal = objects.clone();
+    internal[ingress]["spec"]["rules"][0]["http"]["paths"][0]["path"] =
+        "/~/internal/v1/customers/[^/]+/lookup$".into();
+    assert!(
+        ingress_problems(&internal)
+            .iter()
+            .any(|p| p.contains("internal"))
+    );
+    let mut twice = objects.clone();
+    twice.push(objects[ingress].clone());
+    assert!(ingress_problems(&twice).iter().any(|p| p.contains("twice")));
+    let mut wrong_method = objects.clone();
+    wrong_method[ingress]["metadata"]["annotations"]["konghq.com/methods"] = "TRACE,OPTIONS".into();
+    assert!(
+        ingress_problems(&wrong_method)
+            .iter()
+            .any(|p| p.contains("does not route"))
+    );
+    let mut misspelt = objects;
+    misspelt[plugin]["config"]["key_claim"] = "iss".into();
+    assert!(
+        ingress_problems(&misspelt)
+            .iter()
+            .any(|p| p.contains("no setting key_claim"))
+    );
+
+    for service in ["products", "user-information"] {
+        let manifest = deploy_file(&format!("kubernetes/base/{service}.yaml"));
+        for (key, value) in vitrine::gateway::upstream_annotations() {
+            assert!(
+                manifest.contains(&format!("{key}: \"{value}\"")),
+                "the {service} Service lacks {key}: \"{value}\""
+            );
+        }
+    }
 }
 
 #[test]
@@ -456,6 +603,10 @@ fn kubernetes_overlays_render_and_pass_strict_validation() {
             report.contains("\"keda_checked\": 3"),
             "{overlay}: {report}"
         );
+        assert!(
+            report.contains(&format!("\"kong_checked\": {}", ingress_objects().len())),
+            "{overlay}: every Ingress, KongPlugin and KongConsumer is checked: {report}"
+        );
 
         let text = std::fs::read_to_string(&rendered).unwrap();
         for (what, from, to, by_kubernetes_validate) in [
@@ -530,6 +681,48 @@ fn kubernetes_overlays_render_and_pass_strict_validation() {
                 "path: /api/health",
                 "path: /",
                 false,
+            ),
+            (
+                "a misspelt KongPlugin field",
+                "plugin: jwt",
+                "plugn: jwt",
+                false,
+            ),
+            (
+                "an unknown Kong plugin",
+                "plugin: prometheus",
+                "plugin: prometheu",
+                false,
+            ),
+            (
+                "an Ingress naming a KongPlugin that does not exist",
+                "vitrine-cors,",
+                "vitrine-corz,",
+                false,
+            ),
+            (
+                "an annotation the controller does not read",
+                "konghq.com/strip-path:",
+                "konghq.com/strip-paths:",
+                false,
+            ),
+            (
+                "a regex path without the controller's marker",
+                "path: /~/v1/",
+                "path: /v1/",
+                false,
+            ),
+            (
+                "a Service without Kong's upstream timeouts",
+                "konghq.com/read-timeout:",
+                "example.com/read-timeout:",
+                false,
+            ),
+            (
+                "a misspelt Ingress field",
+                "ingressClassName: kong",
+                "ingressClass: kong",
+                true,
             ),
         ] {
             let broken = dir.path().join("broken.yaml");
