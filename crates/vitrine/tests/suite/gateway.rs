@@ -530,19 +530,53 @@ fn tool(var: &str, what: &str) -> String {
     })
 }
 
-/// `kubectl kustomize` of an overlay, written to a file in `dir`.
-fn render(overlay: &str, dir: &Path) -> PathBuf {
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            // A developer's generated credentials stay where they are.
+            if entry.file_name() != "secrets" {
+                copy_tree(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// `deploy/kubernetes` copied into `dir`, with the local overlay's credentials generated there
+/// by its `secrets.sh`, as a developer runs it (the source tree is never written).
+fn kubernetes_tree(dir: &Path) -> PathBuf {
+    let copy = dir.join("kubernetes");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes"),
+        &copy,
+    );
+    for run in ["first", "second"] {
+        let output = Command::new("bash")
+            .arg(copy.join("overlays/local/secrets.sh"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "secrets.sh ({run} run): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    copy
+}
+
+/// `kubectl kustomize` of an overlay of `tree`, written to a file in `dir`.
+fn render(tree: &Path, overlay: &str, dir: &Path) -> PathBuf {
     let kubectl = tool(
         "VITRINE_TEST_KUBECTL",
         "kubectl (1.27 or later) on the PATH",
     );
     let output = Command::new(kubectl)
         .arg("kustomize")
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../deploy/kubernetes")
-                .join(overlay),
-        )
+        .arg(tree.join(overlay))
         .output()
         .unwrap();
     assert!(
@@ -576,16 +610,17 @@ fn checked(rendered: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// Every overlay renders; its built-in objects pass kubernetes-validate --strict, its KEDA
-/// objects our closed schemas (all of them, counted), and every Deployment the rules of the
-/// checker (probes, limits, security context, PDB, ScaledObject with CPU and its queues). A
-/// misspelt field or a wrong type in a Deployment or a ScaledObject, an unknown SQS trigger
-/// key and a missing probe each fail.
+/// Every overlay (base, production, local) renders; its built-in objects pass
+/// kubernetes-validate --strict, its KEDA and Kong objects our checks (all of them, counted),
+/// and every Deployment the rules of the checker (probes, limits, security context, PDB,
+/// ScaledObject with CPU and its queues); only the local overlay has Secrets, generated. Each
+/// kind of breakage listed below, made in a copy of each overlay's rendering, fails.
 #[test]
 fn kubernetes_overlays_render_and_pass_strict_validation() {
     let dir = tempfile::tempdir().unwrap();
-    for overlay in ["base", "overlays/production"] {
-        let rendered = render(overlay, dir.path());
+    let tree = kubernetes_tree(dir.path());
+    for overlay in ["base", "overlays/production", "overlays/local"] {
+        let rendered = render(&tree, overlay, dir.path());
         let valid = strictly_valid(&rendered);
         assert!(
             valid.status.success(),
@@ -609,6 +644,18 @@ fn kubernetes_overlays_render_and_pass_strict_validation() {
         );
 
         let text = std::fs::read_to_string(&rendered).unwrap();
+        // No secret value is committed: only the local overlay makes Secrets, from the values
+        // its secrets.sh generates.
+        let secrets = text.matches("\nkind: Secret\n").count();
+        if overlay == "overlays/local" {
+            assert_eq!(secrets, 8, "{overlay}: the generated Secrets");
+            assert!(
+                !text.contains("VITRINE_JWKS_URL"),
+                "{overlay}: HS256 tokens"
+            );
+        } else {
+            assert_eq!(secrets, 0, "{overlay} commits a Secret");
+        }
         for (what, from, to, by_kubernetes_validate) in [
             (
                 "a misspelt Deployment field",
