@@ -1,10 +1,11 @@
 //! The `Idempotency-Key` middleware end to end, on both stores: a request that outlives the
 //! reservation's TTL keeps its key (a retry meanwhile is 409, never a second effect); nothing is
 //! judged before the caller is authenticated, and a caller the middleware cannot authenticate
-//! is answered there; a refused request does not burn its key.
+//! is answered there; a refused request does not burn its key; what a response shows once (a
+//! signing secret) is replayed but never stored in the clear.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,7 +16,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use vitrine_platform::http::auth::{Authenticator, Principal, Role, TokenIssuer};
 use vitrine_platform::http::idempotency::{
-    Idempotency, IdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore, idempotency,
+    Begin, Idempotency, IdempotencyStore, Owner, PgIdempotencyStore, SqliteIdempotencyStore,
+    StoredResponse, idempotency,
 };
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -196,6 +198,94 @@ async fn a_cut_off_request_finishes_and_its_retry_replays(store: Arc<dyn Idempot
     assert_eq!(effects.load(Ordering::SeqCst), 1);
 }
 
+/// A store that records every response it is asked to keep, on top of a real one.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn IdempotencyStore>,
+    kept: Mutex<Vec<StoredResponse>>,
+}
+
+#[async_trait::async_trait]
+impl IdempotencyStore for Recording {
+    async fn begin(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lock_ttl: Duration,
+    ) -> anyhow::Result<Begin> {
+        self.inner
+            .begin(scope, key, fingerprint, now, lock_ttl)
+            .await
+    }
+    async fn complete(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &Owner,
+        response: &StoredResponse,
+    ) -> anyhow::Result<bool> {
+        self.kept.lock().unwrap().push(response.clone());
+        self.inner.complete(scope, key, owner, response).await
+    }
+    async fn extend(
+        &self,
+        scope: &str,
+        key: &str,
+        owner: &Owner,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<bool> {
+        self.inner.extend(scope, key, owner, until).await
+    }
+    async fn abandon(&self, scope: &str, key: &str, owner: &Owner) -> anyhow::Result<()> {
+        self.inner.abandon(scope, key, owner).await
+    }
+    async fn prune(&self, cutoff: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
+        self.inner.prune(cutoff).await
+    }
+}
+
+/// A webhook endpoint's secret is in the response that creates it and nowhere else: a retry
+/// under the same key gets it again, but the record kept for that retry holds it sealed.
+async fn secrets_in_responses_are_replayed_but_never_kept_in_the_clear(
+    store: Arc<dyn IdempotencyStore>,
+) {
+    const SECRET: &str = "whsec_c2hvd24gb25jZQ==";
+    let recording = Arc::new(Recording {
+        inner: store,
+        kept: Mutex::default(),
+    });
+    let state = Idempotency::new(
+        Arc::clone(&recording) as Arc<dyn IdempotencyStore>,
+        Arc::new(Authenticator::hs256(KEY).unwrap()),
+        1024,
+        Arc::from(&b"fp"[..]),
+    );
+    let app = Router::new()
+        .route(
+            "/things",
+            post(|| async { (StatusCode::CREATED, format!("{{\"secret\":\"{SECRET}\"}}")) }),
+        )
+        .layer(axum::middleware::from_fn_with_state(state, idempotency));
+    let token = token();
+    let (status, first, _) = send(&app, request("shown-once", "{}", Some(&token))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(first.contains(SECRET));
+    let (status, again, replayed) = send(&app, request("shown-once", "{}", Some(&token))).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true));
+    assert_eq!(
+        again, first,
+        "the retry gets the secret the first answer had"
+    );
+    let kept = recording.kept.lock().unwrap().clone();
+    assert_eq!(kept.len(), 1);
+    assert!(
+        !kept[0].body.windows(5).any(|w| w == b"whsec"),
+        "the stored body is sealed"
+    );
+}
+
 async fn sqlite_store() -> Arc<dyn IdempotencyStore> {
     let dir = tempfile::tempdir().unwrap().keep();
     let pool = vitrine_platform::db::sqlite(&dir.join("keys.sqlite3"))
@@ -246,4 +336,14 @@ async fn sqlite_refused_callers() {
 #[tokio::test]
 async fn postgres_refused_callers() {
     nothing_is_judged_or_kept_for_refused_callers(postgres_store().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_secrets_are_sealed() {
+    secrets_in_responses_are_replayed_but_never_kept_in_the_clear(sqlite_store().await).await;
+}
+
+#[tokio::test]
+async fn postgres_secrets_are_sealed() {
+    secrets_in_responses_are_replayed_but_never_kept_in_the_clear(postgres_store().await).await;
 }

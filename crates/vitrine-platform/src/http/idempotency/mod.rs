@@ -32,9 +32,11 @@ use super::auth::Authenticator;
 use super::error::ApiError;
 
 mod postgres;
+mod seal;
 mod sqlite;
 
 pub use postgres::PgIdempotencyStore;
+pub use seal::Sealer;
 pub use sqlite::SqliteIdempotencyStore;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -54,6 +56,7 @@ const MAX_STORED_BODY: usize = 1024 * 1024;
 pub struct StoredResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
+    /// Sealed by the middleware ([`Sealer`]): stores keep it as opaque bytes.
     pub body: Vec<u8>,
 }
 
@@ -284,6 +287,8 @@ pub struct Idempotency {
     /// The handlers running detached from their connections, so that a shutdown can let them
     /// finish (and store their responses) after it has cut the connections off.
     pub work: TaskTracker,
+    /// Seals stored response bodies, keyed from `fingerprint_key`.
+    sealer: Sealer,
 }
 
 impl Idempotency {
@@ -297,6 +302,7 @@ impl Idempotency {
             store,
             authenticator,
             max_body_bytes,
+            sealer: Sealer::new(&fingerprint_key),
             fingerprint_key,
             lock_ttl: LOCK_TTL,
             work: TaskTracker::new(),
@@ -373,7 +379,7 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
         .await
         .map_err(|e| ApiError::internal(e).into_response())?;
     match begin {
-        Begin::Replay(stored) => Ok(replay(stored)),
+        Begin::Replay(stored) => Ok(replay(stored, &state.sealer, &scope, &key)),
         Begin::InFlight { until } => {
             let mut busy = ApiError::Conflict(format!(
                 "a request with this Idempotency-Key is still being processed; retry after \
@@ -399,6 +405,7 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
             // instead of being left reserved with its effect half done.
             let reservation = Reservation {
                 store: Arc::clone(&state.store),
+                sealer: state.sealer.clone(),
                 scope,
                 key,
                 owner,
@@ -420,6 +427,7 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
 /// A key this request reserved.
 struct Reservation {
     store: Arc<dyn IdempotencyStore>,
+    sealer: Sealer,
     scope: String,
     key: String,
     owner: Owner,
@@ -502,7 +510,7 @@ impl Reservation {
                     Some(((*name).to_owned(), value.to_owned()))
                 })
                 .collect(),
-            body: bytes.to_vec(),
+            body: self.sealer.seal(&self.scope, &self.key, &bytes),
         };
         match self
             .store
@@ -525,9 +533,15 @@ impl Reservation {
     }
 }
 
-fn replay(stored: StoredResponse) -> Response {
+fn replay(stored: StoredResponse, sealer: &Sealer, scope: &str, key: &str) -> Response {
+    // Does not open: the row was altered or moved. The effect happened once and must not run
+    // again, so the key stays taken and the caller is told it cannot be answered.
+    let body = match sealer.open(scope, key, &stored.body) {
+        Ok(body) => body,
+        Err(error) => return ApiError::internal(error).into_response(),
+    };
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let mut response = (status, stored.body).into_response();
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     for (name, value) in &stored.headers {
         if let (Ok(name), Ok(value)) = (
