@@ -16,6 +16,7 @@ use vitrine_contracts::user_information as customers;
 use vitrine_messaging::consumer::{Consumer, ConsumerOptions};
 use vitrine_messaging::relay::Relay;
 use vitrine_messaging::transport::{QueueSpec, Subscription, Topology, Transport};
+use vitrine_platform::backends::{CacheBackend, Database};
 use vitrine_platform::cache::{Cache, MemoryCache, RedisCache};
 use vitrine_platform::http::ReadinessCheck;
 use vitrine_platform::http::auth::Authenticator;
@@ -24,7 +25,7 @@ use vitrine_platform::http::idempotency::{
 };
 use vitrine_platform::requirements::Requirements;
 use vitrine_platform::secrets::{self, OpenedSecrets, VaultSecretStore};
-use vitrine_platform::{DirectoryKind, Mode, Settings, db, keyfile};
+use vitrine_platform::{Mode, Settings, db, keyfile};
 use vitrine_runtime::migrations::{Migrated, Schema};
 use vitrine_webhooks::address_policy::{AddressPolicy, Network};
 use vitrine_webhooks::attempt::Sender;
@@ -40,7 +41,7 @@ use crate::api::{self, AppState};
 use crate::batches::Batches;
 use crate::cache::ProductCache;
 use crate::imports::Imports;
-use crate::messages::ProductsHandler;
+use crate::incoming::ProductsHandler;
 use crate::service::Catalog;
 use crate::store::{PostgresStore, ProductStore, ReplicaOptions, SqliteStore, WorkStore};
 use crate::work::WorkHandler;
@@ -106,7 +107,7 @@ impl Products {
             store: secrets,
             vault,
             ..
-        } = secrets::open(settings, "webhook signing secrets").await?;
+        } = secrets::open(settings).await?;
         let policy = Arc::new(address_policy(settings)?);
         let endpoints = WebhookEndpoints::new(Arc::clone(&webhooks), secrets, Arc::clone(&policy));
         let dispatcher = Dispatcher::new(
@@ -407,11 +408,14 @@ struct Opened {
 }
 
 async fn open_database(settings: &Settings, schema: Schema) -> anyhow::Result<Opened> {
-    match &settings.products_database_url {
-        Some(url) => {
-            let database = db::describe_postgres(url);
-            let primary = db::postgres(url, settings.database_max_connections).await?;
-            let store = match &settings.products_replica_url {
+    match settings.products_database()? {
+        Database::Postgres {
+            primary: url,
+            replica,
+        } => {
+            let database = db::describe_postgres(&url);
+            let primary = db::postgres(&url, settings.database_max_connections).await?;
+            let store = match &replica {
                 Some(replica) => PostgresStore::with_replica(
                     primary.clone(),
                     db::postgres_replica(replica, settings.database_max_connections)?,
@@ -431,10 +435,7 @@ async fn open_database(settings: &Settings, schema: Schema) -> anyhow::Result<Op
                 migrated: Migrated { database, applied },
             })
         }
-        None if settings.mode == Mode::Production => anyhow::bail!(
-            "mode = production needs VITRINE_PRODUCTS_DATABASE_URL (PostgreSQL); SQLite is embedded-only"
-        ),
-        None => {
+        Database::Embedded => {
             let path = settings.data_dir.join(SQLITE_FILE);
             let database = format!("SQLite {}", path.display());
             let pool = db::sqlite(&path).await?;
@@ -458,15 +459,12 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<Migrated> {
 }
 
 async fn open_cache(settings: &Settings) -> anyhow::Result<Arc<dyn Cache>> {
-    match &settings.redis_url {
-        Some(url) => Ok(Arc::new(
-            RedisCache::connect(url, &settings.messaging_prefix).await?,
-        )),
-        None if settings.mode == Mode::Production => anyhow::bail!(
-            "mode = production needs VITRINE_REDIS_URL: every replica must share one product cache"
-        ),
-        None => Ok(Arc::new(MemoryCache::new(100_000))),
-    }
+    Ok(match settings.product_cache()? {
+        CacheBackend::Redis(url) => {
+            Arc::new(RedisCache::connect(&url, &settings.messaging_prefix).await?)
+        }
+        CacheBackend::InProcess => Arc::new(MemoryCache::new(100_000)),
+    })
 }
 
 /// The key of idempotency fingerprints: configured (required in production), or a key file
@@ -491,12 +489,9 @@ fn address_policy(settings: &Settings) -> anyhow::Result<AddressPolicy> {
 }
 
 fn fingerprint_key(settings: &Settings) -> anyhow::Result<Arc<[u8]>> {
-    let key = match &settings.fingerprint_key {
+    let key = match settings.fingerprint()? {
         Some(encoded) => {
             keyfile::decode(encoded.expose_secret(), 32).context("VITRINE_FINGERPRINT_KEY")?
-        }
-        None if settings.mode == Mode::Production => {
-            anyhow::bail!("mode = production needs VITRINE_FINGERPRINT_KEY (base64 of 32 bytes)")
         }
         None => keyfile::load_or_create(&settings.data_dir.join(FINGERPRINT_KEY_FILE), 32)?,
     };
@@ -569,35 +564,12 @@ impl Service for Definition {
         api::openapi()
     }
 
-    fn production_requirements(&self, settings: &Settings, requirements: &mut Requirements) {
-        requirements.require(
-            settings.products_database_url.is_some(),
-            "VITRINE_PRODUCTS_DATABASE_URL",
-            "the products PostgreSQL primary",
-        );
-        requirements.require(
-            settings.redis_url.is_some(),
-            "VITRINE_REDIS_URL",
-            "the product cache shared by every replica",
-        );
-        requirements.fingerprint_key(settings);
-        requirements.vault(settings);
-        if settings.customer_directory == DirectoryKind::Http {
-            requirements.require(
-                settings.user_information_url.is_some(),
-                "VITRINE_USER_INFORMATION_URL",
-                "user-information's base URL, for customer_directory = http",
-            );
-            requirements.https(
-                settings.user_information_url.as_deref(),
-                "VITRINE_USER_INFORMATION_URL",
-            );
-            requirements.require(
-                settings.service_token.is_some(),
-                "VITRINE_SERVICE_TOKEN",
-                "the service token sent to user-information, for customer_directory = http",
-            );
-        }
+    fn requirements(&self, settings: &Settings, requirements: &mut Requirements) {
+        requirements.check(settings.products_database());
+        requirements.check(settings.product_cache());
+        requirements.check(settings.fingerprint());
+        requirements.check(settings.secret_backend());
+        requirements.check(settings.directory());
     }
 
     async fn migrate(&self, settings: &Settings) -> anyhow::Result<Migrated> {

@@ -312,7 +312,7 @@ impl BusNotices {
 impl vitrine_webhooks::dispatcher::Notices for BusNotices {
     async fn attempts_exhausted(&self, endpoint: Uuid, message: Uuid) {
         let tenant = self.tenant(endpoint).await;
-        self.announce(crate::events::webhook_attempts_exhausted(
+        self.announce(crate::outgoing::webhook_attempts_exhausted(
             endpoint, &tenant, message,
         ))
         .await;
@@ -320,7 +320,7 @@ impl vitrine_webhooks::dispatcher::Notices for BusNotices {
 
     async fn endpoint_disabled(&self, endpoint: Uuid, reason: &str) {
         let tenant = self.tenant(endpoint).await;
-        self.announce(crate::events::webhook_endpoint_disabled(
+        self.announce(crate::outgoing::webhook_endpoint_disabled(
             endpoint, &tenant, reason,
         ))
         .await;

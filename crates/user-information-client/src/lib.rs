@@ -186,8 +186,8 @@ pub async fn open(
     source: &str,
     stop: CancellationToken,
 ) -> anyhow::Result<Arc<dyn CustomerDirectory>> {
-    match settings.customer_directory {
-        vitrine_platform::DirectoryKind::Messaging => {
+    match settings.directory()? {
+        vitrine_platform::backends::Directory::Messaging => {
             let ttl = Duration::from_secs(settings.reply_queue_ttl_secs.max(1));
             let options = RequesterOptions {
                 queue_ttl: ttl,
@@ -198,14 +198,8 @@ pub async fn open(
                 .context("creating the reply queue for customer lookups")?;
             Ok(Arc::new(MessagingDirectory::new(requester, source)))
         }
-        vitrine_platform::DirectoryKind::Http => {
-            let url = settings.user_information_url.as_deref().ok_or_else(|| {
-                anyhow::anyhow!("customer_directory = http needs VITRINE_USER_INFORMATION_URL")
-            })?;
-            let token = settings.service_token.clone().ok_or_else(|| {
-                anyhow::anyhow!("customer_directory = http needs VITRINE_SERVICE_TOKEN")
-            })?;
-            Ok(Arc::new(HttpDirectory::new(url, token)))
+        vitrine_platform::backends::Directory::Http { url, token } => {
+            Ok(Arc::new(HttpDirectory::new(&url, token)))
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use utoipa::openapi::OpenApi;
+use vitrine_platform::backends::Database;
 use vitrine_platform::http::ReadinessCheck;
 use vitrine_platform::http::auth::Authenticator;
 use vitrine_platform::http::idempotency::{
@@ -12,7 +13,7 @@ use vitrine_platform::http::idempotency::{
 };
 use vitrine_platform::requirements::Requirements;
 use vitrine_platform::secrets::{self, OpenedSecrets, SecretStore, VaultSecretStore};
-use vitrine_platform::{Mode, Settings, db};
+use vitrine_platform::{Settings, db};
 use vitrine_runtime::migrations::{Migrated, Schema};
 
 use tokio_util::sync::CancellationToken;
@@ -25,7 +26,7 @@ use vitrine_service::supervisor::housekeeping;
 use vitrine_service::{QueueCheck, Service, Shared, Started, Task};
 
 use crate::api::{self, AppState};
-use crate::messages::LookupResponder;
+use crate::incoming::LookupResponder;
 use crate::service::Customers;
 use crate::store::{CustomerStore, PostgresStore, SqliteStore};
 
@@ -68,7 +69,7 @@ impl UserInformation {
             store: secrets,
             key: secrets_key,
             vault,
-        } = secrets::open(settings, "card numbers and PIX keys").await?;
+        } = secrets::open(settings).await?;
         let Opened {
             store,
             idempotency: idempotency_store,
@@ -201,10 +202,10 @@ struct Opened {
 }
 
 async fn open_database(settings: &Settings, schema: Schema) -> anyhow::Result<Opened> {
-    match &settings.database_url {
-        Some(url) => {
-            let database = db::describe_postgres(url);
-            let pool = db::postgres(url, settings.database_max_connections).await?;
+    match settings.user_information_database()? {
+        Database::Postgres { primary: url, .. } => {
+            let database = db::describe_postgres(&url);
+            let pool = db::postgres(&url, settings.database_max_connections).await?;
             let store = PostgresStore::new(pool.clone());
             let applied = schema.apply(&database, store.migrate()).await?;
             Ok(Opened {
@@ -213,12 +214,7 @@ async fn open_database(settings: &Settings, schema: Schema) -> anyhow::Result<Op
                 migrated: Migrated { database, applied },
             })
         }
-        None if settings.mode == Mode::Production => {
-            anyhow::bail!(
-                "mode = production needs VITRINE_DATABASE_URL (PostgreSQL); SQLite is embedded-only"
-            )
-        }
-        None => {
+        Database::Embedded => {
             let path = settings.data_dir.join(SQLITE_FILE);
             let database = format!("SQLite {}", path.display());
             let pool = db::sqlite(&path).await?;
@@ -297,14 +293,9 @@ impl Service for Definition {
         api::openapi()
     }
 
-    fn production_requirements(&self, settings: &Settings, requirements: &mut Requirements) {
-        requirements.require(
-            settings.database_url.is_some(),
-            "VITRINE_DATABASE_URL",
-            "user-information's PostgreSQL database",
-        );
-        requirements.vault(settings);
-        requirements.fingerprint_key(settings);
+    fn requirements(&self, settings: &Settings, requirements: &mut Requirements) {
+        requirements.check(settings.user_information_database());
+        requirements.check(settings.secret_backend());
     }
 
     async fn migrate(&self, settings: &Settings) -> anyhow::Result<Migrated> {

@@ -4,8 +4,8 @@
 pub mod api;
 pub mod app;
 pub mod domain;
-pub mod events;
-pub mod messages;
+pub mod incoming;
+pub mod outgoing;
 pub mod service;
 pub mod store;
 

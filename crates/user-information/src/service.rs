@@ -22,7 +22,7 @@ use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, MaskedInstrument,
     PaymentMethod, PaymentMethodId, SecretAccess, customer_secrets, payment_method_secret,
 };
-use crate::events;
+use crate::outgoing;
 use crate::store::{CustomerFilter, CustomerStore, StoreError};
 
 /// First delay before a failed erasure is tried again; it doubles per failure up to
@@ -163,7 +163,12 @@ impl Customers {
     pub async fn register(&self, details: &CustomerDetails) -> Result<Customer, ServiceError> {
         let inserted = self
             .store
-            .insert_customer(CustomerId::new(), details, now(), &events::customer_changed)
+            .insert_customer(
+                CustomerId::new(),
+                details,
+                now(),
+                &outgoing::customer_changed,
+            )
             .await;
         match inserted {
             Err(StoreError::Duplicate("cnpj")) => {
@@ -219,7 +224,7 @@ impl Customers {
                 expected_version,
                 changes,
                 now(),
-                &events::customer_changed,
+                &outgoing::customer_changed,
             )
             .await?)
     }
@@ -236,8 +241,8 @@ impl Customers {
                 id,
                 expected_version,
                 now(),
-                &events::customer_changed,
-                &events::payment_method_removed,
+                &outgoing::customer_changed,
+                &outgoing::payment_method_removed,
             )
             .await?;
         match self.erase(id).await {
@@ -305,7 +310,7 @@ impl Customers {
         self.secrets.put(&method.secret_path, &new.secret).await?;
         if let Err(error) = self
             .store
-            .insert_payment_method(&method, &[events::payment_method_added(&method)])
+            .insert_payment_method(&method, &[outgoing::payment_method_added(&method)])
             .await
         {
             if let Err(cleanup) = self.secrets.destroy(&method.secret_path).await {
@@ -341,7 +346,7 @@ impl Customers {
             .ok_or(ServiceError::NotFound)?;
         self.secrets.destroy(&method.secret_path).await?;
         self.store
-            .delete_payment_method(customer, id, &[events::payment_method_removed(&method)])
+            .delete_payment_method(customer, id, &[outgoing::payment_method_removed(&method)])
             .await?;
         Ok(())
     }

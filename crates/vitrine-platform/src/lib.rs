@@ -3,6 +3,7 @@
 //! tables those conventions own (`migrations`), and the secret store port with its local
 //! adapter. Database pools and periodic housekeeping are `vitrine-runtime`'s, re-exported.
 
+pub mod backends;
 pub mod cache;
 pub mod config;
 pub mod http;

@@ -46,9 +46,9 @@ pub trait Service: Send + Sync {
     /// Its public API document.
     fn openapi(&self) -> OpenApi;
 
-    /// Adds what it needs in production (its database, its secret store...) to `requirements`;
-    /// the host checks them all, with its own, before starting anything.
-    fn production_requirements(&self, settings: &Settings, requirements: &mut Requirements);
+    /// Checks the adapters it will choose (its database, its secret store...) into
+    /// `requirements`; the host checks them all, with its own, before starting anything.
+    fn requirements(&self, settings: &Settings, requirements: &mut Requirements);
 
     /// The outbox in its database, for operator commands (the schema is left as it is).
     async fn outbox(

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 use vitrine_messaging::transport::{LocalTransport, SqsTransport, Transport};
+use vitrine_platform::backends::TokenCheck;
 use vitrine_platform::http::auth::{Authenticator, load_or_create_hs256_key};
 use vitrine_platform::http::{self, Health, metrics};
 use vitrine_platform::requirements::Requirements;
@@ -30,36 +31,28 @@ pub const MESSAGING_FILE: &str = "messaging.sqlite3";
 
 /// The message transport the configuration asks for.
 pub async fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
-    match (settings.mode, settings.transport) {
-        (_, TransportKind::Sqs) => Ok(Arc::new(
-            SqsTransport::from_env(&settings.messaging_prefix).await,
-        )),
-        (Mode::Embedded, TransportKind::Local) => Ok(Arc::new(
-            LocalTransport::open(&settings.data_dir.join(MESSAGING_FILE)).await?,
-        )),
-        (Mode::Production, TransportKind::Local) => {
-            anyhow::bail!(
-                "mode = production requires VITRINE_TRANSPORT=sqs (SNS topics and SQS queues)"
-            )
+    Ok(match settings.message_transport()? {
+        TransportKind::Sqs => Arc::new(SqsTransport::from_env(&settings.messaging_prefix).await),
+        TransportKind::Local => {
+            Arc::new(LocalTransport::open(&settings.data_dir.join(MESSAGING_FILE)).await?)
         }
-    }
+    })
 }
 
 /// Builds the token verifier the configuration asks for.
 pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
-    match (settings.mode, &settings.jwks_url) {
-        (_, Some(url)) => Ok(Authenticator::jwks(
-            url.clone(),
-            settings.jwt_issuer.as_deref(),
-            settings.jwt_audience.as_deref(),
+    match settings.token_check()? {
+        TokenCheck::Jwks {
+            url,
+            issuer,
+            audience,
+        } => Ok(Authenticator::jwks(
+            url,
+            issuer.as_deref(),
+            audience.as_deref(),
         )),
-        (Mode::Embedded, None) => {
+        TokenCheck::Generated => {
             Authenticator::hs256(&load_or_create_hs256_key(&settings.data_dir)?)
-        }
-        (Mode::Production, None) => {
-            anyhow::bail!(
-                "mode = production requires VITRINE_JWKS_URL (the identity provider's key set)"
-            )
         }
     }
 }
@@ -84,7 +77,7 @@ pub fn lock_data_dir(
 /// belongs to this process, so its topology (that of `services`) is provisioned here; shared
 /// SNS/SQS topology is provisioned once per environment by `vitrine provision`.
 pub async fn shared(settings: &Settings, services: &[&dyn Service]) -> anyhow::Result<Shared> {
-    check_production(settings, services)?;
+    check_settings(settings, services)?;
     let authenticator = Arc::new(authenticator(settings)?);
     let transport = transport(settings).await?;
     if settings.transport == TransportKind::Local {
@@ -99,14 +92,14 @@ pub async fn shared(settings: &Settings, services: &[&dyn Service]) -> anyhow::R
     })
 }
 
-/// In production mode, every setting these services and this host need, checked at once: the
-/// error names each one missing or unsafe. (The adapters refuse embedded stand-ins again when
-/// they open, so no path can fall back to them in production.)
-pub fn check_production(settings: &Settings, services: &[&dyn Service]) -> anyhow::Result<()> {
+/// Every setting these services and this host need, checked at once: the error names each one
+/// missing, unsafe in this mode, or needing another. (The adapters open from the same checked
+/// choices, so no path can fall back to an embedded stand-in in production.)
+pub fn check_settings(settings: &Settings, services: &[&dyn Service]) -> anyhow::Result<()> {
     let mut requirements = Requirements::default();
     requirements.common(settings);
     for service in services {
-        service.production_requirements(settings, &mut requirements);
+        service.requirements(settings, &mut requirements);
     }
     requirements.finish(settings)
 }

@@ -21,8 +21,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vitrine_kernel::{Cursor, PageLimit};
-use vitrine_platform::http::{ApiError, Authenticator, FieldError, Fields, Problem};
+use vitrine_platform::http::{ApiError, Authenticator, FieldError, Problem};
 
 use crate::batches::Batches;
 use crate::domain::{ReservationStatus, Shortage};
@@ -217,17 +216,6 @@ fn token_header(token: ConsistencyToken) -> (HeaderName, HeaderValue) {
         CONSISTENCY_TOKEN.clone(),
         HeaderValue::from_str(&token.encode()).expect("hex is a valid header value"),
     )
-}
-
-/// `?limit=&cursor=` parsed into their domain types, errors collected into `fields`.
-fn page_params(
-    fields: &mut Fields,
-    limit: Option<u32>,
-    cursor: Option<&str>,
-) -> (Option<PageLimit>, Option<Cursor>) {
-    let limit = fields.check("limit", PageLimit::parse(limit));
-    let cursor = cursor.and_then(|c| fields.check("cursor", Cursor::decode(c)));
-    (limit, cursor)
 }
 
 /// How `ReservationStatus` is named on the wire.

@@ -13,7 +13,7 @@ use vitrine_platform::http::{
     ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
 };
 
-use super::{AppState, ReadAfter, page_params, token_header};
+use super::{AppState, ReadAfter, token_header};
 use crate::domain::{
     Delta, ManualMovement, MovementReason, NewProduct, Price, Product, ProductChanges,
     ProductDetails, ProductId, ProductStatus, SellerId, Sku, StockMovement, Text,
@@ -439,7 +439,6 @@ async fn managed_product(
     post, path = "/v1/products", tag = "products",
     operation_id = "products_create",
     request_body = ProductIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; replays the first response for 24 h")),
     responses(
         (status = 201, description = "Listed", body = ProductOut,
             headers(("Location" = String), ("ETag" = String),
@@ -515,7 +514,7 @@ pub async fn list(
     AppQuery(query): AppQuery<ListProductsQuery>,
 ) -> Result<AppJson<ProductList>, ApiError> {
     let mut fields = Fields::new();
-    let (limit, cursor) = page_params(&mut fields, query.limit, query.cursor.as_deref());
+    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
     let filter = product_filter(
         &mut fields,
         "",
@@ -608,7 +607,7 @@ pub async fn delete(
 #[utoipa::path(
     post, path = "/v1/products/{id}/stock-movements", tag = "stock",
     operation_id = "stock_movements_create",
-    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = Uuid, Path)),
     request_body = MovementIn,
     responses(
         (status = 201, body = MovementOut, headers(("Consistency-Token" = String))),
@@ -681,7 +680,7 @@ pub async fn list_movements(
     let product = state.catalog.get(id, freshness).await?;
     authorize_seller(&principal, &product)?;
     let mut fields = Fields::new();
-    let (limit, cursor) = page_params(&mut fields, query.limit, query.cursor.as_deref());
+    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
     fields.finish()?;
     let page = state
         .catalog

@@ -178,7 +178,6 @@ fn reservation_response(
     post, path = "/v1/reservations", tag = "reservations",
     operation_id = "reservations_create",
     request_body = ReservationIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; replays the first response for 24 h")),
     responses(
         (status = 201, body = ReservationOut, headers(("Location" = String), ("Consistency-Token" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -301,7 +300,7 @@ async fn finish(
 #[utoipa::path(
     post, path = "/v1/reservations/{id}/commit", tag = "reservations",
     operation_id = "reservations_commit",
-    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = ReservationOut, headers(("Consistency-Token" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -324,7 +323,7 @@ pub async fn commit(
 #[utoipa::path(
     post, path = "/v1/reservations/{id}/release", tag = "reservations",
     operation_id = "reservations_release",
-    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = ReservationOut, headers(("Consistency-Token" = String))),
         (status = 401, body = Problem, content_type = "application/problem+json"),

@@ -15,7 +15,7 @@ use vitrine_platform::http::{
 };
 use vitrine_webhooks::store::{AttemptRecord, Endpoint, EndpointChanges};
 
-use super::{AppState, page_params};
+use super::AppState;
 use crate::endpoints::{Caller, EndpointError};
 
 const URL_MAX: usize = 2048;
@@ -360,7 +360,7 @@ pub async fn list(
 ) -> Result<AppJson<EndpointList>, ApiError> {
     let caller = caller(&principal)?;
     let mut fields = Fields::new();
-    let (limit, cursor) = page_params(&mut fields, query.limit, query.cursor.as_deref());
+    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
     fields.finish()?;
     let limit = limit.unwrap_or_default().get();
     let mut items = state
@@ -545,7 +545,7 @@ pub async fn attempts(
     let caller = caller(&principal)?;
     let id = endpoint_id(&id)?;
     let mut fields = Fields::new();
-    let (limit, cursor) = page_params(&mut fields, query.limit, query.cursor.as_deref());
+    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
     fields.finish()?;
     let limit = limit.unwrap_or_default().get();
     let mut items = state

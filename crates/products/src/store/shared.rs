@@ -126,7 +126,7 @@ macro_rules! impl_product_store {
                     return Ok(None);
                 };
                 let product = $crate::domain::Product::try_from(row)?;
-                let mut messages = vec![$crate::events::product_created(&product)];
+                let mut messages = vec![$crate::outgoing::product_created(&product)];
                 if new.initial_stock > 0 {
                     Self::insert_movement(
                         &mut *conn,
@@ -142,9 +142,9 @@ macro_rules! impl_product_store {
                         },
                     )
                     .await?;
-                    messages.push($crate::events::stock_changed(
+                    messages.push($crate::outgoing::stock_changed(
                         &product,
-                        $crate::events::StockCause::Initial,
+                        $crate::outgoing::StockCause::Initial,
                     ));
                 }
                 Ok(Some((product, messages)))
@@ -237,7 +237,7 @@ macro_rules! impl_product_store {
                         .fetch_one(&mut *tx)
                         .await?;
                         let after = $crate::domain::Product::try_from(row)?;
-                        messages.extend($crate::events::product_updated(&before, &after));
+                        messages.extend($crate::outgoing::product_updated(&before, &after));
                         deactivated.push(after.id);
                     }
                     Self::enqueue(&mut tx, &messages).await?;
@@ -470,7 +470,7 @@ macro_rules! impl_product_store {
                 .await?;
                 let product = $crate::domain::Product::try_from(row)?;
                 let messages: Vec<_> =
-                    $crate::events::product_updated(&current, &product).into_iter().collect();
+                    $crate::outgoing::product_updated(&current, &product).into_iter().collect();
                 Self::enqueue(&mut tx, &messages).await?;
                 tx.commit().await?;
                 Ok($crate::store::Written {
@@ -507,7 +507,7 @@ macro_rules! impl_product_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let product = $crate::domain::Product::try_from(row)?;
-                Self::enqueue(&mut tx, &[$crate::events::product_deleted(&product)]).await?;
+                Self::enqueue(&mut tx, &[$crate::outgoing::product_deleted(&product)]).await?;
                 tx.commit().await?;
                 Ok($crate::store::Written {
                     value: product,
@@ -527,7 +527,7 @@ macro_rules! impl_product_store {
                 $crate::store::StoreError,
             > {
                 use $crate::domain::{MovementId, MovementReason, StockMovement};
-                use $crate::events::StockCause;
+                use $crate::outgoing::StockCause;
                 let mut tx = self.begin_write().await?;
                 let delta = movement.delta.get();
                 let row: Option<$crate::store::rows::ProductRow> = sqlx::query_as(concat!(
@@ -566,7 +566,7 @@ macro_rules! impl_product_store {
                     MovementReason::Initial => StockCause::Initial,
                     MovementReason::Adjustment | MovementReason::Sale => StockCause::Adjustment,
                 };
-                Self::enqueue(&mut tx, &[$crate::events::stock_changed(&product, cause)]).await?;
+                Self::enqueue(&mut tx, &[$crate::outgoing::stock_changed(&product, cause)]).await?;
                 tx.commit().await?;
                 Ok($crate::store::Written {
                     value: (entry, product),
@@ -675,9 +675,9 @@ macro_rules! impl_product_store {
                     created_at: now,
                     updated_at: now,
                 };
-                let mut messages = vec![$crate::events::reservation_changed(&reservation)];
+                let mut messages = vec![$crate::outgoing::reservation_changed(&reservation)];
                 messages.extend(held.iter().map(|product| {
-                    $crate::events::stock_changed(product, $crate::events::StockCause::Reserved)
+                    $crate::outgoing::stock_changed(product, $crate::outgoing::StockCause::Reserved)
                 }));
                 Self::enqueue(&mut tx, &messages).await?;
                 tx.commit().await?;
@@ -713,7 +713,7 @@ macro_rules! impl_product_store {
             ) -> Result<$crate::store::Written<$crate::domain::Reservation>, $crate::store::StoreError>
             {
                 use $crate::domain::{MovementId, MovementReason, ReservationStatus, StockMovement};
-                use $crate::events::StockCause;
+                use $crate::outgoing::StockCause;
                 let mut tx = self.begin_write().await?;
                 let current = Self::reservation_in(&mut tx, id, true)
                     .await?
@@ -788,7 +788,7 @@ macro_rules! impl_product_store {
                         ReservationStatus::Expired => StockCause::Expired,
                         _ => StockCause::Released,
                     };
-                    messages.push($crate::events::stock_changed(&product, cause));
+                    messages.push($crate::outgoing::stock_changed(&product, cause));
                 }
                 sqlx::query("UPDATE reservations SET status = $1, updated_at = $2 WHERE id = $3")
                     .bind(effective.as_str())
@@ -801,7 +801,7 @@ macro_rules! impl_product_store {
                     updated_at: now,
                     ..current
                 };
-                messages.insert(0, $crate::events::reservation_changed(&finished));
+                messages.insert(0, $crate::outgoing::reservation_changed(&finished));
                 Self::enqueue(&mut tx, &messages).await?;
                 tx.commit().await?;
                 let token = self.committed().await?;

@@ -274,7 +274,7 @@ macro_rules! impl_work_store {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                Self::enqueue(&mut tx, &[$crate::events::batch_part(new.id.as_uuid(), 1)]).await?;
+                Self::enqueue(&mut tx, &[$crate::outgoing::batch_part(new.id.as_uuid(), 1)]).await?;
                 tx.commit().await?;
                 self.committed().await?;
                 $crate::batches::Batch::try_from(&row)
@@ -382,7 +382,7 @@ macro_rules! impl_work_store {
                 .execute(&mut *tx)
                 .await?;
                 if !last {
-                    Self::enqueue(&mut tx, &[$crate::events::batch_part(id.as_uuid(), part + 1)])
+                    Self::enqueue(&mut tx, &[$crate::outgoing::batch_part(id.as_uuid(), part + 1)])
                         .await?;
                 }
                 tx.commit().await?;
@@ -491,7 +491,7 @@ macro_rules! impl_work_store {
                     .iter()
                     .map(|chunk| {
                         let first = u32::try_from(*chunk).unwrap_or(0) * chunk_lines + 1;
-                        $crate::events::import_chunk(id.as_uuid(), first, first + chunk_lines - 1)
+                        $crate::outgoing::import_chunk(id.as_uuid(), first, first + chunk_lines - 1)
                     })
                     .collect();
                 Self::enqueue(&mut tx, &commands).await?;

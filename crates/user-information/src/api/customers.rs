@@ -13,7 +13,7 @@ use vitrine_platform::http::{
     ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
 };
 
-use super::{AppState, authorize_customer, customer_id, page_params};
+use super::{AppState, authorize_customer, customer_id};
 use crate::domain::{Address, Customer, CustomerChanges, CustomerDetails, CustomerStatus, Text};
 use crate::store::CustomerFilter;
 
@@ -387,7 +387,6 @@ fn customer_response(status: StatusCode, customer: Customer) -> Response {
     post, path = "/v1/customers", tag = "customers",
     operation_id = "customers_create",
     request_body = CustomerIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 characters; replays the first response for 24 h")),
     responses(
         (status = 201, description = "Registered", body = CustomerOut,
             headers(("Location" = String, description = "URL of the new customer"), ("ETag" = String))),
@@ -454,7 +453,7 @@ pub async fn list(
 ) -> Result<AppJson<CustomerList>, ApiError> {
     principal.require_any(&[Role::Admin])?;
     let mut fields = Fields::new();
-    let (limit, cursor) = page_params(&mut fields, query.limit, query.cursor.as_deref());
+    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
     let filter = CustomerFilter {
         cnpj: query
             .cnpj
@@ -563,5 +562,5 @@ pub async fn lookup(
 ) -> Result<AppJson<vitrine_contracts::user_information::CustomerLookupReply>, ApiError> {
     principal.require_any(&[Role::Service, Role::Admin])?;
     let customer = state.customers.get(customer_id(&id)?).await?;
-    Ok(AppJson(crate::messages::lookup_reply(&customer)))
+    Ok(AppJson(crate::incoming::lookup_reply(&customer)))
 }

@@ -13,10 +13,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vitrine_kernel::{Cursor, PageLimit};
-use vitrine_platform::http::{
-    ApiError, Authenticator, FieldError, Fields, Principal, Problem, Role,
-};
+use vitrine_platform::http::{ApiError, Authenticator, FieldError, Principal, Problem, Role};
 
 use crate::domain::{CustomerId, CustomerStatus};
 use crate::service::{Customers, ServiceError};
@@ -120,15 +117,4 @@ fn authorize_customer(principal: &Principal, id: CustomerId) -> Result<(), ApiEr
     } else {
         Err(ApiError::Forbidden)
     }
-}
-
-/// `?limit=&cursor=` parsed into their domain types, errors collected into `fields`.
-fn page_params(
-    fields: &mut Fields,
-    limit: Option<u32>,
-    cursor: Option<&str>,
-) -> (Option<PageLimit>, Option<Cursor>) {
-    let limit = fields.check("limit", PageLimit::parse(limit));
-    let cursor = cursor.and_then(|c| fields.check("cursor", Cursor::decode(c)));
-    (limit, cursor)
 }

@@ -16,7 +16,7 @@ use vitrine_platform::http::{
 };
 use vitrine_platform::secrets::SecretValue;
 
-use super::{AppState, authorize_customer, customer_id, page_params};
+use super::{AppState, authorize_customer, customer_id};
 use crate::domain::{MaskedInstrument, PaymentMethod, PaymentMethodId, Text};
 use crate::service::NewPaymentMethod;
 
@@ -312,7 +312,7 @@ fn method_id(raw: &str) -> Result<PaymentMethodId, ApiError> {
 #[utoipa::path(
     post, path = "/v1/customers/{id}/payment-methods", tag = "payment-methods",
     operation_id = "payment_methods_add",
-    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = Uuid, Path)),
     request_body = PaymentMethodIn,
     responses(
         (status = 201, description = "Added; only the masked view is returned", body = PaymentMethodOut,
@@ -365,7 +365,7 @@ pub async fn list(
     let customer = customer_id(&id)?;
     authorize_customer(&principal, customer)?;
     let mut fields = Fields::new();
-    let (limit, cursor) = page_params(&mut fields, query.limit, query.cursor.as_deref());
+    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
     fields.finish()?;
     // 404 for unknown customers rather than an empty list.
     state.customers.get(customer).await?;

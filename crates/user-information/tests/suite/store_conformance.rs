@@ -8,7 +8,7 @@ use user_information::domain::{
     Address, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, MaskedInstrument,
     PaymentMethod, PaymentMethodId, SecretAccess, Text, payment_method_secret,
 };
-use user_information::events::customer_changed;
+use user_information::outgoing::customer_changed;
 use user_information::store::{
     CustomerFilter, CustomerStore, PostgresStore, SqliteStore, StoreError,
 };
@@ -167,7 +167,7 @@ mod suite {
                 expected_version,
                 now(),
                 &customer_changed,
-                &user_information::events::payment_method_removed,
+                &user_information::outgoing::payment_method_removed,
             )
             .await
     }
@@ -643,12 +643,12 @@ mod suite {
             .await
             .unwrap();
         let card = card_method(id);
-        let added = user_information::events::payment_method_added(&card);
+        let added = user_information::outgoing::payment_method_added(&card);
         b.store
             .insert_payment_method(&card, &[added])
             .await
             .unwrap();
-        let removed = user_information::events::payment_method_removed(&card);
+        let removed = user_information::outgoing::payment_method_removed(&card);
         assert!(
             b.store
                 .delete_payment_method(id, card.id, std::slice::from_ref(&removed))
@@ -662,7 +662,7 @@ mod suite {
                 .unwrap()
         );
         let kept = pix_method(id);
-        let kept_added = user_information::events::payment_method_added(&kept);
+        let kept_added = user_information::outgoing::payment_method_added(&kept);
         b.store
             .insert_payment_method(&kept, &[kept_added])
             .await
@@ -670,7 +670,7 @@ mod suite {
         close(&b, id, None).await.unwrap();
         close(&b, id, None).await.unwrap();
         let late = card_method(id);
-        let late_added = user_information::events::payment_method_added(&late);
+        let late_added = user_information::outgoing::payment_method_added(&late);
         assert!(
             b.store
                 .insert_payment_method(&late, &[late_added])

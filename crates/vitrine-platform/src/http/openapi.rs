@@ -23,6 +23,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 ///   standard meaning of its status in this API;
 /// - service-to-service operations (under `/internal/`) carry `x-internal: true`, which the
 ///   gateway configuration reads to never route them;
+/// - every public `POST` takes `Idempotency-Key` (the shared middleware honours it on all of
+///   them); an operation that declares the header itself (an upload that honours it its own
+///   way) keeps its description;
 /// - the headers every service validates the same way (`If-Match`, `Idempotency-Key`,
 ///   `Consistency-Token`) are described with the constraints the code enforces, and an
 ///   operation that takes them, or query parameters, can answer 422;
@@ -36,6 +39,11 @@ pub fn conventions(openapi: &mut OpenApi) {
     link_creations(openapi);
     for (path, item) in openapi.paths.paths.iter_mut() {
         let internal = path.starts_with(super::auth::INTERNAL_PREFIX);
+        if let Some(post) = item.post.as_mut()
+            && !internal
+        {
+            declare_idempotency_key(post);
+        }
         for operation in operations(item) {
             if internal {
                 operation
@@ -135,6 +143,29 @@ fn link_creations(openapi: &mut OpenApi) {
 fn path_parameters(path: &str) -> impl Iterator<Item = &str> {
     path.split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+}
+
+/// Adds the optional `Idempotency-Key` header to `operation`, unless it declares its own.
+fn declare_idempotency_key(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::Required;
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    let declared = parameters
+        .iter()
+        .any(|parameter| matches!(parameter, RefOr::T(p) if p.name == "Idempotency-Key"));
+    if !declared {
+        parameters.push(RefOr::T(
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "1-255 characters; replays the first response for 24 h (same key and \
+                     body; a different body is 422, a first request still running is 409)",
+                ))
+                .build(),
+        ));
+    }
 }
 
 /// Gives the shared headers the schema of what the code accepts (a plain, non-null string with

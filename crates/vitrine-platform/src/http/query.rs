@@ -1,10 +1,13 @@
-//! `AppQuery<T>`: query-string extraction whose failures are problem+json naming the parameter.
+//! `AppQuery<T>`: query-string extraction whose failures are problem+json naming the parameter;
+//! and the page parameters every list operation shares.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::error::{ApiError, FieldError};
+use vitrine_kernel::{Cursor, PageLimit};
+
+use super::error::{ApiError, FieldError, Fields};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppQuery<T>(pub T);
@@ -33,5 +36,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
                 };
                 ApiError::Validation(vec![FieldError::new(field, message)])
             })
+    }
+}
+
+impl Fields {
+    /// `?limit=&cursor=` parsed into their domain types, errors recorded against the parameter.
+    pub fn page(
+        &mut self,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> (Option<PageLimit>, Option<Cursor>) {
+        let limit = self.check("limit", PageLimit::parse(limit));
+        let cursor = cursor.and_then(|c| self.check("cursor", Cursor::decode(c)));
+        (limit, cursor)
     }
 }

@@ -34,6 +34,36 @@ fn operation_ids_are_unique() {
     }
 }
 
+/// API.md: every `POST` accepts `Idempotency-Key`; the document says so on each public one.
+#[test]
+fn every_public_post_declares_idempotency_key() {
+    let document: serde_json::Value =
+        serde_json::from_str(&vitrine::openapi().to_json().unwrap()).unwrap();
+    let mut posts = 0;
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        let Some(post) = operations.get("post") else {
+            continue;
+        };
+        if path.starts_with("/internal/") {
+            continue;
+        }
+        posts += 1;
+        let declared = post["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| {
+                p["name"] == "Idempotency-Key" && p["in"] == "header" && p["required"] == false
+            });
+        assert!(declared, "POST {path} does not declare Idempotency-Key");
+        assert!(
+            post["responses"].get("409").is_some(),
+            "POST {path}: a key still in flight is 409"
+        );
+    }
+    assert!(posts >= 12, "{posts} public POSTs");
+}
+
 /// The variable `scripts/test.sh` sets to the Python that has openapi-spec-validator and
 /// openapi-python-client.
 const PYTHON_VAR: &str = "VITRINE_TEST_PYTHON";

@@ -938,12 +938,18 @@ async fn webhooks_reach_the_sellers_receiver(database: Database) {
         ]
     );
 
-    let rotated = json_of(
-        app.post(&format!("{path}/rotate-secret"), &owner, &json!({}))
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    // Under an Idempotency-Key, a retry gets the same new secret instead of rotating again
+    // (the stored copy of that response is sealed: the middleware's own tests check it).
+    let rotate = || {
+        app.request(Method::POST, &format!("{path}/rotate-secret"), Some(&owner))
+            .header("idempotency-key", "rotate-1")
+            .json(&json!({}))
+            .send()
+    };
+    let rotated = json_of(rotate().await.unwrap(), StatusCode::OK).await;
+    let again = rotate().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(json_of(again, StatusCode::OK).await, rotated);
     let new_secret =
         vitrine_webhooks::secret::WebhookSecret::parse(rotated["secret"].as_str().unwrap())
             .unwrap();
