@@ -22,7 +22,6 @@ use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, MaskedInstrument,
     PaymentMethod, PaymentMethodId, SecretAccess, customer_secrets, payment_method_secret,
 };
-use crate::outgoing;
 use crate::store::{CustomerFilter, CustomerStore, StoreError};
 
 /// First delay before a failed erasure is tried again; it doubles per failure up to
@@ -163,12 +162,7 @@ impl Customers {
     pub async fn register(&self, details: &CustomerDetails) -> Result<Customer, ServiceError> {
         let inserted = self
             .store
-            .insert_customer(
-                CustomerId::new(),
-                details,
-                now(),
-                &outgoing::customer_changed,
-            )
+            .insert_customer(CustomerId::new(), details, now())
             .await;
         match inserted {
             Err(StoreError::Duplicate("cnpj")) => {
@@ -219,13 +213,7 @@ impl Customers {
     ) -> Result<Customer, ServiceError> {
         Ok(self
             .store
-            .update_customer(
-                id,
-                expected_version,
-                changes,
-                now(),
-                &outgoing::customer_changed,
-            )
+            .update_customer(id, expected_version, changes, now())
             .await?)
     }
 
@@ -237,13 +225,7 @@ impl Customers {
     ) -> Result<Customer, ServiceError> {
         let (customer, removed) = self
             .store
-            .close_customer(
-                id,
-                expected_version,
-                now(),
-                &outgoing::customer_changed,
-                &outgoing::payment_method_removed,
-            )
+            .close_customer(id, expected_version, now())
             .await?;
         match self.erase(id).await {
             Ok(()) => {
@@ -308,11 +290,7 @@ impl Customers {
             created_at: now(),
         };
         self.secrets.put(&method.secret_path, &new.secret).await?;
-        if let Err(error) = self
-            .store
-            .insert_payment_method(&method, &[outgoing::payment_method_added(&method)])
-            .await
-        {
+        if let Err(error) = self.store.insert_payment_method(&method).await {
             if let Err(cleanup) = self.secrets.destroy(&method.secret_path).await {
                 // Left for erasure of the customer; the path is logged, the value never is.
                 tracing::error!(path = %method.secret_path, error = %cleanup, "orphaned secret could not be destroyed");
@@ -345,9 +323,7 @@ impl Customers {
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.secrets.destroy(&method.secret_path).await?;
-        self.store
-            .delete_payment_method(customer, id, &[outgoing::payment_method_removed(&method)])
-            .await?;
+        self.store.delete_payment_method(&method).await?;
         Ok(())
     }
 

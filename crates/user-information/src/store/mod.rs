@@ -10,8 +10,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use vitrine_kernel::{Cnpj, Cursor, Page, PageLimit};
 
-use vitrine_messaging::outbox::OutboxMessage;
-
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
@@ -51,16 +49,11 @@ pub struct CustomerFilter {
     pub status: Option<CustomerStatus>,
 }
 
-/// Builds the messages announcing a change from the customer before (`None`: just created) and
-/// after it. Stores call it inside the write transaction and commit its messages to the outbox
-/// with the change, so an announcement exists exactly when the change does.
-pub type Announce<'a> =
-    &'a (dyn Fn(Option<&Customer>, &Customer) -> Vec<OutboxMessage> + Send + Sync);
-
-/// Builds the message announcing that a payment method was removed with its customer.
-pub type AnnounceRemoved<'a> = &'a (dyn Fn(&PaymentMethod) -> OutboxMessage + Send + Sync);
-
 /// Persistence of customers, payment methods (masked views only) and the reveal audit trail.
+///
+/// Every write announces itself: the store builds the messages ([`crate::outgoing`]) inside the
+/// write transaction from the state it read and wrote, and commits them to the outbox with the
+/// change, so an announcement exists exactly when the change does (as products' stores do).
 #[async_trait]
 pub trait CustomerStore: Send + Sync + std::fmt::Debug {
     /// Inserts a new active customer. `Duplicate("cnpj")` if the CNPJ is registered.
@@ -69,7 +62,6 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
         id: CustomerId,
         details: &CustomerDetails,
         now: DateTime<Utc>,
-        announce: Announce<'_>,
     ) -> Result<Customer, StoreError>;
 
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError>;
@@ -90,7 +82,6 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
         expected_version: Option<i64>,
         changes: &CustomerChanges,
         now: DateTime<Utc>,
-        announce: Announce<'_>,
     ) -> Result<Customer, StoreError>;
 
     /// Marks the customer closed (idempotent: an already closed customer is returned as it is,
@@ -102,17 +93,11 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
         id: CustomerId,
         expected_version: Option<i64>,
         now: DateTime<Utc>,
-        announce: Announce<'_>,
-        announce_removed: AnnounceRemoved<'_>,
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError>;
 
     /// Inserts a payment method; fails with `Closed` when the customer is closed and `NotFound`
     /// when it does not exist, checked in the same statement as the insert.
-    async fn insert_payment_method(
-        &self,
-        method: &PaymentMethod,
-        messages: &[OutboxMessage],
-    ) -> Result<(), StoreError>;
+    async fn insert_payment_method(&self, method: &PaymentMethod) -> Result<(), StoreError>;
 
     async fn get_payment_method(
         &self,
@@ -127,14 +112,9 @@ pub trait CustomerStore: Send + Sync + std::fmt::Debug {
         cursor: Option<&Cursor>,
     ) -> Result<Page<PaymentMethod>, StoreError>;
 
-    /// Deletes one payment method row and commits `messages` with it; `false` (and no
-    /// messages) if there was none.
-    async fn delete_payment_method(
-        &self,
-        customer: CustomerId,
-        id: PaymentMethodId,
-        messages: &[OutboxMessage],
-    ) -> Result<bool, StoreError>;
+    /// Deletes `method`'s row (its id, of its customer) and announces it; `false` (and no
+    /// message) if there was none.
+    async fn delete_payment_method(&self, method: &PaymentMethod) -> Result<bool, StoreError>;
 
     async fn record_secret_access(&self, access: &SecretAccess) -> Result<(), StoreError>;
 

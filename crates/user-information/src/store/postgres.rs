@@ -9,15 +9,14 @@ use super::rows::{
     CustomerRow, PaymentMethodColumns, PaymentMethodRow, SecretAccessRow, customer_columns,
     payment_method_columns, unique_as,
 };
-use super::{
-    Announce, AnnounceRemoved, CustomerFilter, CustomerStore, PendingErasure, StoreError,
-    check_writable, erasures,
-};
+use super::{CustomerFilter, CustomerStore, PendingErasure, StoreError, check_writable, erasures};
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
 };
-use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, PgOutbox, enqueue_postgres};
+use vitrine_messaging::outbox::{OutboxStore, PgOutbox, enqueue_postgres};
+
+use crate::outgoing;
 
 /// Migrations of the PostgreSQL schema, embedded in the binary.
 /// This service's tables (`migrations/postgres`), the outbox and inbox, and the idempotency
@@ -79,7 +78,6 @@ impl CustomerStore for PostgresStore {
         id: CustomerId,
         details: &CustomerDetails,
         now: DateTime<Utc>,
-        announce: Announce<'_>,
     ) -> Result<Customer, StoreError> {
         let mut tx = self.pool.begin().await?;
         let query = sqlx::query_as(concat!(
@@ -98,7 +96,7 @@ impl CustomerStore for PostgresStore {
             .await
             .map_err(|e| unique_as(e, "cnpj"))?;
         let customer = Customer::try_from(row)?;
-        enqueue_postgres(&mut tx, &announce(None, &customer)).await?;
+        enqueue_postgres(&mut tx, &outgoing::customer_changed(None, &customer)).await?;
         tx.commit().await?;
         Ok(customer)
     }
@@ -154,7 +152,6 @@ impl CustomerStore for PostgresStore {
         expected_version: Option<i64>,
         changes: &CustomerChanges,
         now: DateTime<Utc>,
-        announce: Announce<'_>,
     ) -> Result<Customer, StoreError> {
         let mut tx = self.pool.begin().await?;
         let current = locked_customer(&mut tx, id).await?;
@@ -179,7 +176,11 @@ impl CustomerStore for PostgresStore {
             .await
             .map_err(|e| unique_as(e, "cnpj"))?;
         let customer = Customer::try_from(row)?;
-        enqueue_postgres(&mut tx, &announce(Some(&current), &customer)).await?;
+        enqueue_postgres(
+            &mut tx,
+            &outgoing::customer_changed(Some(&current), &customer),
+        )
+        .await?;
         tx.commit().await?;
         Ok(customer)
     }
@@ -190,8 +191,6 @@ impl CustomerStore for PostgresStore {
         id: CustomerId,
         expected_version: Option<i64>,
         now: DateTime<Utc>,
-        announce: Announce<'_>,
-        announce_removed: AnnounceRemoved<'_>,
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let current = locked_customer(&mut tx, id).await?;
@@ -229,8 +228,8 @@ impl CustomerStore for PostgresStore {
             .into_iter()
             .map(PaymentMethod::try_from)
             .collect::<Result<_, _>>()?;
-        let mut messages = announce(Some(&current), &customer);
-        messages.extend(removed.iter().map(announce_removed));
+        let mut messages = outgoing::customer_changed(Some(&current), &customer);
+        messages.extend(removed.iter().map(outgoing::payment_method_removed));
         enqueue_postgres(&mut tx, &messages).await?;
         erasures::schedule(
             &mut *tx,
@@ -244,11 +243,7 @@ impl CustomerStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn insert_payment_method(
-        &self,
-        method: &PaymentMethod,
-        messages: &[OutboxMessage],
-    ) -> Result<(), StoreError> {
+    async fn insert_payment_method(&self, method: &PaymentMethod) -> Result<(), StoreError> {
         let columns = PaymentMethodColumns::from(&method.instrument);
         let mut tx = self.pool.begin().await?;
         // The status check and the insert are one statement, so a concurrent close either sees
@@ -277,7 +272,7 @@ impl CustomerStore for PostgresStore {
         .await?
         .rows_affected();
         if inserted == 1 {
-            enqueue_postgres(&mut tx, messages).await?;
+            enqueue_postgres(&mut tx, &[outgoing::payment_method_added(method)]).await?;
             tx.commit().await?;
             return Ok(());
         }
@@ -335,21 +330,16 @@ impl CustomerStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn delete_payment_method(
-        &self,
-        customer: CustomerId,
-        id: PaymentMethodId,
-        messages: &[OutboxMessage],
-    ) -> Result<bool, StoreError> {
+    async fn delete_payment_method(&self, method: &PaymentMethod) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM payment_methods WHERE id = $1 AND customer_id = $2")
-            .bind(id.as_uuid())
-            .bind(customer.as_uuid())
+            .bind(method.id.as_uuid())
+            .bind(method.customer_id.as_uuid())
             .execute(&mut *tx)
             .await?
             .rows_affected();
         if deleted == 1 {
-            enqueue_postgres(&mut tx, messages).await?;
+            enqueue_postgres(&mut tx, &[outgoing::payment_method_removed(method)]).await?;
             tx.commit().await?;
         }
         Ok(deleted == 1)

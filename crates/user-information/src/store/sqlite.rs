@@ -13,15 +13,14 @@ use super::rows::{
     CustomerRow, PaymentMethodColumns, PaymentMethodRow, SecretAccessRow, customer_columns,
     payment_method_columns, unique_as,
 };
-use super::{
-    Announce, AnnounceRemoved, CustomerFilter, CustomerStore, PendingErasure, StoreError,
-    check_writable, erasures,
-};
+use super::{CustomerFilter, CustomerStore, PendingErasure, StoreError, check_writable, erasures};
 use crate::domain::{
     Customer, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, PaymentMethod,
     PaymentMethodId, SecretAccess,
 };
-use vitrine_messaging::outbox::{OutboxMessage, OutboxStore, SqliteOutbox, enqueue_sqlite};
+use vitrine_messaging::outbox::{OutboxStore, SqliteOutbox, enqueue_sqlite};
+
+use crate::outgoing;
 
 /// Migrations of the SQLite schema, embedded in the binary.
 /// This service's tables (`migrations/sqlite`), the outbox and inbox, and the idempotency
@@ -105,7 +104,6 @@ impl CustomerStore for SqliteStore {
         id: CustomerId,
         details: &CustomerDetails,
         now: DateTime<Utc>,
-        announce: Announce<'_>,
     ) -> Result<Customer, StoreError> {
         let mut tx = self.pool.begin().await?;
         let query = sqlx::query_as(concat!(
@@ -123,7 +121,7 @@ impl CustomerStore for SqliteStore {
             .await
             .map_err(|e| unique_as(e, "cnpj"))?;
         let customer = Customer::try_from(row)?;
-        enqueue_sqlite(&mut tx, &announce(None, &customer)).await?;
+        enqueue_sqlite(&mut tx, &outgoing::customer_changed(None, &customer)).await?;
         tx.commit().await?;
         self.outbox.wake();
         Ok(customer)
@@ -177,7 +175,6 @@ impl CustomerStore for SqliteStore {
         expected_version: Option<i64>,
         changes: &CustomerChanges,
         now: DateTime<Utc>,
-        announce: Announce<'_>,
     ) -> Result<Customer, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let current = Self::locked_customer(&mut tx, id).await?;
@@ -200,7 +197,11 @@ impl CustomerStore for SqliteStore {
             .await
             .map_err(|e| unique_as(e, "cnpj"))?;
         let customer = Customer::try_from(row)?;
-        enqueue_sqlite(&mut tx, &announce(Some(&current), &customer)).await?;
+        enqueue_sqlite(
+            &mut tx,
+            &outgoing::customer_changed(Some(&current), &customer),
+        )
+        .await?;
         tx.commit().await?;
         self.outbox.wake();
         Ok(customer)
@@ -212,8 +213,6 @@ impl CustomerStore for SqliteStore {
         id: CustomerId,
         expected_version: Option<i64>,
         now: DateTime<Utc>,
-        announce: Announce<'_>,
-        announce_removed: AnnounceRemoved<'_>,
     ) -> Result<(Customer, Vec<PaymentMethod>), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let current = Self::locked_customer(&mut tx, id).await?;
@@ -247,8 +246,8 @@ impl CustomerStore for SqliteStore {
             .into_iter()
             .map(PaymentMethod::try_from)
             .collect::<Result<_, _>>()?;
-        let mut messages = announce(Some(&current), &customer);
-        messages.extend(removed.iter().map(announce_removed));
+        let mut messages = outgoing::customer_changed(Some(&current), &customer);
+        messages.extend(removed.iter().map(outgoing::payment_method_removed));
         enqueue_sqlite(&mut tx, &messages).await?;
         erasures::schedule(
             &mut *tx,
@@ -263,11 +262,7 @@ impl CustomerStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn insert_payment_method(
-        &self,
-        method: &PaymentMethod,
-        messages: &[OutboxMessage],
-    ) -> Result<(), StoreError> {
+    async fn insert_payment_method(&self, method: &PaymentMethod) -> Result<(), StoreError> {
         let columns = PaymentMethodColumns::from(&method.instrument);
         let mut tx = self.pool.begin().await?;
         // One statement: SQLite serialises writers, so a concurrent close either ran before (no
@@ -295,7 +290,7 @@ impl CustomerStore for SqliteStore {
         .await?
         .rows_affected();
         if inserted == 1 {
-            enqueue_sqlite(&mut tx, messages).await?;
+            enqueue_sqlite(&mut tx, &[outgoing::payment_method_added(method)]).await?;
             tx.commit().await?;
             self.outbox.wake();
             return Ok(());
@@ -351,21 +346,16 @@ impl CustomerStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn delete_payment_method(
-        &self,
-        customer: CustomerId,
-        id: PaymentMethodId,
-        messages: &[OutboxMessage],
-    ) -> Result<bool, StoreError> {
+    async fn delete_payment_method(&self, method: &PaymentMethod) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query("DELETE FROM payment_methods WHERE id = ? AND customer_id = ?")
-            .bind(id.as_uuid())
-            .bind(customer.as_uuid())
+            .bind(method.id.as_uuid())
+            .bind(method.customer_id.as_uuid())
             .execute(&mut *tx)
             .await?
             .rows_affected();
         if deleted == 1 {
-            enqueue_sqlite(&mut tx, messages).await?;
+            enqueue_sqlite(&mut tx, &[outgoing::payment_method_removed(method)]).await?;
             tx.commit().await?;
             self.outbox.wake();
         }

@@ -8,7 +8,6 @@ use user_information::domain::{
     Address, CustomerChanges, CustomerDetails, CustomerId, CustomerStatus, MaskedInstrument,
     PaymentMethod, PaymentMethodId, SecretAccess, Text, payment_method_secret,
 };
-use user_information::outgoing::customer_changed;
 use user_information::store::{
     CustomerFilter, CustomerStore, PostgresStore, SqliteStore, StoreError,
 };
@@ -155,32 +154,20 @@ fn pix_method(customer: CustomerId) -> PaymentMethod {
 mod suite {
     use super::*;
 
-    /// Closes `id` as the service does, announcing what it removed.
+    /// Closes `id` as the service does.
     async fn close(
         b: &Backend,
         id: CustomerId,
         expected_version: Option<i64>,
     ) -> Result<(user_information::domain::Customer, Vec<PaymentMethod>), StoreError> {
-        b.store
-            .close_customer(
-                id,
-                expected_version,
-                now(),
-                &customer_changed,
-                &user_information::outgoing::payment_method_removed,
-            )
-            .await
+        b.store.close_customer(id, expected_version, now()).await
     }
 
     pub async fn insert_then_get_round_trips(b: Backend) {
         let details = details();
         let at = now();
         let id = CustomerId::new();
-        let inserted = b
-            .store
-            .insert_customer(id, &details, at, &customer_changed)
-            .await
-            .unwrap();
+        let inserted = b.store.insert_customer(id, &details, at).await.unwrap();
         assert_eq!(inserted.details, details);
         assert_eq!(
             (inserted.version, inserted.status),
@@ -194,12 +181,12 @@ mod suite {
     pub async fn duplicate_cnpj_is_rejected(b: Backend) {
         let details = details();
         b.store
-            .insert_customer(CustomerId::new(), &details, now(), &customer_changed)
+            .insert_customer(CustomerId::new(), &details, now())
             .await
             .unwrap();
         let again = b
             .store
-            .insert_customer(CustomerId::new(), &details, now(), &customer_changed)
+            .insert_customer(CustomerId::new(), &details, now())
             .await;
         assert!(
             matches!(again, Err(StoreError::Duplicate("cnpj"))),
@@ -214,10 +201,7 @@ mod suite {
             let details = details();
             cnpjs.push(details.cnpj.clone());
             let id = CustomerId::new();
-            b.store
-                .insert_customer(id, &details, now(), &customer_changed)
-                .await
-                .unwrap();
+            b.store.insert_customer(id, &details, now()).await.unwrap();
             ids.push(id);
         }
         let limit = PageLimit::parse(Some(2)).unwrap();
@@ -258,7 +242,7 @@ mod suite {
             ..Default::default()
         };
         b.store
-            .update_customer(ids[1], None, &suspend, now(), &customer_changed)
+            .update_customer(ids[1], None, &suspend, now())
             .await
             .unwrap();
         let suspended = CustomerFilter {
@@ -281,7 +265,7 @@ mod suite {
         let id = CustomerId::new();
         let created = b
             .store
-            .insert_customer(id, &details(), now(), &customer_changed)
+            .insert_customer(id, &details(), now())
             .await
             .unwrap();
         let changes = CustomerChanges {
@@ -293,7 +277,7 @@ mod suite {
         let later = now();
         let updated = b
             .store
-            .update_customer(id, Some(1), &changes, later, &customer_changed)
+            .update_customer(id, Some(1), &changes, later)
             .await
             .unwrap();
         assert_eq!(updated.version, 2);
@@ -310,10 +294,7 @@ mod suite {
         );
         assert_eq!(b.store.get_customer(id).await.unwrap(), Some(updated));
 
-        let stale = b
-            .store
-            .update_customer(id, Some(1), &changes, now(), &customer_changed)
-            .await;
+        let stale = b.store.update_customer(id, Some(1), &changes, now()).await;
         assert!(
             matches!(stale, Err(StoreError::VersionMismatch)),
             "{stale:?}"
@@ -321,17 +302,14 @@ mod suite {
 
         let other = b
             .store
-            .insert_customer(CustomerId::new(), &details(), now(), &customer_changed)
+            .insert_customer(CustomerId::new(), &details(), now())
             .await
             .unwrap();
         let steal = CustomerChanges {
             cnpj: Some(other.details.cnpj.clone()),
             ..Default::default()
         };
-        let taken = b
-            .store
-            .update_customer(id, None, &steal, now(), &customer_changed)
-            .await;
+        let taken = b.store.update_customer(id, None, &steal, now()).await;
         assert!(
             matches!(taken, Err(StoreError::Duplicate("cnpj"))),
             "{taken:?}"
@@ -339,7 +317,7 @@ mod suite {
 
         let missing = b
             .store
-            .update_customer(CustomerId::new(), None, &changes, now(), &customer_changed)
+            .update_customer(CustomerId::new(), None, &changes, now())
             .await;
         assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
     }
@@ -349,7 +327,7 @@ mod suite {
     pub async fn conditional_updates_are_atomic(b: Backend) {
         let id = CustomerId::new();
         b.store
-            .insert_customer(id, &details(), now(), &customer_changed)
+            .insert_customer(id, &details(), now())
             .await
             .unwrap();
         let mut tasks = Vec::new();
@@ -360,9 +338,7 @@ mod suite {
                     legal_name: Some(text(&format!("Writer {i}"))),
                     ..Default::default()
                 };
-                store
-                    .update_customer(id, Some(1), &changes, now(), &customer_changed)
-                    .await
+                store.update_customer(id, Some(1), &changes, now()).await
             }));
         }
         let mut winners = Vec::new();
@@ -386,17 +362,17 @@ mod suite {
         let owner = CustomerId::new();
         let stranger = CustomerId::new();
         b.store
-            .insert_customer(owner, &details(), now(), &customer_changed)
+            .insert_customer(owner, &details(), now())
             .await
             .unwrap();
         b.store
-            .insert_customer(stranger, &details(), now(), &customer_changed)
+            .insert_customer(stranger, &details(), now())
             .await
             .unwrap();
         let card = card_method(owner);
         let pix = pix_method(owner);
-        b.store.insert_payment_method(&card, &[]).await.unwrap();
-        b.store.insert_payment_method(&pix, &[]).await.unwrap();
+        b.store.insert_payment_method(&card).await.unwrap();
+        b.store.insert_payment_method(&pix).await.unwrap();
 
         assert_eq!(
             b.store.get_payment_method(owner, card.id).await.unwrap(),
@@ -431,22 +407,15 @@ mod suite {
 
         assert!(
             !b.store
-                .delete_payment_method(stranger, card.id, &[])
+                .delete_payment_method(&PaymentMethod {
+                    customer_id: stranger,
+                    ..card.clone()
+                })
                 .await
                 .unwrap()
         );
-        assert!(
-            b.store
-                .delete_payment_method(owner, card.id, &[])
-                .await
-                .unwrap()
-        );
-        assert!(
-            !b.store
-                .delete_payment_method(owner, card.id, &[])
-                .await
-                .unwrap()
-        );
+        assert!(b.store.delete_payment_method(&card).await.unwrap());
+        assert!(!b.store.delete_payment_method(&card).await.unwrap());
         assert_eq!(
             b.store.get_payment_method(owner, card.id).await.unwrap(),
             None
@@ -454,7 +423,7 @@ mod suite {
 
         let orphan = b
             .store
-            .insert_payment_method(&card_method(CustomerId::new()), &[])
+            .insert_payment_method(&card_method(CustomerId::new()))
             .await;
         assert!(matches!(orphan, Err(StoreError::NotFound)), "{orphan:?}");
     }
@@ -462,11 +431,11 @@ mod suite {
     pub async fn closing_freezes_the_customer_and_removes_its_methods(b: Backend) {
         let id = CustomerId::new();
         b.store
-            .insert_customer(id, &details(), now(), &customer_changed)
+            .insert_customer(id, &details(), now())
             .await
             .unwrap();
         let card = card_method(id);
-        b.store.insert_payment_method(&card, &[]).await.unwrap();
+        b.store.insert_payment_method(&card).await.unwrap();
 
         let stale = close(&b, id, Some(7)).await;
         assert!(
@@ -504,11 +473,10 @@ mod suite {
                     ..Default::default()
                 },
                 now(),
-                &customer_changed,
             )
             .await;
         assert!(matches!(frozen, Err(StoreError::Closed)), "{frozen:?}");
-        let late = b.store.insert_payment_method(&pix_method(id), &[]).await;
+        let late = b.store.insert_payment_method(&pix_method(id)).await;
         assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
         assert_eq!(
             b.store
@@ -531,7 +499,7 @@ mod suite {
     pub async fn closing_records_a_pending_erasure(b: Backend) {
         let id = CustomerId::new();
         b.store
-            .insert_customer(id, &details(), now(), &customer_changed)
+            .insert_customer(id, &details(), now())
             .await
             .unwrap();
         let later = now() + chrono::Duration::seconds(1);
@@ -611,13 +579,10 @@ mod suite {
         let id = CustomerId::new();
         let subject = id.to_string();
         let details = details();
-        b.store
-            .insert_customer(id, &details, now(), &customer_changed)
-            .await
-            .unwrap();
+        b.store.insert_customer(id, &details, now()).await.unwrap();
         let duplicate = b
             .store
-            .insert_customer(CustomerId::new(), &details, now(), &customer_changed)
+            .insert_customer(CustomerId::new(), &details, now())
             .await;
         assert!(duplicate.is_err());
         let rename = CustomerChanges {
@@ -626,12 +591,12 @@ mod suite {
         };
         assert!(
             b.store
-                .update_customer(id, Some(9), &rename, now(), &customer_changed)
+                .update_customer(id, Some(9), &rename, now())
                 .await
                 .is_err()
         );
         b.store
-            .update_customer(id, Some(1), &rename, now(), &customer_changed)
+            .update_customer(id, Some(1), &rename, now())
             .await
             .unwrap();
         let suspend = CustomerChanges {
@@ -639,44 +604,19 @@ mod suite {
             ..Default::default()
         };
         b.store
-            .update_customer(id, None, &suspend, now(), &customer_changed)
+            .update_customer(id, None, &suspend, now())
             .await
             .unwrap();
         let card = card_method(id);
-        let added = user_information::outgoing::payment_method_added(&card);
-        b.store
-            .insert_payment_method(&card, &[added])
-            .await
-            .unwrap();
-        let removed = user_information::outgoing::payment_method_removed(&card);
-        assert!(
-            b.store
-                .delete_payment_method(id, card.id, std::slice::from_ref(&removed))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !b.store
-                .delete_payment_method(id, card.id, &[removed])
-                .await
-                .unwrap()
-        );
+        b.store.insert_payment_method(&card).await.unwrap();
+        assert!(b.store.delete_payment_method(&card).await.unwrap());
+        assert!(!b.store.delete_payment_method(&card).await.unwrap());
         let kept = pix_method(id);
-        let kept_added = user_information::outgoing::payment_method_added(&kept);
-        b.store
-            .insert_payment_method(&kept, &[kept_added])
-            .await
-            .unwrap();
+        b.store.insert_payment_method(&kept).await.unwrap();
         close(&b, id, None).await.unwrap();
         close(&b, id, None).await.unwrap();
         let late = card_method(id);
-        let late_added = user_information::outgoing::payment_method_added(&late);
-        assert!(
-            b.store
-                .insert_payment_method(&late, &[late_added])
-                .await
-                .is_err()
-        );
+        assert!(b.store.insert_payment_method(&late).await.is_err());
 
         let expected = [
             contract::CUSTOMER_REGISTERED,
