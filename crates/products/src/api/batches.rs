@@ -14,6 +14,7 @@ use super::AppState;
 use super::products::product_filter;
 use super::webhooks::caller;
 use crate::batches::{Batch, BatchError, BatchId, BatchKind};
+use crate::store::ProductFilter;
 
 /// What a batch computes.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
@@ -98,6 +99,28 @@ impl From<BatchError> for ApiError {
     }
 }
 
+impl BatchIn {
+    /// What to compute, and over which products.
+    fn into_request(self) -> Result<(BatchKind, ProductFilter), ApiError> {
+        let mut fields = Fields::new();
+        let raw = self.filter.unwrap_or_default();
+        let filter = product_filter(
+            &mut fields,
+            "filter.",
+            raw.seller_id.as_deref(),
+            raw.category.as_deref(),
+            raw.status.as_deref(),
+            raw.q.as_deref(),
+        );
+        fields.finish()?;
+        let kind = match self.kind {
+            BatchType::ProductsExport => BatchKind::ProductsExport,
+            BatchType::StockSnapshot => BatchKind::StockSnapshot,
+        };
+        Ok((kind, filter))
+    }
+}
+
 /// Run an export or stock snapshot; its results are delivered by webhook.
 #[utoipa::path(
     post, path = "/v1/batches", tag = "batches",
@@ -118,21 +141,7 @@ pub async fn create(
     AppJson(input): AppJson<BatchIn>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&principal)?;
-    let mut fields = Fields::new();
-    let raw = input.filter.unwrap_or_default();
-    let filter = product_filter(
-        &mut fields,
-        "filter.",
-        raw.seller_id.as_deref(),
-        raw.category.as_deref(),
-        raw.status.as_deref(),
-        raw.q.as_deref(),
-    );
-    fields.finish()?;
-    let kind = match input.kind {
-        BatchType::ProductsExport => BatchKind::ProductsExport,
-        BatchType::StockSnapshot => BatchKind::StockSnapshot,
-    };
+    let (kind, filter) = input.into_request()?;
     let batch = state.batches.request(&caller, kind, filter).await?;
     tracing::info!(batch_id = %batch.id, kind = kind.as_str(), parts = batch.parts, "batch queued");
     let location = format!("/v1/batches/{}", batch.id);

@@ -274,30 +274,19 @@ impl ProductIn {
                 format!("must be between 0 and {}", crate::domain::Quantity::MAX),
             );
         }
-        fields.finish()?;
-        match (seller_id, sku, name, description, category, price) {
-            (
-                Some(seller_id),
-                Some(sku),
-                Some(name),
-                Some(description),
-                Some(category),
-                Some(price),
-            ) => Ok(NewProduct {
-                seller_id,
-                sku,
+        fields.finish_with(|| {
+            Some(NewProduct {
+                seller_id: seller_id?,
+                sku: sku?,
                 details: ProductDetails {
-                    name,
-                    description,
-                    category,
-                    price,
+                    name: name?,
+                    description: description?,
+                    category: category?,
+                    price: price?,
                 },
                 initial_stock,
-            }),
-            _ => Err(ApiError::internal(anyhow::anyhow!(
-                "a field failed to parse without an error"
-            ))),
-        }
+            })
+        })
     }
 }
 
@@ -636,15 +625,15 @@ pub async fn add_movement(
         }
         Ok(reason) => Some(reason),
     };
-    fields.finish()?;
-    let (Some(delta), Some(reason)) = (delta, reason) else {
-        return Err(ApiError::internal(anyhow::anyhow!(
-            "a field failed to parse without an error"
-        )));
-    };
+    let movement = fields.finish_with(|| {
+        Some(ManualMovement {
+            delta: delta?,
+            reason: reason?,
+        })
+    })?;
     let written = state
         .catalog
-        .move_stock(id, ManualMovement { delta, reason }, &principal.subject)
+        .move_stock(id, movement, &principal.subject)
         .await?;
     let (movement, _) = written.value;
     Ok((

@@ -243,6 +243,62 @@ impl From<EndpointError> for ApiError {
 }
 
 /// Admins act as admins; a `customer` token as its customer.
+/// A create's fields, checked.
+struct NewEndpoint {
+    url: String,
+    event_types: Vec<String>,
+    description: Option<String>,
+}
+
+impl EndpointIn {
+    fn into_new(self) -> Result<NewEndpoint, ApiError> {
+        let mut fields = Fields::new();
+        url(&mut fields, &self.url);
+        if self.event_types.is_empty() {
+            fields.push("event_types", "must name at least one event type");
+        }
+        let description = description(&mut fields, self.description);
+        fields.finish()?;
+        Ok(NewEndpoint {
+            url: self.url,
+            event_types: EventType::names(&self.event_types),
+            description,
+        })
+    }
+}
+
+impl EndpointPatch {
+    fn into_changes(self) -> Result<EndpointChanges, ApiError> {
+        let mut fields = Fields::new();
+        if let Some(raw) = &self.url {
+            url(&mut fields, raw);
+        }
+        if self.event_types.as_ref().is_some_and(Vec::is_empty) {
+            fields.push("event_types", "must name at least one event type");
+        }
+        // Absent: unchanged; null: cleared; a text: checked.
+        let description = match self.description {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(raw)) => Some(description(&mut fields, Some(raw))),
+        };
+        if self.url.is_none()
+            && self.event_types.is_none()
+            && description.is_none()
+            && self.enabled.is_none()
+        {
+            fields.push("body", "send at least one field to change");
+        }
+        fields.finish()?;
+        Ok(EndpointChanges {
+            url: self.url,
+            description,
+            event_types: self.event_types.as_deref().map(EventType::names),
+            enabled: self.enabled,
+        })
+    }
+}
+
 pub(super) fn caller(principal: &Principal) -> Result<Caller, ApiError> {
     if principal.has(Role::Admin) {
         return Ok(Caller::Admin);
@@ -305,21 +361,10 @@ pub async fn create(
     AppJson(input): AppJson<EndpointIn>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&principal)?;
-    let mut fields = Fields::new();
-    url(&mut fields, &input.url);
-    if input.event_types.is_empty() {
-        fields.push("event_types", "must name at least one event type");
-    }
-    let description = description(&mut fields, input.description);
-    fields.finish()?;
+    let new = input.into_new()?;
     let (endpoint, secret) = state
         .endpoints
-        .create(
-            &caller,
-            &input.url,
-            EventType::names(&input.event_types),
-            description,
-        )
+        .create(&caller, &new.url, new.event_types, new.description)
         .await?;
     tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint created");
     let location = format!("/v1/webhook-endpoints/{}", endpoint.id);
@@ -432,35 +477,9 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let caller = caller(&principal)?;
     let id = endpoint_id(&id)?;
-    let mut fields = Fields::new();
-    if let Some(raw) = &input.url {
-        url(&mut fields, raw);
-    }
-    if input.event_types.as_ref().is_some_and(Vec::is_empty) {
-        fields.push("event_types", "must name at least one event type");
-    }
-    // Absent: unchanged; null: cleared; a text: checked.
-    let description = match input.description {
-        None => None,
-        Some(None) => Some(None),
-        Some(Some(raw)) => Some(description(&mut fields, Some(raw))),
-    };
-    if input.url.is_none()
-        && input.event_types.is_none()
-        && description.is_none()
-        && input.enabled.is_none()
-    {
-        fields.push("body", "send at least one field to change");
-    }
-    fields.finish()?;
+    let changes = input.into_changes()?;
     let current = state.endpoints.get(&caller, id).await?;
     let expected = if_match.expect(current.version)?;
-    let changes = EndpointChanges {
-        url: input.url,
-        description,
-        event_types: input.event_types.as_deref().map(EventType::names),
-        enabled: input.enabled,
-    };
     let endpoint = state
         .endpoints
         .update(&caller, id, expected, &changes)

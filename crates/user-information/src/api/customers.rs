@@ -265,10 +265,9 @@ fn parse_address(fields: &mut Fields, input: &AddressIn) -> Option<Address> {
     })
 }
 
-impl TryFrom<CustomerIn> for CustomerDetails {
-    type Error = ApiError;
-
-    fn try_from(input: CustomerIn) -> Result<Self, ApiError> {
+impl CustomerIn {
+    fn into_details(self) -> Result<CustomerDetails, ApiError> {
+        let input = self;
         let mut fields = Fields::new();
         let cnpj = fields.check("cnpj", Cnpj::parse(&input.cnpj));
         let legal_name = text(&mut fields, "legal_name", &input.legal_name, NAME_MAX);
@@ -281,29 +280,16 @@ impl TryFrom<CustomerIn> for CustomerDetails {
         let email = fields.check("email", Email::parse(&input.email));
         let phone = optional_phone(&mut fields, input.phone.as_deref());
         let address = parse_address(&mut fields, &input.address);
-        match (cnpj, legal_name, trade_name, email, phone, address) {
-            (
-                Some(cnpj),
-                Some(legal_name),
-                Some(trade_name),
-                Some(email),
-                Some(phone),
-                Some(address),
-            ) => {
-                fields.finish()?;
-                Ok(CustomerDetails {
-                    cnpj,
-                    legal_name,
-                    trade_name,
-                    email,
-                    phone,
-                    address,
-                })
-            }
-            _ => Err(fields
-                .finish()
-                .expect_err("a missing value always has a recorded error")),
-        }
+        fields.finish_with(|| {
+            Some(CustomerDetails {
+                cnpj: cnpj?,
+                legal_name: legal_name?,
+                trade_name: trade_name?,
+                email: email?,
+                phone: phone?,
+                address: address?,
+            })
+        })
     }
 }
 
@@ -403,7 +389,7 @@ pub async fn create(
     AppJson(input): AppJson<CustomerIn>,
 ) -> Result<Response, ApiError> {
     principal.require_any(&[Role::Admin])?;
-    let details = CustomerDetails::try_from(input)?;
+    let details = input.into_details()?;
     let customer = state.customers.register(&details).await?;
     tracing::info!(customer_id = %customer.id, "customer registered");
     Ok(customer_response(StatusCode::CREATED, customer))

@@ -275,7 +275,7 @@ fn parse_pix(fields: &mut Fields, pix: &PixIn) -> Option<NewPaymentMethod> {
 }
 
 impl PaymentMethodIn {
-    fn parse(&self, today: chrono::NaiveDate) -> Result<NewPaymentMethod, ApiError> {
+    fn into_new(self, today: chrono::NaiveDate) -> Result<NewPaymentMethod, ApiError> {
         let mut fields = Fields::new();
         let parsed = match (self.kind, &self.card, &self.pix) {
             (PaymentMethodType::Card, Some(card), None) => parse_card(&mut fields, card, today),
@@ -297,10 +297,7 @@ impl PaymentMethodIn {
                 None
             }
         };
-        fields.finish()?;
-        parsed.ok_or_else(|| {
-            ApiError::internal(anyhow::anyhow!("payment method parse left no error"))
-        })
+        fields.finish_with(|| parsed)
     }
 }
 
@@ -333,7 +330,7 @@ pub async fn add(
 ) -> Result<Response, ApiError> {
     let customer = customer_id(&id)?;
     authorize_customer(&principal, customer)?;
-    let new = input.parse(Utc::now().date_naive())?;
+    let new = input.into_new(Utc::now().date_naive())?;
     let method = state.customers.add_payment_method(customer, new).await?;
     let location = format!("/v1/customers/{customer}/payment-methods/{}", method.id);
     let mut response =

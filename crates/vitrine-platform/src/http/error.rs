@@ -71,6 +71,15 @@ impl Fields {
         self.errors.push(FieldError::new(field, message));
     }
 
+    /// The value built from the checked fields (`build` takes them with `?`), or the 422
+    /// listing every bad one. A check yields no value only after recording its field, so
+    /// with nothing recorded `build` always has every value: DTO conversions need no branch of
+    /// their own for that impossible case.
+    pub fn finish_with<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+        self.finish()?;
+        Ok(build().expect("a field that yields no value has recorded its error"))
+    }
+
     /// `Ok` when nothing was recorded, else the 422 listing every field.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() {
