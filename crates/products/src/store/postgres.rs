@@ -94,6 +94,11 @@ impl PostgresStore {
             .as_ref()
             .is_some_and(|r| r.usable.load(Ordering::Relaxed))
     }
+}
+
+impl Backend for PostgresStore {
+    type Database = sqlx::Postgres;
+    type Connection = PgConnection;
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         Ok(self.primary.begin().await?)
@@ -205,11 +210,6 @@ impl PostgresStore {
     fn inbox_store(&self) -> vitrine_messaging::inbox::Inbox {
         vitrine_messaging::inbox::Inbox::Postgres(self.primary.clone())
     }
-}
-
-impl Backend for PostgresStore {
-    type Database = sqlx::Postgres;
-    type Connection = PgConnection;
 }
 
 impl_product_store!(PostgresStore, lock = " FOR UPDATE");

@@ -1,6 +1,6 @@
 //! The `ProductStore` implementation both backends share. The SQL is written once with `$N`
 //! placeholders, which PostgreSQL and SQLite (through sqlx) both accept; what differs is
-//! supplied by each backend's inherent methods:
+//! supplied by each backend's [`Backend`] impl, a trait the compiler holds every backend to:
 //!
 //! - `begin_write()`: a transaction that may write (SQLite: `BEGIN IMMEDIATE`, taking the write
 //!   lock up front instead of failing to upgrade; PostgreSQL: a plain transaction whose rows are
@@ -986,11 +986,67 @@ macro_rules! impl_product_store {
     };
 }
 
-/// What the shared implementation needs to name per backend.
+/// What the shared implementation needs from each backend, as a trait: the compiler checks
+/// that every backend supplies all of it, with these signatures, before the shared SQL is
+/// expanded for it. The futures are `Send` because the store's methods run on any worker.
 pub(super) trait Backend {
     type Database: sqlx::Database;
-    type Connection;
+    type Connection: Send;
+
+    /// A transaction that may write (SQLite takes the write lock up front).
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, StoreError>> + Send;
+
+    /// The consistency token after a commit (and the relay woken).
+    fn committed(&self) -> impl Future<Output = Result<ConsistencyToken, StoreError>> + Send;
+
+    /// The primary's position now, for reads that return a token.
+    fn position_now(&self) -> impl Future<Output = Result<ConsistencyToken, StoreError>> + Send;
+
+    /// Whether the primary's history has reached `token`.
+    fn reached(
+        &self,
+        token: ConsistencyToken,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The pool a read with `freshness` goes to, and whether it is a replica.
+    fn reader(
+        &self,
+        freshness: Freshness,
+    ) -> impl Future<Output = (&sqlx::Pool<Self::Database>, bool)> + Send;
+
+    /// A read on the replica failed: stop using it until it is probed healthy again.
+    fn replica_failed(&self, error: &dyn std::fmt::Display);
+
+    fn primary(&self) -> &sqlx::Pool<Self::Database>;
+
+    /// Writes `messages` to the outbox (and the webhook deliveries they cause) on `conn`.
+    fn enqueue(
+        conn: &mut Self::Connection,
+        messages: &[vitrine_messaging::outbox::OutboxMessage],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes one webhook message and its deliveries on `conn`; how many endpoints it goes to.
+    fn enqueue_webhook(
+        conn: &mut Self::Connection,
+        message: &vitrine_webhooks::store::NewMessage,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Records `message_id` in `consumer`'s inbox on `conn`; `false` if it was there already.
+    fn first_delivery(
+        conn: &mut Self::Connection,
+        consumer: &str,
+        message_id: uuid::Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn outbox_store(&self) -> std::sync::Arc<dyn vitrine_messaging::outbox::OutboxStore>;
+
+    fn inbox_store(&self) -> vitrine_messaging::inbox::Inbox;
 }
+
+use super::{ConsistencyToken, Freshness, StoreError};
 
 pub(super) use impl_product_store;
 pub(super) use routed;

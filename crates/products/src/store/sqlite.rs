@@ -46,6 +46,11 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+impl Backend for SqliteStore {
+    type Database = sqlx::Sqlite;
+    type Connection = SqliteConnection;
 
     /// `BEGIN IMMEDIATE` takes the write lock up front: two deferred transactions that both
     /// read and then write would otherwise fail with `SQLITE_BUSY` when upgrading.
@@ -119,11 +124,6 @@ impl SqliteStore {
     fn inbox_store(&self) -> vitrine_messaging::inbox::Inbox {
         vitrine_messaging::inbox::Inbox::Sqlite(self.pool.clone())
     }
-}
-
-impl Backend for SqliteStore {
-    type Database = sqlx::Sqlite;
-    type Connection = SqliteConnection;
 }
 
 impl_product_store!(SqliteStore, lock = "");
