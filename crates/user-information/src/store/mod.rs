@@ -1,9 +1,11 @@
 //! The `CustomerStore` port and its two adapters (SQLite for the embedded default, PostgreSQL for
-//! production). Both pass one conformance suite (`tests/suite/store_conformance.rs`).
+//! production), one implementation written once over both ([`shared`]). Both pass one
+//! conformance suite (`tests/suite/store_conformance.rs`).
 
 mod erasures;
 mod postgres;
 mod rows;
+mod shared;
 mod sqlite;
 
 use async_trait::async_trait;
