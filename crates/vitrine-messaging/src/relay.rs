@@ -307,8 +307,6 @@ impl Relay {
     }
 }
 
-/// The claimed messages as one run per aggregate, each in `seq` order, runs ordered by their
-/// first message.
 /// One span per message published, in the trace of the request (or message) that wrote it, so a
 /// trace shows how long the message waited in the outbox and how long publishing took. Batch
 /// calls carry several messages: each gets its own span over the whole call.
@@ -326,6 +324,8 @@ fn publish_span(envelope: &Envelope, destination: &Destination) -> tracing::Span
     span
 }
 
+/// The claimed messages as one run per aggregate, each in `seq` order, runs ordered by their
+/// first message.
 fn runs_by_aggregate(claimed: Vec<Pending>) -> Vec<VecDeque<Pending>> {
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut runs: Vec<VecDeque<Pending>> = Vec::new();

@@ -3,7 +3,9 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set.
 //!
 //! The exporter reads the other standard variables itself (`OTEL_EXPORTER_OTLP_HEADERS`,
-//! `_TIMEOUT`, `_COMPRESSION`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*`).
+//! `_TIMEOUT`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*`; no compression is
+//! compiled in). A caller's `traceparent` with the sampled flag off is respected: that request
+//! and what follows from it are not exported.
 //! Spans leave in batches from a background thread, so a slow or absent collector never holds
 //! up a request; what cannot be sent is dropped, never queued without bound.
 
@@ -127,7 +129,13 @@ fn exporter(service: &'static str) -> anyhow::Result<Option<&'static SdkTracerPr
         "service.version",
         env!("CARGO_PKG_VERSION"),
     ));
-    if !set("OTEL_SERVICE_NAME") {
+    let named = set("OTEL_SERVICE_NAME")
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|attributes| {
+            attributes
+                .split(',')
+                .any(|a| a.trim().starts_with("service.name="))
+        });
+    if !named {
         resource = resource.with_service_name(service);
     }
     let provider = SdkTracerProvider::builder()

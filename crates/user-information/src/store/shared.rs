@@ -411,7 +411,8 @@ macro_rules! impl_customer_store {
             ) -> Result<Vec<$crate::domain::SecretAccess>, $crate::store::StoreError> {
                 let rows: Vec<$crate::store::rows::SecretAccessRow> = sqlx::query_as(
                     "SELECT customer_id, payment_method_id, actor, accessed_at, request_id \
-                     FROM secret_access_audit WHERE payment_method_id = $1 ORDER BY id",
+                     FROM secret_access_audit WHERE payment_method_id = $1 \
+                     ORDER BY accessed_at, id",
                 )
                 .bind(id.as_uuid())
                 .fetch_all(self.pool())

@@ -72,12 +72,16 @@ impl Fields {
     }
 
     /// The value built from the checked fields (`build` takes them with `?`), or the 422
-    /// listing every bad one. A check yields no value only after recording its field, so
-    /// with nothing recorded `build` always has every value: DTO conversions need no branch of
-    /// their own for that impossible case.
+    /// listing every bad one. A check yields no value only after recording its field, so with
+    /// nothing recorded `build` has every value; DTO conversions need no branch of their own
+    /// for the case where it would not (a bug: answered 500 here, never a panic).
     pub fn finish_with<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
         self.finish()?;
-        Ok(build().expect("a field that yields no value has recorded its error"))
+        build().ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!(
+                "a field yielded no value without recording an error"
+            ))
+        })
     }
 
     /// `Ok` when nothing was recorded, else the 422 listing every field.

@@ -91,6 +91,38 @@ async fn receive(
     )
 }
 
+/// Waits (30 s at most) for the trace `trace` a caller's span `caller` started to hold the
+/// request span (the caller's child), a relay `publish` span and a consumer `message` span (both
+/// children of the request span, whose id the messages carry), all from `vitrine`; returns the
+/// request span.
+async fn one_trace(spans: &Spans, trace: &str, caller: &str) -> Received {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let received = spans.lock().unwrap().clone();
+        let find = |name: &str, parent: &str| {
+            received
+                .iter()
+                .find(|s| s.trace == trace && s.name == name && s.parent == parent)
+                .cloned()
+        };
+        if let Some(request) = find("request", caller)
+            && let (Some(publish), Some(consume)) =
+                (find("publish", &request.id), find("message", &request.id))
+        {
+            for span in [&request, &publish, &consume] {
+                assert_eq!(span.service, "vitrine", "{span:?}");
+            }
+            assert_ne!(publish.id, consume.id);
+            return request;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no complete trace {trace} within 30 s; received: {received:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn one_trace_spans_the_request_the_relay_and_the_consumer() {
     let (endpoint, spans) = collector().await;
@@ -112,6 +144,29 @@ async fn one_trace_spans_the_request_the_relay_and_the_consumer() {
     let admin = last_line(&token(&data_dir, &["--role", "admin"]));
     let id = register_customer(&client, &process.base, &admin).await;
 
+    // A create under an Idempotency-Key runs its handler detached from the connection: the
+    // trace must carry on into it. products consumes its own `product.created` (cache eviction).
+    let (created_trace, creator) = ("5ce0e9a56015fec5aadfa328ae398115", "3a2b1c0d4e5f6a7b");
+    let product = client
+        .post(format!("{}/v1/products", process.base))
+        .bearer_auth(&admin)
+        .header("traceparent", format!("00-{created_trace}-{creator}-01"))
+        .header("idempotency-key", "traced-create")
+        .json(&json!({
+            "seller_id": id, "sku": "TRACE-1", "name": "Traced",
+            "price": {"amount": 1000, "currency": "BRL"}, "initial_stock": 1,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(product.status(), reqwest::StatusCode::CREATED);
+    let answered = product.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let request = one_trace(&spans, created_trace, creator).await;
+    assert_eq!(answered, format!("00-{created_trace}-{}-01", request.id));
+
     // The caller's trace: suspending the customer makes user-information publish
     // `customer.status-changed`, which products consumes (its sellers' products go inactive).
     let (trace, caller) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
@@ -128,34 +183,8 @@ async fn one_trace_spans_the_request_the_relay_and_the_consumer() {
         .to_str()
         .unwrap()
         .to_owned();
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (request, publish, consume) = loop {
-        let received = spans.lock().unwrap().clone();
-        let find = |name: &str, parent: &str| {
-            received
-                .iter()
-                .find(|s| s.trace == trace && s.name == name && s.parent == parent)
-                .cloned()
-        };
-        let request = find("request", caller);
-        let children = request
-            .as_ref()
-            .map(|request| (find("publish", &request.id), find("message", &request.id)));
-        if let (Some(request), Some((Some(publish), Some(consume)))) = (request, children) {
-            break (request, publish, consume);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no complete trace {trace} within 30 s; received: {received:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let request = one_trace(&spans, trace, caller).await;
     // The response names the exported request span, so a caller can find it in the viewer.
     assert_eq!(answered, format!("00-{trace}-{}-01", request.id));
-    for span in [&request, &publish, &consume] {
-        assert_eq!(span.service, "vitrine", "{span:?}");
-    }
-    assert_ne!(publish.id, consume.id);
     stop(process);
 }

@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use sha2::Sha256;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::auth::Authenticator;
 use super::error::ApiError;
@@ -411,16 +412,36 @@ async fn run(state: Idempotency, request: Request, next: Next) -> Result<Respons
                 owner,
                 ttl: state.lock_ttl,
             };
-            let work = state.work.spawn(async move {
+            // The detached task carries on the request's trace (its span, and the traceparent
+            // the messages it writes inherit), which a spawned task would otherwise lose.
+            let traceparent = crate::trace_context::current();
+            let work = async move {
                 let handler = next.run(Request::from_parts(parts, Body::from(bytes)));
                 let response = reservation.held_while(handler).await;
                 reservation.finish(response).await
-            });
+            };
+            let work = match traceparent {
+                Some(traceparent) => state
+                    .work
+                    .spawn(crate::trace_context::scope(traceparent, work).in_current_span()),
+                None => state.work.spawn(work.in_current_span()),
+            };
             Ok(work.await.unwrap_or_else(|_| {
                 ApiError::internal(anyhow::anyhow!("idempotent request task failed"))
                     .into_response()
             }))
         }
+    }
+}
+
+/// Aborts the task when dropped: the extender stops when the handler finishes, and also when it
+/// panics (unwinding past `held_while`), so a failed request's key lapses after its TTL instead
+/// of being extended for ever.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -447,7 +468,7 @@ impl Reservation {
             self.owner.clone(),
             self.ttl,
         );
-        let extender = tokio::spawn(async move {
+        let _extender = AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 match store
@@ -464,10 +485,8 @@ impl Reservation {
                     ),
                 }
             }
-        });
-        let output = work.await;
-        extender.abort();
-        output
+        }));
+        work.await
     }
 
     async fn release(&self) {
