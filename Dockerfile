@@ -10,9 +10,9 @@ COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY crates ./crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p vitrine --bins \
+    cargo build --profile dist --locked -p vitrine --bins \
  && mkdir -p /out \
- && cp target/release/vitrine target/release/user-information target/release/products /out/
+ && cp target/dist/vitrine target/dist/user-information target/dist/products /out/
 
 # Runtime: distroless with glibc and CA certificates, no shell, non-root (uid 65532).
 FROM gcr.io/distroless/cc-debian12:nonroot

@@ -239,9 +239,14 @@ def check_kong(docs, problems):
                 if service is None:
                     problems.append(f"{name}: no Service {backend}")
                     continue
-                missing = KONG_UPSTREAM - set(service["metadata"].get("annotations", {}))
+                annotations_of_service = service["metadata"].get("annotations", {})
+                missing = KONG_UPSTREAM - set(annotations_of_service)
                 if missing:
                     problems.append(f"service/{backend}: no {', '.join(sorted(missing))}")
+                for plugin in filter(None,
+                                     annotations_of_service.get("konghq.com/plugins", "").split(",")):
+                    if plugin.strip() not in plugins:
+                        problems.append(f"service/{backend}: no KongPlugin {plugin.strip()}")
     return len(ingresses) + sum(1 for d in docs if d["kind"] in KONG_FIELDS)
 
 

@@ -273,6 +273,7 @@ pub fn kong_ingress(services: &[&dyn Service], options: &KongOptions) -> Vec<Val
         for route in routes(*service) {
             let plugins: Vec<String> = edge_plugins(options)
                 .into_iter()
+                .filter(|(name, _)| *name != SERVICE_PLUGIN)
                 .map(|(name, _)| match name {
                     "request-size-limiting" if route.streamed => upload_limit.clone(),
                     name => format!("{TAG}-{name}"),
@@ -313,6 +314,12 @@ pub fn kong_ingress(services: &[&dyn Service], options: &KongOptions) -> Vec<Val
     objects
 }
 
+/// The plugin the Kong Ingress Controller form attaches to each Service rather than to each
+/// Ingress: rate limiting counts per plugin instance, so per route it would allow the limit on
+/// every route; per Service it is one count per client address and service (decK's global
+/// plugin is one count per client address).
+const SERVICE_PLUGIN: &str = "rate-limiting";
+
 /// The IngressClass the Kong Ingress Controller watches by default.
 const INGRESS_CLASS: &str = "kong";
 /// The Secret holding the identity provider's JWT credential (labelled
@@ -330,9 +337,9 @@ fn kong_plugin(name: &str, plugin: &str, config: Value) -> Value {
     })
 }
 
-/// The Service annotations that give Kong Ingress Controller the upstream settings decK sets
-/// on its services ([`UPSTREAM`]).
-pub fn upstream_annotations() -> Vec<(String, String)> {
+/// The annotations each service's Service carries for the Kong Ingress Controller: the
+/// upstream settings decK sets on its services ([`UPSTREAM`]), and the rate limit.
+pub fn service_annotations() -> Vec<(String, String)> {
     UPSTREAM
         .iter()
         .map(|(key, value)| {
@@ -341,6 +348,10 @@ pub fn upstream_annotations() -> Vec<(String, String)> {
                 value.to_string(),
             )
         })
+        .chain([(
+            "konghq.com/plugins".to_owned(),
+            format!("{TAG}-{SERVICE_PLUGIN}"),
+        )])
         .collect()
 }
 

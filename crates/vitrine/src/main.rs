@@ -127,7 +127,7 @@ enum GatewayCommand {
     },
     /// Print the same gateway for the Kong Ingress Controller: a KongPlugin per plugin, the
     /// identity provider's KongConsumer and an Ingress per public operation. Without options
-    /// it prints the committed `deploy/kubernetes/base/gateway.yaml`.
+    /// it prints the committed `deploy/kubernetes/components/kong-ingress/gateway.yaml`.
     KongIngress {
         #[command(flatten)]
         options: KongArgs,
