@@ -16,8 +16,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use vitrine_platform::http::auth::{Authenticator, Principal, Role, TokenIssuer};
 use vitrine_platform::http::idempotency::{
-    Begin, Idempotency, IdempotencyStore, Owner, PgIdempotencyStore, SqliteIdempotencyStore,
-    StoredResponse, idempotency,
+    Begin, Idempotency, IdempotencyStore, Owner, PgIdempotencyStore, Sealed, Sealer,
+    SqliteIdempotencyStore, StoredResponse, idempotency,
 };
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -280,10 +280,27 @@ async fn secrets_in_responses_are_replayed_but_never_kept_in_the_clear(
     );
     let kept = recording.kept.lock().unwrap().clone();
     assert_eq!(kept.len(), 1);
-    assert!(
-        !kept[0].body.windows(5).any(|w| w == b"whsec"),
-        "the stored body is sealed"
+    let kept = &kept[0];
+    for clear in [&b"whsec"[..], b"c2hvd24gb25jZQ"] {
+        assert!(
+            !kept.body.windows(clear.len()).any(|w| w == clear),
+            "the stored body holds no part of the secret in the clear"
+        );
+    }
+    // Sealed, not merely encoded: it opens under the key derived from the fingerprint key, for
+    // this subject's record only.
+    let record = |scope| Sealed {
+        scope,
+        key: "shown-once",
+        status: kept.status,
+        headers: &kept.headers,
+    };
+    let sealer = Sealer::new(b"fp");
+    assert_eq!(
+        sealer.open(record("ana"), &kept.body).unwrap(),
+        first.as_bytes()
     );
+    assert!(sealer.open(record("bia"), &kept.body).is_err());
 }
 
 async fn sqlite_store() -> Arc<dyn IdempotencyStore> {

@@ -37,7 +37,7 @@ mod seal;
 mod sqlite;
 
 pub use postgres::PgIdempotencyStore;
-pub use seal::Sealer;
+pub use seal::{Sealed, Sealer};
 pub use sqlite::SqliteIdempotencyStore;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -520,16 +520,24 @@ impl Reservation {
             ))
             .into_response();
         };
+        let headers: Vec<(String, String)> = REPLAYED_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = parts.headers.get(*name)?.to_str().ok()?;
+                Some(((*name).to_owned(), value.to_owned()))
+            })
+            .collect();
+        let status = parts.status.as_u16();
+        let record = Sealed {
+            scope: &self.scope,
+            key: &self.key,
+            status,
+            headers: &headers,
+        };
         let stored = StoredResponse {
-            status: parts.status.as_u16(),
-            headers: REPLAYED_HEADERS
-                .iter()
-                .filter_map(|name| {
-                    let value = parts.headers.get(*name)?.to_str().ok()?;
-                    Some(((*name).to_owned(), value.to_owned()))
-                })
-                .collect(),
-            body: self.sealer.seal(&self.scope, &self.key, &bytes),
+            status,
+            body: self.sealer.seal(record, &bytes),
+            headers,
         };
         match self
             .store
@@ -555,7 +563,13 @@ impl Reservation {
 fn replay(stored: StoredResponse, sealer: &Sealer, scope: &str, key: &str) -> Response {
     // Does not open: the row was altered or moved. The effect happened once and must not run
     // again, so the key stays taken and the caller is told it cannot be answered.
-    let body = match sealer.open(scope, key, &stored.body) {
+    let record = Sealed {
+        scope,
+        key,
+        status: stored.status,
+        headers: &stored.headers,
+    };
+    let body = match sealer.open(record, &stored.body) {
         Ok(body) => body,
         Err(error) => return ApiError::internal(error).into_response(),
     };

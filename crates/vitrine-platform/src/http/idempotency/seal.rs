@@ -2,8 +2,9 @@
 //! API shows once (a webhook endpoint's signing secret, on create and on rotation), and the
 //! idempotency table keeps it for a day to replay it: in the clear, that copy would be the
 //! secret at rest in the services' database. Sealing uses XChaCha20-Poly1305 under a key derived
-//! from the fingerprint key (which never lives in the database), with the record's scope and
-//! key as associated data, so a body moved to another subject's or key's row does not open.
+//! from the fingerprint key (which never lives in the database), with the record's scope, key,
+//! status and replayed headers as associated data, so a body moved to another subject's or
+//! key's row, or given another status or `Location`, does not open.
 //!
 //! Format: `0xFF "IS1"`, the 24-byte nonce, then ciphertext and tag. No UTF-8 text starts with
 //! 0xFF, so a body stored before sealing existed (JSON, kept at most for the retention period)
@@ -43,10 +44,10 @@ impl Sealer {
         }
     }
 
-    pub fn seal(&self, scope: &str, key: &str, body: &[u8]) -> Vec<u8> {
+    pub fn seal(&self, record: Sealed<'_>, body: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let aad = associated(scope, key);
+        let aad = record.associated();
         let sealed = self
             .cipher
             .encrypt(
@@ -61,13 +62,13 @@ impl Sealer {
     }
 
     /// The body as the handler answered it; a body stored before sealing is returned as is.
-    pub fn open(&self, scope: &str, key: &str, stored: &[u8]) -> anyhow::Result<Vec<u8>> {
+    pub fn open(&self, record: Sealed<'_>, stored: &[u8]) -> anyhow::Result<Vec<u8>> {
         let Some(rest) = stored.strip_prefix(MAGIC.as_slice()) else {
             return Ok(stored.to_vec());
         };
         anyhow::ensure!(rest.len() >= NONCE_LEN, "a sealed response is truncated");
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let aad = associated(scope, key);
+        let aad = record.associated();
         self.cipher
             .decrypt(
                 XNonce::from_slice(nonce),
@@ -80,40 +81,91 @@ impl Sealer {
     }
 }
 
-fn associated(scope: &str, key: &str) -> Vec<u8> {
-    [scope.as_bytes(), &[0], key.as_bytes()].concat()
+/// What a sealed body is bound to: its record (subject and key) and the rest of its response.
+#[derive(Debug, Clone, Copy)]
+pub struct Sealed<'a> {
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub status: u16,
+    pub headers: &'a [(String, String)],
+}
+
+impl Sealed<'_> {
+    /// Each part length-prefixed, so no two records share an encoding.
+    fn associated(&self) -> Vec<u8> {
+        let mut aad = Vec::new();
+        let mut part = |bytes: &[u8]| {
+            aad.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            aad.extend_from_slice(bytes);
+        };
+        part(self.scope.as_bytes());
+        part(self.key.as_bytes());
+        part(&self.status.to_be_bytes());
+        for (name, value) in self.headers {
+            part(name.as_bytes());
+            part(value.as_bytes());
+        }
+        aad
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const LOCATION: &[(String, String)] = &[];
+
+    fn record<'a>(scope: &'a str, key: &'a str, headers: &'a [(String, String)]) -> Sealed<'a> {
+        Sealed {
+            scope,
+            key,
+            status: 201,
+            headers,
+        }
+    }
+
     #[test]
     fn sealed_bodies_open_only_for_their_own_record() {
         let sealer = Sealer::new(b"fingerprint key");
+        let headers = [("location".to_owned(), "/v1/x/1".to_owned())];
         let body = br#"{"secret":"whsec_c2VjcmV0"}"#;
-        let sealed = sealer.seal("ana", "k1", body);
+        let sealed = sealer.seal(record("ana", "k1", &headers), body);
         assert!(
             !sealed.windows(5).any(|w| w == b"whsec"),
             "not in the clear"
         );
-        assert_eq!(sealer.open("ana", "k1", &sealed).unwrap(), body);
+        let open = |record: Sealed<'_>, stored: &[u8]| sealer.open(record, stored);
+        assert_eq!(open(record("ana", "k1", &headers), &sealed).unwrap(), body);
         assert!(
-            sealer.open("bia", "k1", &sealed).is_err(),
+            open(record("bia", "k1", &headers), &sealed).is_err(),
             "another subject"
         );
-        assert!(sealer.open("ana", "k2", &sealed).is_err(), "another key");
         assert!(
-            Sealer::new(b"another key")
-                .open("ana", "k1", &sealed)
+            open(record("ana", "k2", &headers), &sealed).is_err(),
+            "another key"
+        );
+        let moved = [("location".to_owned(), "/v1/x/2".to_owned())];
+        assert!(
+            open(record("ana", "k1", &moved), &sealed).is_err(),
+            "another header"
+        );
+        let other_status = Sealed {
+            status: 200,
+            ..record("ana", "k1", &headers)
+        };
+        assert!(open(other_status, &sealed).is_err(), "another status");
+        let stranger = Sealer::new(b"another key");
+        assert!(
+            stranger
+                .open(record("ana", "k1", &headers), &sealed)
                 .is_err(),
             "another fingerprint key"
         );
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert!(sealer.open("ana", "k1", &tampered).is_err());
+        assert!(open(record("ana", "k1", &headers), &tampered).is_err());
         assert!(
-            sealer.open("ana", "k1", &sealed[..10]).is_err(),
+            open(record("ana", "k1", &headers), &sealed[..10]).is_err(),
             "truncated"
         );
     }
@@ -122,7 +174,10 @@ mod tests {
     fn bodies_stored_before_sealing_replay_as_they_are() {
         let sealer = Sealer::new(b"fingerprint key");
         for legacy in [&b"{\"id\":1}"[..], b"", b"  [1]"] {
-            assert_eq!(sealer.open("ana", "k1", legacy).unwrap(), legacy);
+            assert_eq!(
+                sealer.open(record("ana", "k1", LOCATION), legacy).unwrap(),
+                legacy
+            );
         }
     }
 }
