@@ -212,8 +212,12 @@ def check_kong(docs, problems):
                 problems.append(f"{name}: unknown plugin {doc.get('plugin')!r}")
             if not isinstance(doc.get("config", {}), dict):
                 problems.append(f"{name}: config is not a mapping")
+            if not isinstance(doc.get("disabled", False), bool):
+                problems.append(f"{name}: disabled is not a boolean")
         elif not (doc.get("username") or doc.get("custom_id")):
             problems.append(f"{name}: neither username nor custom_id")
+        elif not all(isinstance(c, str) for c in doc.get("credentials", [])):
+            problems.append(f"{name}: credentials are not Secret names")
     services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
     ingresses = [d for d in docs if d["kind"] == "Ingress"
                  and d.get("spec", {}).get("ingressClassName") == "kong"]

@@ -753,6 +753,12 @@ fn kubernetes_overlays_render_and_pass_strict_validation() {
                 false,
             ),
             (
+                "a KongPlugin field of the wrong type",
+                "disabled: true",
+                "disabled: \"no\"",
+                false,
+            ),
+            (
                 "an unknown Kong plugin",
                 "plugin: prometheus",
                 "plugin: prometheu",
