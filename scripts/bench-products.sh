@@ -36,7 +36,9 @@ scripts/test-servers.sh start "$servers"
 # shellcheck disable=SC1091
 source "$servers/env"
 
-cargo build --release -p vitrine --bench products_http
+cargo build --release -p vitrine --bench products_http --bin vitrine --bin products \
+  --bin user-information
+release_dir="${CARGO_TARGET_DIR:-target}/release"
 bench_bin=$(find "${CARGO_TARGET_DIR:-target}/release/deps" -maxdepth 1 -type f -executable \
   -name 'products_http-*' -printf '%T@ %p\n' | sort -n | tail -n 1 | cut -d' ' -f2)
 
@@ -51,11 +53,16 @@ for _ in $(seq 1 600); do
 done
 [ -f "$work/scenarios.json" ] || { echo "[bench] the bench servers did not start" >&2; exit 1; }
 
-python3 - "$work/scenarios.json" "$rounds" "$seconds" "$connections" <<'PY'
-import json, re, statistics, subprocess, sys
+python3 - "$work/scenarios.json" "$rounds" "$seconds" "$connections" "$work/backlog.url" <<'PY'
+import json, re, statistics, subprocess, sys, urllib.request
 
 scenarios = json.load(open(sys.argv[1]))
 rounds, seconds, connections = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+backlog_url = open(sys.argv[5]).read().strip()
+
+def backlog():
+    """The candidate's unsent outbox rows right after a round: whether its relay kept up."""
+    return json.load(urllib.request.urlopen(backlog_url))["unsent"]
 
 def unit(value, suffix, table):
     return float(value) * table[suffix]
@@ -76,10 +83,11 @@ for scenario in scenarios:
     # Warm both sides (connections, JIT-less caches, pool) before measuring.
     wrk(scenario["baseline"], 2)
     wrk(scenario["candidate"], 2)
-    base, cand = [], []
+    base, cand, unsent = [], [], []
     for _ in range(rounds):
         base.append(wrk(scenario["baseline"], seconds))
         cand.append(wrk(scenario["candidate"], seconds))
+        unsent.append(backlog())
     tput = [c[0] / b[0] for b, c in zip(base, cand)]
     lat = [c[1] / b[1] for b, c in zip(base, cand)]
     rows.append((scenario["name"], scenario["baseline_name"],
@@ -87,15 +95,49 @@ for scenario in scenarios:
                  statistics.median(lat), min(lat), max(lat),
                  statistics.median(c[0] for c in cand), statistics.median(b[0] for b in base),
                  statistics.median(c[1] for c in cand), statistics.median(b[1] for b in base),
-                 sum(c[2] for c in cand), sum(b[2] for b in base)))
+                 sum(c[2] for c in cand), sum(b[2] for b in base), max(unsent)))
 
 print()
 print(f"wrk -t2 -c{connections} -d{seconds}s --latency, {rounds} alternating rounds per side; "
       "ratio = candidate / baseline of the same round, median (min-max)")
 print()
-print("| scenario | baseline | throughput ratio | p99 ratio | candidate req/s, p99 | baseline req/s, p99 | non-2xx (cand/base) |")
-print("|---|---|---|---|---|---|---|")
+print("| scenario | baseline | throughput ratio | p99 ratio | candidate req/s, p99 | baseline req/s, p99 | non-2xx (cand/base) | outbox backlog after a candidate round (max) |")
+print("|---|---|---|---|---|---|---|---|")
 for r in rows:
     print(f"| {r[0]} | {r[1]} | {r[2]:.2f} ({r[3]:.2f}-{r[4]:.2f}) | {r[5]:.2f} ({r[6]:.2f}-{r[7]:.2f}) "
-          f"| {r[8]:.0f}, {r[10]:.2f} ms | {r[9]:.0f}, {r[11]:.2f} ms | {r[12]}/{r[13]} |")
+          f"| {r[8]:.0f}, {r[10]:.2f} ms | {r[9]:.0f}, {r[11]:.2f} ms | {r[12]}/{r[13]} | {r[14]} |")
 PY
+
+# Footprint: the resident memory of a fresh process at rest (embedded defaults, a new data
+# directory, started and ready, then idle for 3 s), as `ps` reports it. Memory does not depend
+# on the machine's load, so these are absolute figures.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+idle_rss() {
+  local binary=$1 port dir pid rss=""
+  port=$(free_port)
+  dir=$(mktemp -d "$work/rss.XXXXXX")
+  VITRINE_DATA_DIR="$dir" VITRINE_LISTEN="127.0.0.1:$port" VITRINE_LOG=warn \
+    "$release_dir/$binary" >"$dir.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 300); do
+    if python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+      "http://127.0.0.1:$port/health/ready" 2>/dev/null; then
+      sleep 3
+      rss=$(ps -o rss= -p "$pid" | tr -d ' ')
+      break
+    fi
+    sleep 0.1
+  done
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  [ -n "$rss" ] || { echo "[bench] $binary did not become ready:" >&2; cat "$dir.log" >&2; exit 1; }
+  echo $((rss / 1024))
+}
+echo
+echo "| process at rest | RSS MB |"
+echo "|---|---|"
+echo "| \`vitrine\` (embedded all-in-one: both services, SQLite, in-process queue and cache) | $(idle_rss vitrine) |"
+echo "| \`products\` alone (embedded defaults) | $(idle_rss products) |"
+echo "| \`user-information\` alone (embedded defaults) | $(idle_rss user-information) |"

@@ -37,7 +37,7 @@ use crate::endpoints::{BusNotices, WebhookEndpoints};
 use vitrine_service::supervisor::housekeeping;
 use vitrine_service::{QueueCheck, Service, Shared, Started, Task};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Handles};
 use crate::batches::Batches;
 use crate::cache::ProductCache;
 use crate::imports::Imports;
@@ -130,7 +130,8 @@ impl Products {
             open_cache(settings).await?,
             Duration::from_secs(settings.cache_ttl_secs),
             Duration::from_secs(settings.cache_negative_ttl_secs),
-        );
+        )
+        .with_near(Duration::from_secs(settings.cache_near_ttl_secs));
         let requester_stop = CancellationToken::new();
         let directory = user_information_client::open(
             settings,
@@ -152,13 +153,13 @@ impl Products {
             catalog.clone(),
             settings.import_max_bytes,
         );
-        let state = AppState {
+        let state = AppState::from(Handles {
             catalog: catalog.clone(),
             endpoints,
             batches: batches.clone(),
             imports: imports.clone(),
             authenticator: Arc::clone(&authenticator),
-        };
+        });
         let (routers, _) = api::router(state);
         let router = routers.buffered;
         let idempotency_state = Idempotency::new(
@@ -170,7 +171,7 @@ impl Products {
         let detached_work = idempotency_state.work.clone();
         let router = router
             .layer(axum::middleware::from_fn_with_state(
-                idempotency_state,
+                Arc::new(idempotency_state),
                 idempotency,
             ))
             .merge(routers.streamed);
@@ -252,6 +253,13 @@ impl Products {
             Task::new("seller-reconciliation", {
                 let catalog = self.catalog.clone();
                 move |stop| reconcile_sellers(catalog.clone(), stop)
+            }),
+            Task::new("cache-invalidations", {
+                let cache = self.cache.clone();
+                move |stop| {
+                    let cache = cache.clone();
+                    async move { cache.watch(stop).await }
+                }
             }),
             Task::new("reservation-expiry", move |stop| {
                 expire_reservations(catalog.clone(), stop)

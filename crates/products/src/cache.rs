@@ -1,5 +1,10 @@
-//! `GET /v1/products/{id}` cache-aside over the platform's `Cache` port.
+//! `GET /v1/products/{id}` cache-aside over the platform's `Cache` port, with a near cache of
+//! encoded responses in front of it.
 //!
+//! - A hot product is answered from this process's near cache: its response as sent, without a
+//!   round trip to Redis or any decoding. Every invalidation below drops it here at once and,
+//!   through the cache's invalidation channel, in every other process (see
+//!   `vitrine_platform::cache::near` for how racing fills and a broken channel are handled).
 //! - Concurrent misses for one product load it once (single flight); the others await that load.
 //! - TTLs carry ±10% jitter, so entries written together do not expire together.
 //! - "Not found" is cached briefly too (a tombstone), so probing unknown ids stays cheap.
@@ -18,9 +23,11 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use vitrine_kernel::{Currency, Money};
-use vitrine_platform::cache::Cache;
+use vitrine_platform::cache::near::Ticket;
+use vitrine_platform::cache::{Cache, NearCache, Representation};
 
 use crate::domain::{
     Price, Product, ProductDetails, ProductId, ProductStatus, SellerId, Sku, Stock, Text,
@@ -29,9 +36,17 @@ use crate::store::StoreError;
 
 type Load = Shared<BoxFuture<'static, Result<Option<Product>, Arc<StoreError>>>>;
 
+/// The invalidation channel of product entries.
+const CHANNEL: &str = "products";
+
+/// Encoded responses kept per process.
+const NEAR_ENTRIES: u64 = 10_000;
+
 #[derive(Clone)]
 pub struct ProductCache {
     cache: Arc<dyn Cache>,
+    /// `None` when turned off (a zero TTL).
+    near: Option<Arc<NearCache<ProductId, Representation>>>,
     ttl: Duration,
     negative_ttl: Duration,
     loads: Arc<Mutex<HashMap<ProductId, Load>>>,
@@ -56,17 +71,55 @@ fn count(result: &'static str) {
 }
 
 impl ProductCache {
+    /// A cache with no near cache in front (see [`Self::with_near`]).
     pub fn new(cache: Arc<dyn Cache>, ttl: Duration, negative_ttl: Duration) -> Self {
         Self {
             cache,
+            near: None,
             ttl,
             negative_ttl,
             loads: Arc::default(),
         }
     }
 
+    /// Puts a near cache whose entries live `ttl` in front (none for a zero `ttl`). It serves
+    /// nothing until [`Self::watch`] runs.
+    pub fn with_near(mut self, ttl: Duration) -> Self {
+        self.near = (!ttl.is_zero()).then(|| NearCache::new(NEAR_ENTRIES, ttl));
+        self
+    }
+
     pub fn kind(&self) -> &'static str {
         self.cache.kind()
+    }
+
+    /// The response of a product read lately, from this process's memory.
+    pub fn representation(&self, id: ProductId) -> Option<Representation> {
+        let hit = self.near.as_ref()?.get(&id);
+        if hit.is_some() {
+            count("near-hit");
+        }
+        hit
+    }
+
+    /// Taken before a read whose response may be kept with [`Self::keep`].
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.near.as_ref().map(|near| near.ticket())
+    }
+
+    /// Keeps the response of a read that started at `ticket`, unless the product changed since.
+    pub fn keep(&self, ticket: Option<Ticket>, id: ProductId, representation: Representation) {
+        if let (Some(near), Some(ticket)) = (&self.near, ticket) {
+            near.keep(ticket, id, representation);
+        }
+    }
+
+    /// Listens, until `stop`, to the invalidations of every process (a background task).
+    pub async fn watch(&self, stop: CancellationToken) {
+        match &self.near {
+            Some(near) => self.cache.watch(CHANNEL, near.clone(), stop).await,
+            None => stop.cancelled().await,
+        }
     }
 
     /// The product from the cache, or from `load` (once for all concurrent callers) on a miss.
@@ -145,12 +198,22 @@ impl ProductCache {
         self.cache.get("products:ping").await.map(|_| ())
     }
 
-    /// Drops the cached entry of `id`. A failure is logged: the entry then lives until the
-    /// product's event evicts it or its TTL ends.
+    /// Drops the cached entries of `id`: here, in the shared cache, then in every other
+    /// process's near cache. A failure is logged: the shared entry then lives until the
+    /// product's event evicts it or its TTL ends, a near entry until its (short) TTL ends.
     pub async fn invalidate(&self, id: ProductId) {
+        if let Some(near) = &self.near {
+            near.invalidate(&id);
+        }
         if let Err(error) = self.cache.delete(&key(id)).await {
             count("error");
             tracing::warn!(%error, product_id = %id, "cache invalidation failed");
+        }
+        if self.near.is_some()
+            && let Err(error) = self.cache.publish(CHANNEL, &id.to_string()).await
+        {
+            count("error");
+            tracing::warn!(%error, product_id = %id, "publishing a cache invalidation failed");
         }
     }
 }

@@ -25,7 +25,7 @@ use vitrine_messaging::transport::{QueueSpec, Topology, Transport};
 use vitrine_service::supervisor::housekeeping;
 use vitrine_service::{QueueCheck, Service, Shared, Started, Task};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Handles};
 use crate::incoming::LookupResponder;
 use crate::service::Customers;
 use crate::store::{CustomerStore, PostgresStore, SqliteStore};
@@ -83,10 +83,10 @@ impl UserInformation {
             Arc::clone(&secrets),
             detached_work.clone(),
         );
-        let state = AppState {
+        let state = AppState::from(Handles {
             customers: customers.clone(),
             authenticator: Arc::clone(&authenticator),
-        };
+        });
         let (router, _) = api::router(state);
         let mut idempotency_state = Idempotency::new(
             Arc::clone(&idempotency_store),
@@ -96,7 +96,7 @@ impl UserInformation {
         );
         idempotency_state.work = detached_work.clone();
         let router = router.layer(axum::middleware::from_fn_with_state(
-            idempotency_state,
+            Arc::new(idempotency_state),
             idempotency,
         ));
         let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![

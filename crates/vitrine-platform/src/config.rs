@@ -73,6 +73,9 @@ pub struct Settings {
     pub cache_ttl_secs: u64,
     /// How long a cached "not found" lives.
     pub cache_negative_ttl_secs: u64,
+    /// How long a product's response is kept in each process in front of the shared cache
+    /// (its staleness bound should an invalidation be lost); 0 turns that near cache off.
+    pub cache_near_ttl_secs: u64,
     /// How long product creation waits for user-information to confirm the seller.
     pub seller_lookup_timeout_ms: u64,
     /// Maximum pooled database connections.
@@ -161,6 +164,7 @@ struct Defaults {
     replica_max_lag_ms: u64,
     cache_ttl_secs: u64,
     cache_negative_ttl_secs: u64,
+    cache_near_ttl_secs: u64,
     seller_lookup_timeout_ms: u64,
     vault_mount: String,
     transport: TransportKind,
@@ -184,6 +188,7 @@ impl Default for Defaults {
             replica_max_lag_ms: 5000,
             cache_ttl_secs: 300,
             cache_negative_ttl_secs: 5,
+            cache_near_ttl_secs: 10,
             seller_lookup_timeout_ms: 3000,
             vault_mount: "secret".to_owned(),
             transport: TransportKind::Local,
@@ -525,7 +530,7 @@ mod tests {
     #[test]
     fn the_setting_names_are_the_struct_fields() {
         let names = setting_names();
-        assert_eq!(names.len(), 39, "{names:?}");
+        assert_eq!(names.len(), 40, "{names:?}");
         for name in [
             "mode",
             "listen",

@@ -18,8 +18,14 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+use vitrine_contracts::products as contract;
+use vitrine_messaging::Envelope;
 use vitrine_platform::Settings;
 use vitrine_platform::http::auth::{Role, TokenIssuer, load_or_create_hs256_key};
+
+// Both sides run in this process, on the allocator the binaries use.
+#[global_allocator]
+static ALLOCATOR: vitrine::MiMalloc = vitrine::MiMalloc;
 
 #[derive(Clone)]
 struct Bare {
@@ -65,22 +71,38 @@ async fn bare_sql(State(bare): State<Bare>, Path(id): Path<Uuid>) -> impl IntoRe
     )
 }
 
-fn outbox_envelope(kind: &str, subject: Uuid) -> Value {
-    json!({"specversion": "1.0", "id": Uuid::now_v7(), "source": "vitrine.products", "type": kind,
-           "subject": subject.to_string(), "time": chrono::Utc::now(), "data": {"product_id": subject}})
-}
+/// The baseline's outbox: the same table shape, its own table. Rows written into the service's
+/// outbox would be published by the candidate's relay during baseline rounds (work the baseline
+/// does not pay for), and rows the relay cannot decode would make it do less than it does in
+/// production.
+const BARE_OUTBOX: &str = "CREATE TABLE IF NOT EXISTS bare_outbox (LIKE outbox INCLUDING ALL)";
 
 async fn outbox(tx: &mut sqlx::PgConnection, kind: &str, subject: Uuid) {
+    // A message the relay could publish: a complete envelope, like the service writes.
+    let envelope = Envelope::new(contract::SOURCE, kind, &json!({"product_id": subject}))
+        .unwrap()
+        .with_subject(subject.to_string());
     sqlx::query(
-        "INSERT INTO outbox (id, destination, aggregate, envelope, created_at, next_attempt_at) \
+        "INSERT INTO bare_outbox (id, destination, aggregate, envelope, created_at, \
+           next_attempt_at) \
          VALUES ($1, 'topic:products-events', $2, $3::jsonb, now(), now())",
     )
-    .bind(Uuid::now_v7())
+    .bind(envelope.id)
     .bind(subject.to_string())
-    .bind(outbox_envelope(kind, subject).to_string())
+    .bind(envelope.to_json())
     .execute(tx)
     .await
     .unwrap();
+}
+
+/// Messages the candidate has committed and its relay not yet published: read after each
+/// candidate round, to show whether the relay kept up with the writes.
+async fn backlog(State(bare): State<Bare>) -> impl IntoResponse {
+    let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+        .fetch_one(&bare.pool)
+        .await
+        .unwrap();
+    axum::Json(json!({"unsent": unsent}))
 }
 
 /// The same transaction as listing a product: seller row, product, ledger entry, two events.
@@ -249,6 +271,7 @@ async fn main() -> anyhow::Result<()> {
 
     let pool =
         vitrine_platform::db::postgres(&products_db, settings.database_max_connections).await?;
+    sqlx::query(BARE_OUTBOX).execute(&pool).await?;
     let redis = redis::aio::ConnectionManager::new(redis::Client::open(
         vitrine_platform::testing::redis_url().expose_secret(),
     )?)
@@ -258,6 +281,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/bare/sql/{id}", get(bare_sql))
         .route("/bare/products/{seller}", post(bare_create))
         .route("/bare/reservations/{product}", post(bare_reserve))
+        .route("/bare/backlog", get(backlog))
         .with_state(Bare { pool, redis });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let bare_base = format!("http://{}", listener.local_addr()?);
@@ -328,6 +352,7 @@ async fn main() -> anyhow::Result<()> {
             "candidate": {"url": base, "script": candidate_script},
             "baseline": {"url": bare_base, "script": baseline_script}}));
     }
+    std::fs::write(out.join("backlog.url"), format!("{bare_base}/bare/backlog"))?;
     std::fs::write(
         out.join("scenarios.json"),
         serde_json::to_vec_pretty(&list)?,

@@ -9,6 +9,9 @@ use vitrine::Server;
 use vitrine_platform::http::auth::{Role, TokenIssuer, load_hs256_key};
 use vitrine_platform::{Settings, server, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: vitrine::MiMalloc = vitrine::MiMalloc;
+
 /// Vitrine: a B2B commerce backend. With no command, runs the embedded server.
 #[derive(Debug, Parser)]
 #[command(version, about)]

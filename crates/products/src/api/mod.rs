@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vitrine_platform::http::{ApiError, Authenticator, FieldError, Problem};
+use vitrine_platform::http::{ApiError, Authenticates, Authenticator, FieldError, Problem, Shared};
 
 use crate::batches::Batches;
 use crate::domain::{ReservationStatus, Shortage};
@@ -34,8 +34,11 @@ use crate::store::{ConsistencyToken, Freshness};
 pub static CONSISTENCY_TOKEN: HeaderName = HeaderName::from_static("consistency-token");
 
 /// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
+pub type AppState = Shared<Handles>;
+
+/// The services behind [`AppState`].
+#[derive(Debug)]
+pub struct Handles {
     pub catalog: Catalog,
     pub endpoints: WebhookEndpoints,
     pub batches: Batches,
@@ -43,9 +46,9 @@ pub struct AppState {
     pub authenticator: Arc<Authenticator>,
 }
 
-impl FromRef<AppState> for Arc<Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.authenticator)
+impl Authenticates for Handles {
+    fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.authenticator
     }
 }
 

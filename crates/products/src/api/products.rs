@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vitrine_kernel::{Currency, Money};
+use vitrine_platform::cache::Representation;
 use vitrine_platform::http::{
     ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
 };
@@ -479,8 +480,20 @@ pub async fn get(
     ReadAfter(freshness): ReadAfter,
     AppPath(id): AppPath<String>,
 ) -> Result<Response, ApiError> {
-    let product = state.catalog.get(product_id(&id)?, freshness).await?;
-    Ok(product_response(StatusCode::OK, product, None))
+    let id = product_id(&id)?;
+    let cache = state.catalog.cache();
+    // A read carrying a token goes to the database; any other may be answered from memory.
+    let remembered = freshness == Freshness::Any;
+    if remembered && let Some(hit) = cache.representation(id) {
+        return Ok(hit.into_response());
+    }
+    let ticket = cache.ticket();
+    let product = state.catalog.get(id, freshness).await?;
+    let representation = Representation::json(etag(product.version), &ProductOut::from(product));
+    if remembered {
+        cache.keep(ticket, id, representation.clone());
+    }
+    Ok(representation.into_response())
 }
 
 /// List products.

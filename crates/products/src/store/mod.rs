@@ -128,6 +128,19 @@ pub trait ProductStore: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<Written<Product>, StoreError>;
 
+    /// [`Self::insert_product`] when this service's projection already knows the seller as
+    /// active (from its status events, or from an earlier answer of user-information): the
+    /// seller check and the insert are then one local transaction. `None`, with nothing
+    /// written, when it does not (never heard of, or suspended or closed here: the projection
+    /// may be the one that is wrong, so the caller asks user-information).
+    async fn insert_product_for_known_seller(
+        &self,
+        id: ProductId,
+        new: &NewProduct,
+        actor: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Written<Product>>, StoreError>;
+
     async fn get_product(
         &self,
         id: ProductId,

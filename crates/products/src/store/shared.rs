@@ -171,6 +171,30 @@ macro_rules! impl_product_store {
                     .map_err(|e| $crate::store::StoreError::Backend(anyhow::anyhow!(e)))
             }
 
+            /// Whether the projection knows `seller` as active: a row with a version, which
+            /// only an event or user-information's answer sets (a row this service inserted
+            /// for itself has version 0). Locks the row like [`Self::seller_standing`]; a row
+            /// the upsert had to insert is rolled back with the caller's transaction.
+            async fn seller_known_active(
+                conn: &mut <Self as $crate::store::shared::Backend>::Connection,
+                seller: $crate::domain::SellerId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let (standing, version): (String, i64) = sqlx::query_as(
+                    "INSERT INTO sellers (id, standing, version, updated_at) \
+                     VALUES ($1, 'active', 0, $2) \
+                     ON CONFLICT (id) DO UPDATE SET standing = sellers.standing \
+                     RETURNING standing, version",
+                )
+                .bind(seller.as_uuid())
+                .bind(now)
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok(version > 0
+                    && $crate::domain::SellerStanding::parse(&standing)
+                        .is_ok_and(|s| s == $crate::domain::SellerStanding::Active))
+            }
+
             /// A buyer's standing is the customer's, kept from the same status events as the
             /// sellers' (one projection of customers; a customer it never heard of is active):
             /// a suspended or closed customer buys nothing. A plain read, unlike the sellers'
@@ -360,6 +384,34 @@ macro_rules! impl_product_store {
                     value: product,
                     token: self.committed().await?,
                 })
+            }
+
+            #[tracing::instrument(level = "debug", skip_all)]
+            async fn insert_product_for_known_seller(
+                &self,
+                id: $crate::domain::ProductId,
+                new: &$crate::domain::NewProduct,
+                actor: Option<&str>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<
+                Option<$crate::store::Written<$crate::domain::Product>>,
+                $crate::store::StoreError,
+            > {
+                let mut tx = self.begin_write().await?;
+                if !Self::seller_known_active(&mut tx, new.seller_id, now).await? {
+                    // Dropped uncommitted: rolled back.
+                    return Ok(None);
+                }
+                let (product, messages) =
+                    Self::insert_product_row(&mut tx, id, new, actor, now, false)
+                        .await?
+                        .ok_or($crate::store::StoreError::Duplicate("sku"))?;
+                Self::enqueue(&mut tx, &messages).await?;
+                tx.commit().await?;
+                Ok(Some($crate::store::Written {
+                    value: product,
+                    token: self.committed().await?,
+                }))
             }
 
             #[tracing::instrument(level = "debug", skip_all)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use products::api::{self, AppState};
+use products::api::{self, AppState, Handles};
 use products::cache::ProductCache;
 use products::domain::{
     ManualMovement, NewProduct, NewReservation, Product, ProductChanges, ProductId, Reservation,
@@ -113,13 +113,13 @@ async fn serve(store: Arc<dyn ProductStore>) -> Server {
         Duration::from_secs(1),
     );
     let (endpoints, batches, imports) = unused_parts(&catalog).await;
-    let (routers, _) = api::router(AppState {
+    let (routers, _) = api::router(AppState::from(Handles {
         catalog,
         endpoints,
         batches,
         imports,
         authenticator,
-    });
+    }));
     let router = routers.buffered;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -410,6 +410,18 @@ impl ProductStore for ReadThenWrite {
         now: DateTime<Utc>,
     ) -> Result<Written<Product>, StoreError> {
         self.inner.insert_product(id, new, actor, now).await
+    }
+
+    async fn insert_product_for_known_seller(
+        &self,
+        id: ProductId,
+        new: &NewProduct,
+        actor: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Written<Product>>, StoreError> {
+        self.inner
+            .insert_product_for_known_seller(id, new, actor, now)
+            .await
     }
 
     async fn get_product(

@@ -47,6 +47,14 @@ const BROKEN_INVARIANTS: &str = "SELECT count(*) FROM products p \
         OR p.reserved < 0 OR p.reserved > p.on_hand";
 
 impl Backend {
+    /// The count a `SELECT count(*)` statement answers.
+    async fn count(&self, sql: &'static str) -> i64 {
+        match &self.invariants {
+            Invariants::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+            Invariants::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        }
+    }
+
     async fn check_invariants(&self) {
         let broken: i64 = match &self.invariants {
             Invariants::Sqlite(pool) => sqlx::query_scalar(BROKEN_INVARIANTS)
@@ -221,6 +229,10 @@ macro_rules! suite {
             #[tokio::test]
             async fn each_seller_hears_of_its_own_items_of_a_reservation() {
                 super::each_seller_hears_of_its_own_items_of_a_reservation(super::$backend().await).await;
+            }
+            #[tokio::test]
+            async fn only_a_seller_known_as_active_lists_without_asking() {
+                super::only_a_seller_known_as_active_lists_without_asking(super::$backend().await).await;
             }
             #[tokio::test]
             async fn writes_announce_themselves_in_the_outbox() {
@@ -836,6 +848,71 @@ async fn suspended_sellers_lose_their_active_products(b: Backend) {
 
 /// user-information's own answer corrects the projection: a suspension whose event never
 /// arrived, and a row pinned by an absurd version; an event newer than the answer is kept.
+/// The local seller check of a create: a seller the projection never confirmed (unknown, or a
+/// row it inserted for itself) or knows as suspended is not listed, and nothing is written;
+/// one confirmed active (by an event or user-information's answer) is, in one transaction.
+async fn only_a_seller_known_as_active_lists_without_asking(b: Backend) {
+    let known = |seller: SellerId, sku: &'static str| {
+        let store = Arc::clone(&b.store);
+        async move {
+            store
+                .insert_product_for_known_seller(
+                    ProductId::new(),
+                    &new_product(seller, sku, 3),
+                    None,
+                    now(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let seller = SellerId::new();
+    assert!(known(seller, "UNKNOWN").await.is_none());
+    assert_eq!(
+        b.count("SELECT count(*) FROM sellers").await,
+        0,
+        "the refused attempt left no seller row"
+    );
+    assert_eq!(b.count("SELECT count(*) FROM products").await, 0);
+    // Listed once after asking (a version-0 row of its own): still not confirmed.
+    create(&b, seller, "ASKED", 1).await;
+    assert!(known(seller, "STILL-UNKNOWN").await.is_none());
+
+    b.store
+        .reconcile_seller(seller, SellerStanding::Active, 4, now())
+        .await
+        .unwrap();
+    let written = known(seller, "KNOWN")
+        .await
+        .expect("a confirmed seller lists");
+    assert_eq!(written.value.stock.on_hand, 3);
+    assert_eq!(
+        b.store
+            .get_product(written.value.id, Freshness::AtLeast(written.token))
+            .await
+            .unwrap()
+            .map(|p| p.sku.as_str().to_owned()),
+        Some("KNOWN".to_owned())
+    );
+    assert!(matches!(
+        b.store
+            .insert_product_for_known_seller(
+                ProductId::new(),
+                &new_product(seller, "KNOWN", 1),
+                None,
+                now()
+            )
+            .await,
+        Err(StoreError::Duplicate("sku"))
+    ));
+
+    b.store
+        .reconcile_seller(seller, SellerStanding::Suspended, 5, now())
+        .await
+        .unwrap();
+    assert!(known(seller, "SUSPENDED").await.is_none());
+}
+
 async fn reconciliation_corrects_a_wrong_or_pinned_projection(b: Backend) {
     let seller = SellerId::new();
     let product = create(&b, seller, "RECONCILED", 1).await;

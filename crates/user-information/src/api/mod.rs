@@ -8,26 +8,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::FromRef;
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vitrine_platform::http::{ApiError, Authenticator, FieldError, Principal, Problem, Role};
+use vitrine_platform::http::{
+    ApiError, Authenticates, Authenticator, FieldError, Principal, Problem, Role, Shared,
+};
 
 use crate::domain::{CustomerId, CustomerStatus};
 use crate::service::{Customers, ServiceError};
 
 /// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
+pub type AppState = Shared<Handles>;
+
+/// The services behind [`AppState`].
+#[derive(Debug)]
+pub struct Handles {
     pub customers: Customers,
     pub authenticator: Arc<Authenticator>,
 }
 
-impl FromRef<AppState> for Arc<Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.authenticator)
+impl Authenticates for Handles {
+    fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.authenticator
     }
 }
 

@@ -1,12 +1,14 @@
 //! The in-process cache (moka): bounded by entry count, each entry expiring after its own TTL.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use moka::Expiry;
+use tokio_util::sync::CancellationToken;
 
-use super::{Cache, CacheError};
+use super::{Cache, CacheError, Listener};
 
 #[derive(Clone)]
 pub struct MemoryCache {
@@ -71,6 +73,18 @@ impl Cache for MemoryCache {
     async fn delete(&self, key: &str) -> Result<(), CacheError> {
         self.entries.invalidate(key).await;
         Ok(())
+    }
+
+    /// This process is the only one using an in-process cache, and its writers drop their
+    /// own near entries: there is nobody else to tell.
+    async fn publish(&self, _channel: &str, _key: &str) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    async fn watch(&self, _channel: &str, listener: Arc<dyn Listener>, stop: CancellationToken) {
+        listener.listening();
+        stop.cancelled().await;
+        listener.lost();
     }
 
     fn kind(&self) -> &'static str {

@@ -6,18 +6,22 @@
 //! so a cache outage degrades latency, never correctness.
 
 mod memory;
+pub mod near;
 mod redis;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
 pub use self::redis::RedisCache;
 pub use memory::MemoryCache;
+pub use near::{Listener, NearCache, Representation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -34,6 +38,14 @@ pub trait Cache: Send + Sync + std::fmt::Debug {
 
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), CacheError>;
+
+    /// Tells every process sharing this cache (this one included) that `key` of `channel`
+    /// changed, so near caches ([`near`]) drop it.
+    async fn publish(&self, channel: &str, key: &str) -> Result<(), CacheError>;
+
+    /// Reports to `listener`, until `stop`, every key of `channel` any process publishes, and
+    /// when the channel stops and starts listening (reconnecting by itself meanwhile).
+    async fn watch(&self, channel: &str, listener: Arc<dyn Listener>, stop: CancellationToken);
 
     /// The adapter's name, for metrics and readiness (`memory`, `redis`).
     fn kind(&self) -> &'static str;

@@ -1,19 +1,30 @@
 //! The Redis cache: `SET key value PX ttl`, `GET`, `DEL` over a multiplexed connection that
 //! reconnects by itself. Every call is bounded by a short timeout, so a hung Redis costs a read
 //! a few milliseconds, not its deadline.
+//!
+//! Invalidations travel by Redis pub/sub, which delivers at most once: a listener is told it
+//! may have missed some whenever its subscription breaks, and a subscription that stops
+//! answering pings (a half-open connection) counts as broken.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
 
-use super::{Cache, CacheError};
+use super::{Cache, CacheError, Listener};
+
+/// How often a subscription is pinged, and how long the answer may take.
+const SUBSCRIPTION_PING: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct RedisCache {
+    client: redis::Client,
     connection: ConnectionManager,
     /// Prepended to every key (one Redis may serve several environments).
     prefix: String,
@@ -37,10 +48,11 @@ impl RedisCache {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_millis(500)))
             .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config)
+        let connection = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
         Ok(RedisCache {
+            client,
             connection,
             prefix: format!("{prefix}:"),
             timeout: Duration::from_millis(500),
@@ -49,6 +61,47 @@ impl RedisCache {
 
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    fn channel(&self, channel: &str) -> String {
+        format!("{}invalidations:{channel}", self.prefix)
+    }
+
+    /// One subscription, until it breaks or `stop`; `listening` is reported once it is in place.
+    async fn subscribe(
+        &self,
+        channel: &str,
+        listener: &dyn Listener,
+        stop: &CancellationToken,
+    ) -> Result<(), CacheError> {
+        let unavailable = |error: redis::RedisError| CacheError::Unavailable(error.to_string());
+        let mut pubsub = tokio::time::timeout(self.timeout * 4, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| CacheError::Unavailable("timed out".to_owned()))?
+            .map_err(unavailable)?;
+        pubsub.subscribe(channel).await.map_err(unavailable)?;
+        let (mut sink, mut messages) = pubsub.split();
+        listener.listening();
+        let mut ping = tokio::time::interval(SUBSCRIPTION_PING);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                message = messages.next() => match message {
+                    Some(message) => match std::str::from_utf8(message.get_payload_bytes()) {
+                        Ok(key) => listener.changed(key),
+                        Err(_) => listener.lost(),
+                    },
+                    None => return Err(CacheError::Unavailable("the subscription closed".to_owned())),
+                },
+                _ = ping.tick() => {
+                    match tokio::time::timeout(SUBSCRIPTION_PING, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => return Err(unavailable(error)),
+                        Err(_) => return Err(CacheError::Unavailable("the subscription stopped answering".to_owned())),
+                    }
+                }
+            }
+        }
     }
 
     async fn bounded<T>(
@@ -84,6 +137,38 @@ impl Cache for RedisCache {
         let mut connection = self.connection.clone();
         let key = self.key(key);
         self.bounded(connection.del::<_, ()>(&key)).await
+    }
+
+    async fn publish(&self, channel: &str, key: &str) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        let channel = self.channel(channel);
+        self.bounded(connection.publish::<_, _, ()>(&channel, key))
+            .await
+    }
+
+    async fn watch(&self, channel: &str, listener: Arc<dyn Listener>, stop: CancellationToken) {
+        let channel = self.channel(channel);
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            let started = std::time::Instant::now();
+            let outcome = self.subscribe(&channel, listener.as_ref(), &stop).await;
+            if started.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(100);
+            }
+            listener.lost();
+            match outcome {
+                Ok(()) => return,
+                Err(error) => {
+                    metrics::counter!("vitrine_cache_subscription_lost_total").increment(1);
+                    tracing::warn!(%error, "cache invalidation channel down; near cache off until it is back");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
     }
 
     fn kind(&self) -> &'static str {

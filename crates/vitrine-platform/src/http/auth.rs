@@ -127,11 +127,42 @@ pub enum AuthError {
 /// Clock skew tolerated on `exp` and `nbf`, between the identity provider and this host.
 const LEEWAY_SECS: u64 = 30;
 
+/// How long a verified token is remembered at most: its signature is not checked again within
+/// this (never past its `exp`), and a key withdrawn from the provider's set stops being
+/// honoured for tokens seen before within it.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+
 /// Verifies bearer tokens.
 #[derive(Debug)]
 pub struct Authenticator {
     keys: KeySource,
     validation: Validation,
+    /// Tokens verified lately, by their exact text, each until `min(exp, remember_for)`.
+    verified: moka::sync::Cache<Box<str>, (Principal, Duration)>,
+    /// [`VERIFIED_FOR`], or less: a provider's key set is trusted only as long as it is fresh,
+    /// and so is a verification made with it.
+    remember_for: Duration,
+}
+
+/// Each remembered token lives for the time it was stored with.
+struct UntilExpiry;
+
+impl moka::Expiry<Box<str>, (Principal, Duration)> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _token: &Box<str>,
+        value: &(Principal, Duration),
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.1)
+    }
+}
+
+fn verified_cache() -> moka::sync::Cache<Box<str>, (Principal, Duration)> {
+    moka::sync::Cache::builder()
+        .max_capacity(10_000)
+        .expire_after(UntilExpiry)
+        .build()
 }
 
 #[derive(Debug)]
@@ -150,6 +181,8 @@ impl Authenticator {
         Ok(Self {
             keys: KeySource::Shared(DecodingKey::from_secret(key)?),
             validation,
+            verified: verified_cache(),
+            remember_for: VERIFIED_FOR,
         })
     }
 
@@ -188,11 +221,30 @@ impl Authenticator {
         Self {
             keys: KeySource::Jwks(JwksCache::new(jwks_url, options)),
             validation,
+            verified: verified_cache(),
+            remember_for: VERIFIED_FOR.min(options.max_age),
         }
     }
 
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let claims = match &self.keys {
+        if let Some((principal, _)) = self.verified.get(token) {
+            return Ok(principal);
+        }
+        let claims = self.verify_signature(token).await?;
+        let exp = claims.exp;
+        let principal = Principal::from_claims(claims)?;
+        // Only until `exp` (the leeway is for clocks, not for the cache to extend).
+        let left = exp.saturating_mul(1000) - chrono::Utc::now().timestamp_millis();
+        let keep = Duration::from_millis(u64::try_from(left).unwrap_or(0)).min(self.remember_for);
+        if !keep.is_zero() {
+            self.verified
+                .insert(token.into(), (principal.clone(), keep));
+        }
+        Ok(principal)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, AuthError> {
+        Ok(match &self.keys {
             KeySource::Shared(key) => decode(token, key, &self.validation)?,
             KeySource::Jwks(cache) => {
                 let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid)?;
@@ -206,8 +258,7 @@ impl Authenticator {
                 validation.algorithms = vec![header.alg];
                 decode(token, &key, &validation)?
             }
-        };
-        Principal::from_claims(claims)
+        })
     }
 
     /// Reads and verifies the `Authorization: Bearer` header.
@@ -533,6 +584,33 @@ mod tests {
         )
         .unwrap();
         assert!(auth.verify(&expired).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_until_its_exp_and_no_longer() {
+        let (issuer, auth) = issuer_and_auth();
+        let token = issuer
+            .issue("a", &[Role::Admin], None, Duration::from_secs(2))
+            .unwrap();
+        let principal = auth.verify(&token).await.unwrap();
+        assert_eq!(
+            auth.verified.get(token.as_str()).map(|(p, _)| p),
+            Some(principal.clone())
+        );
+        // The same text with its signature altered is not the remembered token.
+        let at = token.len() - 10;
+        let flipped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let forged = format!("{}{flipped}{}", &token[..at], &token[at + 1..]);
+        assert!(auth.verify(&forged).await.is_err());
+        // Past `exp` the token is verified again (and, within the leeway, accepted again), never
+        // answered from memory.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(auth.verified.get(token.as_str()).is_none());
+        assert_eq!(auth.verify(&token).await.unwrap(), principal);
+        assert!(
+            auth.verified.get(token.as_str()).is_none(),
+            "an expired token is not remembered"
+        );
     }
 
     #[tokio::test]

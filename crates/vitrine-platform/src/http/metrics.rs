@@ -1,13 +1,12 @@
 //! Prometheus metrics: one global recorder, rendered at `/metrics`, and per-route HTTP counters.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, RwLock};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{Method, StatusCode};
 use axum::routing::get;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -33,20 +32,44 @@ pub fn router() -> Router {
     Router::new().route("/metrics", get(|| async { handle().render() }))
 }
 
-/// Counts requests and their latency by method, route template and status.
-pub async fn track(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // The route template, not the raw path, keeps label cardinality bounded.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
-    response
+/// One route, method and status's series.
+type Series = (Method, StatusCode, Counter, Histogram);
+
+/// Records a request in its series, registered on its first request: a `counter!` with labels
+/// builds, hashes and looks up its key on every call, which costs more than the count.
+pub(crate) fn record(route: &str, method: &Method, status: StatusCode, seconds: f64) {
+    static SERIES: LazyLock<RwLock<HashMap<String, Vec<Series>>>> = LazyLock::new(RwLock::default);
+    // Handles taken before the recorder exists would count nowhere, for ever.
+    handle();
+    let known = SERIES
+        .read()
+        .expect("the series lock is never poisoned")
+        .get(route)
+        .and_then(|series| {
+            series
+                .iter()
+                .find(|(m, s, ..)| m == method && *s == status)
+                .map(|(_, _, counter, histogram)| (counter.clone(), histogram.clone()))
+        });
+    let (counter, histogram) = match known {
+        Some(handles) => handles,
+        None => {
+            let labels = [
+                ("method", method.as_str().to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.as_u16().to_string()),
+            ];
+            let counter = metrics::counter!("http_requests_total", &labels);
+            let histogram = metrics::histogram!("http_request_duration_seconds", &labels);
+            SERIES
+                .write()
+                .expect("the series lock is never poisoned")
+                .entry(route.to_owned())
+                .or_default()
+                .push((method.clone(), status, counter.clone(), histogram.clone()));
+            (counter, histogram)
+        }
+    };
+    counter.increment(1);
+    histogram.record(seconds);
 }

@@ -11,17 +11,19 @@ pub mod metrics;
 pub mod openapi;
 pub mod path;
 pub mod query;
+pub mod state;
 
-use std::time::Duration;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use futures::FutureExt;
+use rand::Rng;
+use tracing::Instrument;
 
 pub use auth::{Authenticator, Principal, Role};
 pub use error::{ApiError, FieldError, Fields, Problem};
@@ -30,6 +32,7 @@ pub use health::{Health, ReadinessCheck};
 pub use json::{AppJson, parse_json};
 pub use path::AppPath;
 pub use query::AppQuery;
+pub use state::{Authenticates, Shared};
 
 /// The header carrying each request's id (set when the client sends none, echoed back).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -47,43 +50,83 @@ pub fn with_common_layers(
         .layer(DefaultBodyLimit::max(max_body_bytes))
         // Applied per route (Router::layer), so it sees which route matched.
         .layer(middleware::from_fn_with_state(deadlines, deadline::enforce))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
-        // Outside the timeout and panic layers, so their bare responses get a problem body too.
-        .layer(middleware::from_fn(problem_for_bare_errors))
-        .layer(middleware::from_fn(crate::trace_context::propagate))
-        .layer(middleware::from_fn(metrics::track))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let id = request
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                let span = tracing::info_span!(
-                    "request",
-                    otel.kind = "server",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id = %id,
-                    trace_id = tracing::field::Empty,
-                );
-                // Before the span is entered: an exported span's parent is fixed when it starts.
-                crate::trace_context::adopt(&span, crate::trace_context::incoming(request));
-                span
-            }),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(middleware::from_fn(drop_malformed_request_id))
+        .layer(middleware::from_fn(edge))
 }
 
-/// A caller's (or the gateway's) `X-Request-Id` is kept for correlation when it looks like an
-/// id: 1 to 128 characters of letters, digits and `-._:`. Anything else is dropped, so a fresh
-/// one is generated: the id goes into every log line and into audit records, where a caller
+/// What surrounds every request, in one middleware rather than a stack of eight (each layer of
+/// a router is cloned, boxed and awaited on every request): from the outside in,
+///
+/// 1. its request id: the caller's when well-formed ([`request_id`]), else a fresh one, echoed
+///    in the response;
+/// 2. its span, whose parent is the caller's `traceparent`; a 5xx is logged as an error;
+/// 3. its metrics, by route template, method and status;
+/// 4. the trace context, current for the handler and returned in `traceparent`;
+/// 5. problem+json for bare errors (405, timeouts), and a 500 for a handler that panicked.
+async fn edge(mut request: Request, next: Next) -> Response {
+    let id = request_id(&mut request);
+    let span = tracing::info_span!(
+        "request",
+        otel.kind = "server",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id.to_str().unwrap_or("-"),
+        trace_id = tracing::field::Empty,
+    );
+    // Before the span is entered: an exported span's parent is fixed when it starts.
+    crate::trace_context::adopt(&span, crate::trace_context::incoming(&request));
+    let started = Instant::now();
+    let method = request.method().clone();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let mut response = async move {
+        let traceparent = crate::trace_context::of_span(
+            &tracing::Span::current(),
+            crate::trace_context::incoming(&request),
+        );
+        if let Some(trace) = crate::trace_context::trace_id(&traceparent) {
+            tracing::Span::current().record("trace_id", trace);
+        }
+        let header = HeaderValue::from_str(&traceparent).ok();
+        let handled = crate::trace_context::scope(
+            traceparent,
+            AssertUnwindSafe(next.run(request)).catch_unwind(),
+        )
+        .await;
+        let mut response = match handled {
+            Ok(response) => problem_for_bare_errors(response),
+            Err(_) => ApiError::internal(anyhow::anyhow!("handler panicked")).into_response(),
+        };
+        if let Some(header) = header {
+            response
+                .headers_mut()
+                .insert(crate::trace_context::HEADER, header);
+        }
+        if response.status().is_server_error() {
+            tracing::error!(
+                status = response.status().as_u16(),
+                latency_ms = started.elapsed().as_millis() as u64,
+                "request failed"
+            );
+        }
+        response
+    }
+    .instrument(span)
+    .await;
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    metrics::record(
+        route,
+        &method,
+        response.status(),
+        started.elapsed().as_secs_f64(),
+    );
+    response.headers_mut().entry(REQUEST_ID).or_insert(id);
+    response
+}
+
+/// The request's id, set on it: the caller's (or the gateway's) `X-Request-Id` when it looks like
+/// an id (1 to 128 characters of letters, digits and `-._:`), else a fresh random one. Anything
+/// else is replaced: the id goes into every log line and into audit records, where a caller
 /// must not be able to write arbitrary text.
-async fn drop_malformed_request_id(mut request: Request, next: Next) -> Response {
+fn request_id(request: &mut Request) -> HeaderValue {
     let well_formed = |value: &HeaderValue| {
         let bytes = value.as_bytes();
         (1..=128).contains(&bytes.len())
@@ -92,20 +135,27 @@ async fn drop_malformed_request_id(mut request: Request, next: Next) -> Response
                 .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(b))
     };
     let mut ids = request.headers().get_all(REQUEST_ID).iter();
-    let keep = match (ids.next(), ids.next()) {
-        (None, _) => true,
-        (Some(id), None) => well_formed(id),
-        (Some(_), Some(_)) => false,
-    };
-    if !keep {
-        request.headers_mut().remove(REQUEST_ID);
+    if let (Some(id), None) = (ids.next(), ids.next())
+        && well_formed(id)
+    {
+        return id.clone();
     }
-    next.run(request).await
+    let id = fresh_request_id();
+    request.headers_mut().insert(REQUEST_ID, id.clone());
+    id
+}
+
+/// A random (v4) UUID from the thread's user-space generator: the `uuid` crate's own asks the
+/// kernel for every id, a system call on the hottest path.
+fn fresh_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::rng().random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+        .expect("a UUID is a valid header value")
 }
 
 /// Gives error responses produced outside our handlers (405, timeouts) a problem+json body.
-async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
         || response.headers().contains_key(header::CONTENT_TYPE)

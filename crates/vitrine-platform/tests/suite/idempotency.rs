@@ -64,7 +64,10 @@ fn app_verifying(
                 }
             }),
         )
-        .layer(axum::middleware::from_fn_with_state(state, idempotency))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(state),
+            idempotency,
+        ))
         .with_state(authenticator)
 }
 
@@ -267,7 +270,10 @@ async fn secrets_in_responses_are_replayed_but_never_kept_in_the_clear(
             "/things",
             post(|| async { (StatusCode::CREATED, format!("{{\"secret\":\"{SECRET}\"}}")) }),
         )
-        .layer(axum::middleware::from_fn_with_state(state, idempotency));
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(state),
+            idempotency,
+        ));
     let token = token();
     let (status, first, _) = send(&app, request("shown-once", "{}", Some(&token))).await;
     assert_eq!(status, StatusCode::CREATED);

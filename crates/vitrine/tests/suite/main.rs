@@ -5,6 +5,7 @@
 mod analytics;
 mod api;
 mod binary;
+mod coherence;
 mod common;
 mod degradation;
 mod directory;

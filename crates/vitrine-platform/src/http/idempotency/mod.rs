@@ -332,7 +332,7 @@ pub fn parse_key(value: &HeaderValue) -> Result<&str, ApiError> {
 
 /// The middleware; mount it with `axum::middleware::from_fn_with_state`.
 pub async fn idempotency(
-    State(state): State<Idempotency>,
+    State(state): State<Arc<Idempotency>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -344,7 +344,7 @@ pub async fn idempotency(
     }
 }
 
-async fn run(state: Idempotency, request: Request, next: Next) -> Result<Response, Response> {
+async fn run(state: Arc<Idempotency>, request: Request, next: Next) -> Result<Response, Response> {
     let (mut parts, body) = request.into_parts();
     // The caller is authenticated before anything else is judged, and a failure is answered
     // here (401, 403, or 503 when the signing keys cannot be fetched): handing the request on
