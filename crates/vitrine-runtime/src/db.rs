@@ -11,6 +11,22 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 
+/// `pool.begin()`, safe to cancel. sqlx 0.9.0 leaks an open transaction into the pool when the
+/// future of `begin()` is dropped during its `BEGIN` round trip (PostgreSQL; transact-rs/sqlx
+/// #4393, fixed upstream after 0.9.0): the next borrower's statements then run inside it, and
+/// what they write without a transaction of their own is not committed. A request's future is
+/// dropped whenever its client goes away or its deadline passes, so the `BEGIN` runs in a task
+/// of its own, which finishes whoever waits for it; a transaction nobody takes is dropped there,
+/// and rolled back like any other.
+pub async fn begin<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin().await })
+        .await
+        .map_err(|error| sqlx::Error::Io(std::io::Error::other(error)))?
+}
+
 /// Opens (creating if needed) the SQLite database at `path`.
 ///
 /// WAL lets readers proceed during a write; `synchronous = FULL` makes every commit durable

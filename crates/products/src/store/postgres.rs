@@ -101,7 +101,7 @@ impl Backend for PostgresStore {
     type Connection = PgConnection;
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-        Ok(self.primary.begin().await?)
+        Ok(vitrine_runtime::db::begin(&self.primary).await?)
     }
 
     /// The primary's WAL insert position now: past the commit record that just returned. (Not

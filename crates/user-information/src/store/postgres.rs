@@ -45,7 +45,7 @@ impl Backend for PostgresStore {
 
     /// A plain transaction: the rows it reads to write are locked `FOR UPDATE`.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
-        Ok(self.pool.begin().await?)
+        Ok(vitrine_runtime::db::begin(&self.pool).await?)
     }
 
     /// The relay is woken by the outbox's `NOTIFY`.

@@ -95,7 +95,7 @@ macro_rules! impl_customer_store {
                 details: &$crate::domain::CustomerDetails,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<$crate::domain::Customer, $crate::store::StoreError> {
-                let mut tx = self.pool().begin().await?;
+                let mut tx = vitrine_runtime::db::begin(self.pool()).await?;
                 let query = sqlx::query_as(concat!(
                     "INSERT INTO customers (cnpj, legal_name, trade_name, email, phone, \
                        address_street, address_number, address_complement, address_district, \
@@ -275,7 +275,7 @@ macro_rules! impl_customer_store {
                 method: &$crate::domain::PaymentMethod,
             ) -> Result<(), $crate::store::StoreError> {
                 let columns = $crate::store::rows::PaymentMethodColumns::from(&method.instrument);
-                let mut tx = self.pool().begin().await?;
+                let mut tx = vitrine_runtime::db::begin(self.pool()).await?;
                 let inserted = sqlx::query(concat!(
                     "INSERT INTO payment_methods (id, customer_id, kind, card_brand, card_last4, \
                        card_exp_month, card_exp_year, card_holder_name, pix_key_type, \
@@ -366,7 +366,7 @@ macro_rules! impl_customer_store {
                 &self,
                 method: &$crate::domain::PaymentMethod,
             ) -> Result<bool, $crate::store::StoreError> {
-                let mut tx = self.pool().begin().await?;
+                let mut tx = vitrine_runtime::db::begin(self.pool()).await?;
                 let deleted =
                     sqlx::query("DELETE FROM payment_methods WHERE id = $1 AND customer_id = $2")
                         .bind(method.id.as_uuid())

@@ -205,7 +205,7 @@ impl OutboxStore for SqliteOutbox {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn mark_sent(&self, seqs: &[i64], now: DateTime<Utc>) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = vitrine_runtime::db::begin(&self.pool).await?;
         for seq in seqs {
             sqlx::query("UPDATE outbox SET sent_at = ?, lease_until = NULL WHERE seq = ?")
                 .bind(now)
@@ -219,7 +219,7 @@ impl OutboxStore for SqliteOutbox {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn mark_failed(&self, failures: &[Failure]) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = vitrine_runtime::db::begin(&self.pool).await?;
         for failure in failures {
             sqlx::query(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, \
@@ -237,7 +237,7 @@ impl OutboxStore for SqliteOutbox {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn release(&self, seqs: &[i64], due: DateTime<Utc>) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = vitrine_runtime::db::begin(&self.pool).await?;
         for seq in seqs {
             sqlx::query(
                 "UPDATE outbox SET next_attempt_at = ?, lease_until = NULL \

@@ -41,7 +41,7 @@ macro_rules! pg_store {
             }
 
             async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-                Ok(self.pool.begin().await?)
+                Ok(vitrine_runtime::db::begin(&self.pool).await?)
             }
         }
 

@@ -29,7 +29,7 @@ impl IdempotencyStore for PgIdempotencyStore {
         now: DateTime<Utc>,
         lock_ttl: std::time::Duration,
     ) -> anyhow::Result<Begin> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = vitrine_runtime::db::begin(&self.pool).await?;
         let owner = Owner::new();
         // Insert-or-lock in one round trip: the row is either new (ours) or locked for us to judge.
         let inserted = sqlx::query(
