@@ -205,15 +205,14 @@ impl ProductCache {
         if let Some(near) = &self.near {
             near.invalidate(&id);
         }
-        if let Err(error) = self.cache.delete(&key(id)).await {
-            count("error");
-            tracing::warn!(%error, product_id = %id, "cache invalidation failed");
-        }
-        if self.near.is_some()
-            && let Err(error) = self.cache.publish(CHANNEL, &id.to_string()).await
+        // Published even with this process's near cache off: another's may be on.
+        if let Err(error) = self
+            .cache
+            .delete_and_publish(&key(id), CHANNEL, &id.to_string())
+            .await
         {
             count("error");
-            tracing::warn!(%error, product_id = %id, "publishing a cache invalidation failed");
+            tracing::warn!(%error, product_id = %id, "cache invalidation failed");
         }
     }
 }

@@ -14,6 +14,7 @@ pub async fn run_all(cache: &dyn Cache) {
     missing_key_is_none(cache, &run).await;
     set_replaces(cache, &run).await;
     delete_removes_and_is_idempotent(cache, &run).await;
+    delete_and_publish_removes(cache, &run).await;
     entries_expire_after_their_ttl(cache, &run).await;
     binary_values_survive(cache, &run).await;
 }
@@ -47,6 +48,19 @@ async fn set_replaces(cache: &dyn Cache, run: &str) {
         cache.get(&key).await.unwrap(),
         Some(Bytes::from_static(b"two"))
     );
+}
+
+async fn delete_and_publish_removes(cache: &dyn Cache, run: &str) {
+    let key = format!("{run}:delete-and-publish");
+    cache
+        .set(&key, Bytes::from_static(b"x"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    cache
+        .delete_and_publish(&key, "conformance", "a-key")
+        .await
+        .unwrap();
+    assert_eq!(cache.get(&key).await.unwrap(), None);
 }
 
 async fn delete_removes_and_is_idempotent(cache: &dyn Cache, run: &str) {

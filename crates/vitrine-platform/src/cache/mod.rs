@@ -43,6 +43,19 @@ pub trait Cache: Send + Sync + std::fmt::Debug {
     /// changed, so near caches ([`near`]) drop it.
     async fn publish(&self, channel: &str, key: &str) -> Result<(), CacheError>;
 
+    /// [`Self::delete`] of `key`, then [`Self::publish`] of `message` on `channel`: in one round
+    /// trip where the adapter can (a write's invalidation; with the cache down, it costs that
+    /// write one bounded wait, not two).
+    async fn delete_and_publish(
+        &self,
+        key: &str,
+        channel: &str,
+        message: &str,
+    ) -> Result<(), CacheError> {
+        self.delete(key).await?;
+        self.publish(channel, message).await
+    }
+
     /// Reports to `listener`, until `stop`, every key of `channel` any process publishes, and
     /// when the channel stops and starts listening (reconnecting by itself meanwhile).
     async fn watch(&self, channel: &str, listener: Arc<dyn Listener>, stop: CancellationToken);

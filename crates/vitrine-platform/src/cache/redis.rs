@@ -79,7 +79,10 @@ impl RedisCache {
             .await
             .map_err(|_| CacheError::Unavailable("timed out".to_owned()))?
             .map_err(unavailable)?;
-        pubsub.subscribe(channel).await.map_err(unavailable)?;
+        tokio::time::timeout(self.timeout * 4, pubsub.subscribe(channel))
+            .await
+            .map_err(|_| CacheError::Unavailable("timed out".to_owned()))?
+            .map_err(unavailable)?;
         let (mut sink, mut messages) = pubsub.split();
         listener.listening();
         let mut ping = tokio::time::interval(SUBSCRIPTION_PING);
@@ -143,6 +146,23 @@ impl Cache for RedisCache {
         let mut connection = self.connection.clone();
         let channel = self.channel(channel);
         self.bounded(connection.publish::<_, _, ()>(&channel, key))
+            .await
+    }
+
+    async fn delete_and_publish(
+        &self,
+        key: &str,
+        channel: &str,
+        message: &str,
+    ) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        let mut pipeline = redis::pipe();
+        pipeline
+            .del(self.key(key))
+            .ignore()
+            .publish(self.channel(channel), message)
+            .ignore();
+        self.bounded(pipeline.query_async::<()>(&mut connection))
             .await
     }
 

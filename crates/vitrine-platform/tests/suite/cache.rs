@@ -92,6 +92,11 @@ async fn redis_invalidations_reach_every_process_and_a_broken_subscription_says_
 
     writer.publish("products", "key-1").await.unwrap();
     recorder.wait_for("changed key-1", 1).await;
+    writer
+        .delete_and_publish("some-entry", "products", "key-0")
+        .await
+        .unwrap();
+    recorder.wait_for("changed key-0", 1).await;
     // Another channel (or another prefix) is not heard.
     writer.publish("customers", "key-2").await.unwrap();
     writer.publish("products", "key-3").await.unwrap();
