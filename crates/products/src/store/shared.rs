@@ -155,31 +155,19 @@ macro_rules! impl_product_store {
                 seller: $crate::domain::SellerId,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<$crate::domain::SellerStanding, $crate::store::StoreError> {
-                // An upsert rather than a read: it locks the seller's row (PostgreSQL), so a
-                // concurrent suspension waits for this transaction or this one sees it.
-                let standing: String = sqlx::query_scalar(
-                    "INSERT INTO sellers (id, standing, version, updated_at) \
-                     VALUES ($1, 'active', 0, $2) \
-                     ON CONFLICT (id) DO UPDATE SET standing = sellers.standing \
-                     RETURNING standing",
-                )
-                .bind(seller.as_uuid())
-                .bind(now)
-                .fetch_one(&mut *conn)
-                .await?;
-                $crate::domain::SellerStanding::parse(&standing)
-                    .map_err(|e| $crate::store::StoreError::Backend(anyhow::anyhow!(e)))
+                Ok(Self::seller_row(conn, seller, now).await?.0)
             }
 
-            /// Whether the projection knows `seller` as active: a row with a version, which
-            /// only an event or user-information's answer sets (a row this service inserted
-            /// for itself has version 0). Locks the row like [`Self::seller_standing`]; a row
-            /// the upsert had to insert is rolled back with the caller's transaction.
-            async fn seller_known_active(
+            /// The seller's standing and version in the projection. Version 0 is a row this
+            /// service inserted for itself; only an event or user-information's answer sets a
+            /// version. An upsert rather than a read: it locks the seller's row (PostgreSQL),
+            /// so a concurrent suspension waits for this transaction or this one sees it; a
+            /// row it had to insert goes with the caller's transaction if that rolls back.
+            async fn seller_row(
                 conn: &mut <Self as $crate::store::shared::Backend>::Connection,
                 seller: $crate::domain::SellerId,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<bool, $crate::store::StoreError> {
+            ) -> Result<($crate::domain::SellerStanding, i64), $crate::store::StoreError> {
                 let (standing, version): (String, i64) = sqlx::query_as(
                     "INSERT INTO sellers (id, standing, version, updated_at) \
                      VALUES ($1, 'active', 0, $2) \
@@ -190,9 +178,25 @@ macro_rules! impl_product_store {
                 .bind(now)
                 .fetch_one(&mut *conn)
                 .await?;
-                Ok(version > 0
-                    && $crate::domain::SellerStanding::parse(&standing)
-                        .is_ok_and(|s| s == $crate::domain::SellerStanding::Active))
+                let standing = $crate::domain::SellerStanding::parse(&standing)
+                    .map_err(|e| $crate::store::StoreError::Backend(anyhow::anyhow!(e)))?;
+                Ok((standing, version))
+            }
+
+            /// Enqueues a new product's messages, commits, and answers it with its token.
+            async fn commit_new_product(
+                &self,
+                mut tx: sqlx::Transaction<'static, <Self as $crate::store::shared::Backend>::Database>,
+                product: $crate::domain::Product,
+                messages: &[vitrine_messaging::outbox::OutboxMessage],
+            ) -> Result<$crate::store::Written<$crate::domain::Product>, $crate::store::StoreError>
+            {
+                Self::enqueue(&mut tx, messages).await?;
+                tx.commit().await?;
+                Ok($crate::store::Written {
+                    value: product,
+                    token: self.committed().await?,
+                })
             }
 
             /// A buyer's standing is the customer's, kept from the same status events as the
@@ -378,12 +382,7 @@ macro_rules! impl_product_store {
                 let mut tx = self.begin_write().await?;
                 let (product, messages) =
                     Self::insert_product_in(&mut tx, id, new, actor, now).await?;
-                Self::enqueue(&mut tx, &messages).await?;
-                tx.commit().await?;
-                Ok($crate::store::Written {
-                    value: product,
-                    token: self.committed().await?,
-                })
+                self.commit_new_product(tx, product, &messages).await
             }
 
             #[tracing::instrument(level = "debug", skip_all)]
@@ -398,7 +397,8 @@ macro_rules! impl_product_store {
                 $crate::store::StoreError,
             > {
                 let mut tx = self.begin_write().await?;
-                if !Self::seller_known_active(&mut tx, new.seller_id, now).await? {
+                let (standing, version) = Self::seller_row(&mut tx, new.seller_id, now).await?;
+                if version == 0 || standing != $crate::domain::SellerStanding::Active {
                     // Dropped uncommitted: rolled back.
                     return Ok(None);
                 }
@@ -406,12 +406,7 @@ macro_rules! impl_product_store {
                     Self::insert_product_row(&mut tx, id, new, actor, now, false)
                         .await?
                         .ok_or($crate::store::StoreError::Duplicate("sku"))?;
-                Self::enqueue(&mut tx, &messages).await?;
-                tx.commit().await?;
-                Ok(Some($crate::store::Written {
-                    value: product,
-                    token: self.committed().await?,
-                }))
+                self.commit_new_product(tx, product, &messages).await.map(Some)
             }
 
             #[tracing::instrument(level = "debug", skip_all)]

@@ -846,8 +846,6 @@ async fn suspended_sellers_lose_their_active_products(b: Backend) {
     create(&b, seller, "THREE", 0).await;
 }
 
-/// user-information's own answer corrects the projection: a suspension whose event never
-/// arrived, and a row pinned by an absurd version; an event newer than the answer is kept.
 /// The local seller check of a create: a seller the projection never confirmed (unknown, or a
 /// row it inserted for itself) or knows as suspended is not listed, and nothing is written;
 /// one confirmed active (by an event or user-information's answer) is, in one transaction.
@@ -913,6 +911,8 @@ async fn only_a_seller_known_as_active_lists_without_asking(b: Backend) {
     assert!(known(seller, "SUSPENDED").await.is_none());
 }
 
+/// user-information's own answer corrects the projection: a suspension whose event never
+/// arrived, and a row pinned by an absurd version; an event newer than the answer is kept.
 async fn reconciliation_corrects_a_wrong_or_pinned_projection(b: Backend) {
     let seller = SellerId::new();
     let product = create(&b, seller, "RECONCILED", 1).await;

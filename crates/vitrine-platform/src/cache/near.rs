@@ -2,7 +2,7 @@
 //! read is answered without a network round trip and without decoding or encoding anything.
 //!
 //! It is only as good as its coherence. Every process hears of every change through the shared
-//! cache's invalidation channel ([`super::Cache::watch_invalidations`]) and drops the entry; a
+//! cache's invalidation channel ([`super::Cache::watch`]) and drops the entry; a
 //! write also drops it at once in the process that made it. Two rules keep a racing fill from
 //! putting an old value back:
 //!
@@ -140,11 +140,6 @@ where
     fn drop_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate_all();
-    }
-
-    pub fn entry_count(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
     }
 }
 

@@ -75,13 +75,14 @@ impl RedisCache {
         stop: &CancellationToken,
     ) -> Result<(), CacheError> {
         let unavailable = |error: redis::RedisError| CacheError::Unavailable(error.to_string());
+        let timed_out = |_| CacheError::Unavailable("timed out".to_owned());
         let mut pubsub = tokio::time::timeout(self.timeout * 4, self.client.get_async_pubsub())
             .await
-            .map_err(|_| CacheError::Unavailable("timed out".to_owned()))?
+            .map_err(timed_out)?
             .map_err(unavailable)?;
         tokio::time::timeout(self.timeout * 4, pubsub.subscribe(channel))
             .await
-            .map_err(|_| CacheError::Unavailable("timed out".to_owned()))?
+            .map_err(timed_out)?
             .map_err(unavailable)?;
         let (mut sink, mut messages) = pubsub.split();
         listener.listening();
@@ -90,10 +91,11 @@ impl RedisCache {
             tokio::select! {
                 () = stop.cancelled() => return Ok(()),
                 message = messages.next() => match message {
-                    Some(message) => match std::str::from_utf8(message.get_payload_bytes()) {
-                        Ok(key) => listener.changed(key),
-                        Err(_) => listener.lost(),
-                    },
+                    // A payload that is not a key of the listener's (not even UTF-8) drops
+                    // everything there, as an unknown key does.
+                    Some(message) => {
+                        listener.changed(&String::from_utf8_lossy(message.get_payload_bytes()));
+                    }
                     None => return Err(CacheError::Unavailable("the subscription closed".to_owned())),
                 },
                 _ = ping.tick() => {
