@@ -7,8 +7,13 @@
 //! batch goes out in waves: each wave holds the next message of every aggregate in the batch,
 //! published with the transport's batch calls (ten per SNS `PublishBatch` / SQS
 //! `SendMessageBatch`), the calls running concurrently; the next message of an aggregate waits
-//! for the previous one's wave, which keeps the aggregate's order. And [`Relay::run`] runs several
-//! workers, so one batch is being claimed while others are in flight.
+//! for the previous one's wave, which keeps the aggregate's order. On a transport that keeps the
+//! order of a call ([`Publisher::keeps_batch_order`], the embedded one), a wave holds instead
+//! every next message of an aggregate bound for the same destination: a hot aggregate then
+//! costs one call per batch, not one per message (one per transaction commit on the embedded
+//! transport, which let a product reserved hundreds of times a second outrun the relay). And
+//! [`Relay::run`] runs several workers, so one batch is being claimed while others are in
+//! flight.
 //!
 //! Publishing a batch ends within half its lease: past the lease another relay could claim the
 //! same messages and publish them a second time. What a hung transport did not take by then
@@ -179,6 +184,7 @@ impl Relay {
             return Ok(outcome);
         }
         let deadline = started + self.lease / 2;
+        let ordered = self.transport.keeps_batch_order();
         let mut runs = runs_by_aggregate(claimed);
         let (mut sent, mut failures) = (Vec::new(), Vec::new());
         let mut released: Vec<(Vec<i64>, DateTime<Utc>)> = Vec::new();
@@ -188,24 +194,54 @@ impl Relay {
                 released.push((rest, Utc::now()));
                 break;
             }
-            let wave: Vec<Pending> = runs.iter_mut().filter_map(VecDeque::pop_front).collect();
-            let results = self.publish_wave(&wave, deadline).await;
+            // Each run's share of the wave: its next message, or, on a transport that keeps a
+            // call's order, its next messages for the same destination (one call carries them).
+            let shares: Vec<usize> = runs
+                .iter()
+                .map(|run| {
+                    if ordered {
+                        same_destination_prefix(run)
+                    } else {
+                        1
+                    }
+                })
+                .collect();
+            let wave: Vec<Pending> = runs
+                .iter_mut()
+                .zip(&shares)
+                .flat_map(|(run, &share)| run.drain(..share).collect::<Vec<_>>())
+                .collect();
+            let mut results = self.publish_wave(&wave, deadline).await.into_iter();
+            let mut wave = wave.into_iter();
             let mut next = Vec::with_capacity(runs.len());
-            for ((pending, result), run) in wave.into_iter().zip(results).zip(runs) {
-                match result {
-                    Ok(()) => {
-                        sent.push(pending.seq);
-                        if !run.is_empty() {
-                            next.push(run);
+            for (run, share) in runs.into_iter().zip(shares) {
+                let mut share = wave.by_ref().zip(results.by_ref()).take(share);
+                let mut failed = None;
+                for (pending, result) in share.by_ref() {
+                    match result {
+                        Ok(()) => sent.push(pending.seq),
+                        Err(error) => {
+                            failed = Some(failure(&pending, &error));
+                            break;
                         }
                     }
-                    Err(error) => {
-                        let failure = failure(&pending, &error);
-                        if !run.is_empty() {
-                            released.push((run.iter().map(|p| p.seq).collect(), failure.retry_at));
+                }
+                match failed {
+                    // What follows a failure in its aggregate is not counted as sent even if
+                    // the transport took it: it goes out again, after the failed one, and the
+                    // consumers' inboxes drop the copy.
+                    Some(failure) => {
+                        let rest: Vec<i64> = share
+                            .map(|(pending, _)| pending.seq)
+                            .chain(run.iter().map(|p| p.seq))
+                            .collect();
+                        if !rest.is_empty() {
+                            released.push((rest, failure.retry_at));
                         }
                         failures.push(failure);
                     }
+                    None if !run.is_empty() => next.push(run),
+                    None => {}
                 }
             }
             runs = next;
@@ -338,6 +374,14 @@ fn runs_by_aggregate(claimed: Vec<Pending>) -> Vec<VecDeque<Pending>> {
         runs[run].push_back(pending);
     }
     runs
+}
+
+/// How many messages at the head of `run` go to the same destination as its first.
+fn same_destination_prefix(run: &VecDeque<Pending>) -> usize {
+    let first = &run[0].message.destination;
+    run.iter()
+        .take_while(|pending| pending.message.destination == *first)
+        .count()
 }
 
 fn failure(pending: &Pending, error: &TransportError) -> Failure {

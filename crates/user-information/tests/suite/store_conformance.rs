@@ -673,6 +673,37 @@ mod suite {
         );
     }
 
+    /// The relay itself, over this store: an aggregate's messages reach the transport in
+    /// commit order whether its calls keep no order (one message per aggregate per call) or keep
+    /// it (an aggregate's consecutive messages in one call).
+    pub async fn the_relay_keeps_aggregate_order(b: Backend) {
+        use vitrine_messaging::outbox::conformance::{CallOrder, relay_keeps_aggregate_order};
+        for order in [CallOrder::None, CallOrder::Kept] {
+            let violations = relay_keeps_aggregate_order(
+                b.store.outbox(),
+                &|messages| (b.enqueue)(messages),
+                order,
+            )
+            .await;
+            assert!(violations.is_empty(), "{order:?}: {violations:#?}");
+        }
+    }
+
+    /// The checker above can fail: a transport that says it keeps a call's order and does not.
+    pub async fn the_relay_order_checker_catches_a_transport_that_reorders(b: Backend) {
+        use vitrine_messaging::outbox::conformance::{CallOrder, relay_keeps_aggregate_order};
+        let violations = relay_keeps_aggregate_order(
+            b.store.outbox(),
+            &|messages| (b.enqueue)(messages),
+            CallOrder::Claimed,
+        )
+        .await;
+        assert!(
+            violations.iter().any(|v| v.contains("published as number")),
+            "the checker missed messages accepted out of order: {violations:#?}"
+        );
+    }
+
     pub async fn ping(b: Backend) {
         b.store.ping().await.unwrap();
     }
@@ -713,6 +744,8 @@ every_backend!(
     outbox_behaves,
     concurrent_relays_keep_order,
     the_order_checker_catches_a_broken_claim,
+    the_relay_keeps_aggregate_order,
+    the_relay_order_checker_catches_a_transport_that_reorders,
     ping,
 );
 

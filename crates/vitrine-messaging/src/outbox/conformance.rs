@@ -402,8 +402,185 @@ pub async fn concurrent_relays_keep_order(
             claimable.len()
         ));
     }
-    for (aggregate, numbers) in published.iter() {
-        // Each message once (leases do not expire here), each after all earlier ones.
+    // Each message once (leases do not expire here), each after all earlier ones.
+    violations.extend(out_of_order(&published));
+    violations
+}
+
+/// How the transport of [`relay_keeps_aggregate_order`] treats a batch call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOrder {
+    /// Like SNS and SQS standard queues: no order within a call; the relay sends one message
+    /// per aggregate per call.
+    None,
+    /// Like the embedded transport: a call's messages accepted in order, nothing after a
+    /// failure; the relay sends an aggregate's consecutive messages in one call.
+    Kept,
+    /// Deliberately broken: says it keeps a call's order, accepts the call backwards.
+    Claimed,
+}
+
+/// A transport that records, per aggregate, the message numbers it accepted, in the order it
+/// accepted them; a tenth of its messages fail (in a call that keeps order, with every later
+/// one of the call).
+#[derive(Debug)]
+struct Recorder {
+    order: CallOrder,
+    published: Mutex<BTreeMap<String, Vec<u32>>>,
+    /// Calls that carried two or more messages of one aggregate.
+    multi_message_calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl crate::transport::Publisher for Recorder {
+    fn keeps_batch_order(&self) -> bool {
+        self.order != CallOrder::None
+    }
+
+    async fn publish(
+        &self,
+        topic: &str,
+        envelope: &Envelope,
+    ) -> Result<(), crate::transport::TransportError> {
+        self.publish_batch(topic, &[envelope]).await.remove(0)
+    }
+
+    async fn send(
+        &self,
+        queue: &str,
+        envelope: &Envelope,
+    ) -> Result<(), crate::transport::TransportError> {
+        self.publish(queue, envelope).await
+    }
+
+    async fn publish_batch(
+        &self,
+        _topic: &str,
+        envelopes: &[&Envelope],
+    ) -> Vec<Result<(), crate::transport::TransportError>> {
+        let mut subjects: Vec<&str> = envelopes
+            .iter()
+            .map(|e| e.subject.as_deref().unwrap_or_default())
+            .collect();
+        subjects.sort_unstable();
+        if subjects.windows(2).any(|pair| pair[0] == pair[1]) {
+            self.multi_message_calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut accepting: Vec<usize> = (0..envelopes.len()).collect();
+        if self.order == CallOrder::Claimed {
+            accepting.reverse();
+        }
+        let mut results: Vec<Result<(), crate::transport::TransportError>> =
+            envelopes.iter().map(|_| Ok(())).collect();
+        let mut failed = false;
+        for i in accepting {
+            if (failed && self.order != CallOrder::None) || rand::rng().random_bool(0.1) {
+                failed = true;
+                results[i] = Err(crate::transport::TransportError::Unavailable(
+                    anyhow::anyhow!("injected"),
+                ));
+                continue;
+            }
+            let envelope = envelopes[i];
+            let n = envelope.data["n"].as_u64().unwrap() as u32;
+            self.published
+                .lock()
+                .unwrap()
+                .entry(envelope.subject.clone().unwrap_or_default())
+                .or_default()
+                .push(n);
+        }
+        tokio::task::yield_now().await;
+        results
+    }
+}
+
+/// The real relay, four claim-and-publish loops over `store`, while writers keep committing
+/// and a tenth of the transport's messages fail, on a transport whose calls keep `order`. The
+/// whole history is then checked: every message accepted once, and within each aggregate none
+/// before every earlier one was. Returns the violations found: none for [`CallOrder::None`] and
+/// [`CallOrder::Kept`], some for [`CallOrder::Claimed`].
+pub async fn relay_keeps_aggregate_order(
+    store: std::sync::Arc<dyn OutboxStore>,
+    enqueue: Enqueue<'_>,
+    order: CallOrder,
+) -> Vec<String> {
+    const AGGREGATES: u32 = 6;
+    const PER_AGGREGATE: u32 = 40;
+    let recorder = std::sync::Arc::new(Recorder {
+        order,
+        published: Mutex::default(),
+        multi_message_calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let relay = crate::relay::Relay::new(store.clone(), recorder.clone()).with_batch(50);
+    let round = |n: u32| {
+        let mut round: Vec<OutboxMessage> = (0..AGGREGATES)
+            .map(|a| message(&format!("agg-{a}"), n))
+            .collect();
+        round.shuffle(&mut rand::rng());
+        enqueue(round)
+    };
+    // A backlog first, so that claims hold runs of several messages per aggregate; then more
+    // commits while the relays work.
+    for n in 0..PER_AGGREGATE / 2 {
+        round(n).await;
+    }
+    let writers_done = std::sync::atomic::AtomicBool::new(false);
+    let writers = async {
+        for n in PER_AGGREGATE / 2..PER_AGGREGATE {
+            round(n).await;
+            tokio::task::yield_now().await;
+        }
+        writers_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let worker = |_: usize| async {
+        let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while tokio::time::Instant::now() < give_up {
+            let outcome = relay.relay_once().await.unwrap();
+            // A message accepted out of order stays a violation whatever happens next.
+            if !out_of_order(&recorder.published.lock().unwrap()).is_empty() {
+                return;
+            }
+            if outcome.claimed == 0 {
+                if writers_done.load(std::sync::atomic::Ordering::SeqCst)
+                    && store.unsent().await.unwrap() == 0
+                {
+                    return;
+                }
+                // Failed messages wait out their backoff.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let workers = futures::future::join_all((0..4).map(worker));
+    tokio::join!(writers, workers);
+
+    let mut violations = Vec::new();
+    let multi_message_calls = recorder
+        .multi_message_calls
+        .load(std::sync::atomic::Ordering::Relaxed);
+    match order {
+        CallOrder::None if multi_message_calls > 0 => violations.push(format!(
+            "{multi_message_calls} calls that keep no order carried two messages of one aggregate"
+        )),
+        CallOrder::Kept | CallOrder::Claimed if multi_message_calls == 0 => violations
+            .push("no call carried two messages of one aggregate: nothing was tested".into()),
+        _ => {}
+    }
+    let disorder = out_of_order(&recorder.published.lock().unwrap());
+    let unsent = store.unsent().await.unwrap();
+    if unsent != 0 && disorder.is_empty() {
+        violations.push(format!("{unsent} messages never published"));
+    }
+    violations.extend(disorder);
+    violations
+}
+
+/// Each aggregate whose messages were not published once each, in order.
+fn out_of_order(published: &BTreeMap<String, Vec<u32>>) -> Vec<String> {
+    let mut violations = Vec::new();
+    for (aggregate, numbers) in published {
         for (position, n) in numbers.iter().enumerate() {
             if *n as usize != position {
                 violations.push(format!(

@@ -207,6 +207,12 @@ impl LocalTransport {
 
 #[async_trait]
 impl Publisher for LocalTransport {
+    /// A batch is one transaction, its rows numbered in the order given, and queues deliver in
+    /// that order: all of it lands, in order, or none of it does.
+    fn keeps_batch_order(&self) -> bool {
+        true
+    }
+
     async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError> {
         let mut results = self.publish_batch(topic, &[envelope]).await;
         results.pop().unwrap_or(Ok(()))

@@ -110,9 +110,19 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
     /// Sends a command, request or reply to one queue.
     async fn send(&self, queue: &str, envelope: &Envelope) -> Result<(), TransportError>;
 
+    /// Whether one batch call accepts its envelopes in their order, and an envelope that fails
+    /// leaves every later one of the call unaccepted. The relay then sends an aggregate's
+    /// consecutive messages in one call instead of one call each, which is what keeps a hot
+    /// aggregate (one product reserved hundreds of times a second) from outrunning the relay.
+    /// SNS and SQS standard queues keep no order within a call; the default is `false`.
+    fn keeps_batch_order(&self) -> bool {
+        false
+    }
+
     /// Publishes each envelope as [`Publisher::publish`] would, in as few calls as the transport
-    /// allows; one result per envelope, in order. Order among the envelopes is not kept: callers
-    /// pass at most one message per aggregate. The default publishes one at a time.
+    /// allows; one result per envelope, in order. Unless [`Publisher::keeps_batch_order`], order
+    /// among the envelopes is not kept, and callers pass at most one message per aggregate. The
+    /// default publishes one at a time.
     async fn publish_batch(
         &self,
         topic: &str,
