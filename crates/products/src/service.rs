@@ -137,21 +137,14 @@ impl Catalog {
         {
             return Ok(written);
         }
-        let version = self.seller_version(new.seller_id).await?;
-        let insert = || {
-            self.store
-                .insert_product(ProductId::new(), new, Some(actor), now())
-        };
-        let written = match (insert().await, version) {
-            (Err(StoreError::SellerNotActive(_)), Some(version)) => {
-                self.reconcile(new.seller_id, SellerStanding::Active, version)
-                    .await?;
-                insert().await?
-            }
-            (result, _) => result?,
-        };
+        // The answer is recorded with its version before the insert: it corrects a projection
+        // that says otherwise, and makes this seller known, so its next create stays local.
+        self.check_seller(new.seller_id).await?;
         // No cache entry to drop: the id is new, and 74 random bits of a v7 id are not guessed.
-        Ok(written)
+        Ok(self
+            .store
+            .insert_product(ProductId::new(), new, Some(actor), now())
+            .await?)
     }
 
     /// Asks user-information whether `seller` exists and is active, as a product listing

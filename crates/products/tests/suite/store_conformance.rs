@@ -231,6 +231,10 @@ macro_rules! suite {
                 super::each_seller_hears_of_its_own_items_of_a_reservation(super::$backend().await).await;
             }
             #[tokio::test]
+            async fn a_seller_vouched_for_once_lists_without_asking_again() {
+                super::a_seller_vouched_for_once_lists_without_asking_again(super::$backend().await).await;
+            }
+            #[tokio::test]
             async fn only_a_seller_known_as_active_lists_without_asking() {
                 super::only_a_seller_known_as_active_lists_without_asking(super::$backend().await).await;
             }
@@ -1003,11 +1007,36 @@ async fn reconciliation_corrects_a_wrong_or_pinned_projection(b: Backend) {
     assert_eq!(due.last(), Some(&quiet), "{due:?}");
 }
 
-/// A directory that knows only `known` and records whom it was asked about.
+/// A directory that knows only `known`, in `status` at version 2, and records whom it was
+/// asked about.
 #[derive(Debug)]
 struct ScriptedDirectory {
     known: SellerId,
+    status: CustomerStatus,
     asked: std::sync::Mutex<Vec<SellerId>>,
+}
+
+impl ScriptedDirectory {
+    fn new(known: SellerId, status: CustomerStatus) -> Arc<Self> {
+        Arc::new(Self {
+            known,
+            status,
+            asked: Default::default(),
+        })
+    }
+
+    fn catalog(self: &Arc<Self>, b: &Backend) -> Catalog {
+        Catalog::new(
+            Arc::clone(&b.store),
+            Arc::clone(self) as Arc<dyn CustomerDirectory>,
+            ProductCache::new(
+                Arc::new(MemoryCache::new(10)),
+                Duration::from_secs(60),
+                Duration::from_secs(5),
+            ),
+            Duration::from_secs(1),
+        )
+    }
 }
 
 #[async_trait::async_trait]
@@ -1020,7 +1049,7 @@ impl CustomerDirectory for ScriptedDirectory {
                 id,
                 cnpj: "11222333000181".to_owned(),
                 legal_name: "Conhecida".to_owned(),
-                status: CustomerStatus::Suspended,
+                status: self.status,
                 version: Some(2),
             }
         } else {
@@ -1036,20 +1065,8 @@ async fn a_seller_that_cannot_be_reconciled_does_not_hold_the_line(b: Backend) {
     create(&b, unknown, "UNKNOWN", 1).await;
     let known = SellerId::new();
     let product = create(&b, known, "KNOWN", 1).await;
-    let directory = Arc::new(ScriptedDirectory {
-        known,
-        asked: Default::default(),
-    });
-    let catalog = Catalog::new(
-        Arc::clone(&b.store),
-        Arc::clone(&directory) as Arc<dyn CustomerDirectory>,
-        ProductCache::new(
-            Arc::new(MemoryCache::new(10)),
-            Duration::from_secs(60),
-            Duration::from_secs(5),
-        ),
-        Duration::from_secs(1),
-    );
+    let directory = ScriptedDirectory::new(known, CustomerStatus::Suspended);
+    let catalog = directory.catalog(&b);
     for _ in 0..2 {
         assert_eq!(catalog.reconcile_sellers(1).await.unwrap(), 1);
     }
@@ -1060,6 +1077,27 @@ async fn a_seller_that_cannot_be_reconciled_does_not_hold_the_line(b: Backend) {
         "each round asked about a different seller: {asked:?}"
     );
     assert_eq!(fresh(&b, product.id).await.status, ProductStatus::Inactive);
+    b.check_invariants().await;
+}
+
+/// user-information is asked about a seller once: its answer (active, with a version) makes
+/// the seller known, whether the projection had no row for it or one this service inserted for
+/// itself (version 0, from a listing that committed before), and later listings stay local.
+async fn a_seller_vouched_for_once_lists_without_asking_again(b: Backend) {
+    let unseen = SellerId::new();
+    let inserted_for_itself = SellerId::new();
+    create(&b, inserted_for_itself, "EARLIER", 1).await;
+    for seller in [unseen, inserted_for_itself] {
+        let directory = ScriptedDirectory::new(seller, CustomerStatus::Active);
+        let catalog = directory.catalog(&b);
+        for sku in ["FIRST", "SECOND", "THIRD"] {
+            catalog
+                .create(&new_product(seller, sku, 1), "ana")
+                .await
+                .unwrap();
+        }
+        assert_eq!(*directory.asked.lock().unwrap(), vec![seller]);
+    }
     b.check_invariants().await;
 }
 
