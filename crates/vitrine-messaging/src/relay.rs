@@ -47,9 +47,33 @@ pub struct Relay {
     idle_wait: Duration,
     gather: Duration,
     lease: Duration,
-    /// The claim gate of [`Self::relay_paced`], shared by this relay's workers: when the next
-    /// claim may start (a past instant: claims are not paced).
-    claims: Arc<tokio::sync::Mutex<Instant>>,
+    /// The claim pace of [`Self::relay_paced`], shared by this relay's workers.
+    pace: Arc<Pace>,
+}
+
+/// When the next claim may start (a past instant: claims are not paced), and the turn that
+/// paced claims take one at a time.
+#[derive(Debug)]
+struct Pace {
+    due: std::sync::Mutex<Instant>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Pace {
+    fn due(&self) -> Instant {
+        *self.due.lock().expect("pace lock")
+    }
+
+    /// Set by the claim that holds the turn: a full one lifts the pace.
+    fn set(&self, due: Instant) {
+        *self.due.lock().expect("pace lock") = due;
+    }
+
+    /// Set by an unpaced claim: it may lengthen the pace, never cut one short.
+    fn extend(&self, due: Instant) {
+        let mut current = self.due.lock().expect("pace lock");
+        *current = (*current).max(due);
+    }
 }
 
 /// What became of one claimed batch.
@@ -73,7 +97,10 @@ impl Relay {
             idle_wait: Duration::from_secs(1),
             gather: Duration::from_millis(10),
             lease: LEASE,
-            claims: Arc::new(tokio::sync::Mutex::new(Instant::now())),
+            pace: Arc::new(Pace {
+                due: std::sync::Mutex::new(Instant::now()),
+                turn: tokio::sync::Mutex::new(()),
+            }),
         }
     }
 
@@ -187,41 +214,37 @@ impl Relay {
 
     /// [`Self::relay_once`], with the claim paced among this relay's workers. After a claim
     /// that took something but less than a batch, the next claims pass one at a time through a
-    /// gate, each `gather` after the one before. Such a claim found the outbox drained, with
-    /// messages arriving one commit at a time: claiming again at once, four workers over, would
-    /// take one or two messages each time and pay a claim, a publish call and a mark-as-sent
-    /// for each. A full claim lifts the pace, so a backlog drains with the workers claiming in
-    /// parallel; an unpaced claim that found nothing sets none, so a message committed while
-    /// the relay is idle goes at once; publishing is never behind the gate.
-    async fn relay_paced(&self) -> anyhow::Result<Outcome> {
-        let paced = {
-            let gate = self.claims.lock().await;
-            (*gate > Instant::now()).then_some(gate)
-        };
+    /// gate, each `gather` after the one before. Such a claim usually found the outbox drained,
+    /// with messages arriving one commit at a time: claiming again at once, four workers over,
+    /// would take one or two messages each time and pay a claim, a publish call and a
+    /// mark-as-sent for each. A paced full claim lifts the pace, and an unpaced claim that
+    /// found nothing sets none, so a message committed while the relay is idle goes at once.
+    /// A claim can also come back short in a backlog, when the rest of its window belongs to
+    /// aggregates whose earlier messages another worker holds; the pace then bounds claims to
+    /// one per `gather`, each up to a batch. Publishing is never behind the gate.
+    pub(crate) async fn relay_paced(&self) -> anyhow::Result<Outcome> {
         let started = Instant::now();
-        let claimed = match paced {
+        let claimed = if self.pace.due() > started {
+            let _turn = self.pace.turn.lock().await;
+            tokio::time::sleep_until(self.pace.due()).await;
+            let claimed = self.claim().await?;
             // Paced, an empty claim keeps the pace: the commits that woke the other workers
             // are what the next paced claim gathers.
-            Some(mut gate) => {
-                tokio::time::sleep_until(*gate).await;
-                let claimed = self.claim().await?;
-                *gate = self.pace_after(&claimed, true);
-                claimed
+            self.pace.set(self.next_claim(&claimed, true));
+            claimed
+        } else {
+            let claimed = self.claim().await?;
+            if !claimed.is_empty() {
+                self.pace.extend(self.next_claim(&claimed, false));
             }
-            None => {
-                let claimed = self.claim().await?;
-                if !claimed.is_empty() {
-                    *self.claims.lock().await = self.pace_after(&claimed, false);
-                }
-                claimed
-            }
+            claimed
         };
         self.publish_claimed(claimed, started).await
     }
 
     /// When the claim after `claimed` may start: at once after a full claim, after `gather`
     /// after a partial one, and after an empty one as `paced` says.
-    fn pace_after(&self, claimed: &[Pending], paced: bool) -> Instant {
+    fn next_claim(&self, claimed: &[Pending], paced: bool) -> Instant {
         let now = Instant::now();
         let full = claimed.len() >= self.batch;
         if full || (claimed.is_empty() && !paced) {

@@ -180,6 +180,11 @@ struct DyingPublisher {
 
 #[async_trait]
 impl Publisher for DyingPublisher {
+    /// As the transport it wraps: the relay's calls then take the same shape as in production.
+    fn keeps_batch_order(&self) -> bool {
+        self.inner.keeps_batch_order()
+    }
+
     async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<(), TransportError> {
         self.inner.publish(topic, envelope).await?;
         let fact: String = envelope.decode().expect("facts are strings");

@@ -453,6 +453,14 @@ impl crate::transport::Publisher for Recorder {
         self.publish(queue, envelope).await
     }
 
+    async fn send_batch(
+        &self,
+        queue: &str,
+        envelopes: &[&Envelope],
+    ) -> Vec<Result<(), crate::transport::TransportError>> {
+        self.publish_batch(queue, envelopes).await
+    }
+
     async fn publish_batch(
         &self,
         _topic: &str,
@@ -496,7 +504,7 @@ impl crate::transport::Publisher for Recorder {
     }
 }
 
-/// The real relay, four claim-and-publish loops over `store`, while writers keep committing
+/// The real relay, four paced claim-and-publish loops over `store`, while writers keep committing
 /// and a tenth of the transport's messages fail, on a transport whose calls keep `order`. The
 /// whole history is then checked: every message accepted once, and within each aggregate none
 /// before every earlier one was. Returns the violations found: none for [`CallOrder::None`] and
@@ -513,10 +521,20 @@ pub async fn relay_keeps_aggregate_order(
         published: Mutex::default(),
         multi_message_calls: std::sync::atomic::AtomicUsize::new(0),
     });
-    let relay = crate::relay::Relay::new(store.clone(), recorder.clone()).with_batch(50);
+    let relay = crate::relay::Relay::new(store.clone(), recorder.clone())
+        .with_batch(50)
+        .with_gather(std::time::Duration::from_millis(2));
     let round = |n: u32| {
+        // Every third message of an aggregate is a command to a queue, so that an
+        // aggregate's run changes destination (one call carries one destination).
         let mut round: Vec<OutboxMessage> = (0..AGGREGATES)
-            .map(|a| message(&format!("agg-{a}"), n))
+            .map(|a| {
+                let event = message(&format!("agg-{a}"), n);
+                match n % 3 {
+                    2 => OutboxMessage::command("test-queue", event.envelope),
+                    _ => event,
+                }
+            })
             .collect();
         round.shuffle(&mut rand::rng());
         enqueue(round)
@@ -537,7 +555,8 @@ pub async fn relay_keeps_aggregate_order(
     let worker = |_: usize| async {
         let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         while tokio::time::Instant::now() < give_up {
-            let outcome = relay.relay_once().await.unwrap();
+            // Claims paced as `Relay::run` paces them.
+            let outcome = relay.relay_paced().await.unwrap();
             // A message accepted out of order stays a violation whatever happens next.
             if !out_of_order(&recorder.published.lock().unwrap()).is_empty() {
                 return;
