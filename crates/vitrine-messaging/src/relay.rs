@@ -119,8 +119,8 @@ impl Relay {
 
     /// How long the relay's next claim waits after one that was not full (default 10 ms):
     /// under a steady stream of commits, what one claim gathers. It adds at most that much to
-    /// a message's latency under load, none to a message committed while the relay is idle,
-    /// and none while a backlog drains.
+    /// a message's latency under load and none to a message committed while the relay is
+    /// idle; full claims lift it (see [`Self::relay_paced`] for a backlog's short claims).
     pub fn with_gather(mut self, gather: Duration) -> Self {
         self.gather = gather;
         self
