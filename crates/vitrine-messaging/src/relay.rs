@@ -120,7 +120,7 @@ impl Relay {
     /// How long the relay's next claim waits after one that was not full (default 10 ms):
     /// under a steady stream of commits, what one claim gathers. It adds at most that much to
     /// a message's latency under load and none to a message committed while the relay is
-    /// idle; full claims lift it (see [`Self::relay_paced`] for a backlog's short claims).
+    /// idle; a full claim lifts it (a short claim in a backlog can engage it too).
     pub fn with_gather(mut self, gather: Duration) -> Self {
         self.gather = gather;
         self
