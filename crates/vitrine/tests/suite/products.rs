@@ -920,17 +920,25 @@ async fn webhooks_reach_the_sellers_receiver(database: Database) {
             body.clone(),
         )
     };
-    let attempts = json_of(
-        app.get(&format!("{path}/attempts"), &owner).await,
-        StatusCode::OK,
-    )
-    .await;
-    let states: Vec<_> = attempts["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| (a["status_code"].clone(), a["state"].clone()))
-        .collect();
+    // The receiver has answered; the dispatcher records the attempt right after, so wait for it.
+    let mut states: Vec<(Value, Value)> = Vec::new();
+    for _ in 0..100 {
+        let attempts = json_of(
+            app.get(&format!("{path}/attempts"), &owner).await,
+            StatusCode::OK,
+        )
+        .await;
+        states = attempts["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["status_code"].clone(), a["state"].clone()))
+            .collect();
+        if states.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         states,
         [
