@@ -11,7 +11,8 @@ use uuid::Uuid;
 use vitrine_kernel::{Currency, Money};
 use vitrine_platform::cache::Representation;
 use vitrine_platform::http::{
-    ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
+    ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Listed, PageOut, PageQuery, Principal,
+    Problem, Role, etag,
 };
 
 use super::{AppState, ReadAfter, token_header};
@@ -122,10 +123,10 @@ pub struct ProductOut {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProductList {
-    pub items: Vec<ProductOut>,
-    pub next_cursor: Option<String>,
+pub type ProductList = PageOut<ProductOut>;
+
+impl Listed for ProductOut {
+    const PAGE_SCHEMA: &'static str = "ProductList";
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -177,22 +178,10 @@ pub struct MovementOut {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MovementList {
-    pub items: Vec<MovementOut>,
-    pub next_cursor: Option<String>,
-}
+pub type MovementList = PageOut<MovementOut>;
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListMovementsQuery {
-    /// 1-100, default 20.
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page (opaque).
-    #[param(min_length = 1, max_length = 256, pattern = "^[A-Za-z0-9_-]+$")]
-    pub cursor: Option<String>,
+impl Listed for MovementOut {
+    const PAGE_SCHEMA: &'static str = "MovementList";
 }
 
 impl From<Product> for ProductOut {
@@ -516,7 +505,7 @@ pub async fn list(
     AppQuery(query): AppQuery<ListProductsQuery>,
 ) -> Result<AppJson<ProductList>, ApiError> {
     let mut fields = Fields::new();
-    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
+    let page = fields.page(query.limit, query.cursor.as_deref());
     let filter = product_filter(
         &mut fields,
         "",
@@ -526,19 +515,11 @@ pub async fn list(
         query.q.as_deref(),
     );
     fields.finish()?;
-    let page = state
+    let found = state
         .catalog
-        .list(
-            &filter,
-            limit.unwrap_or_default(),
-            cursor.as_ref(),
-            freshness,
-        )
+        .list(&filter, page.limit, page.cursor.as_ref(), freshness)
         .await?;
-    Ok(AppJson(ProductList {
-        items: page.items.into_iter().map(ProductOut::from).collect(),
-        next_cursor: page.next_cursor.map(|c| c.encode()),
-    }))
+    Ok(AppJson(found.into()))
 }
 
 /// Change a product (admin or its seller).
@@ -661,7 +642,7 @@ pub async fn add_movement(
 #[utoipa::path(
     get, path = "/v1/products/{id}/stock-movements", tag = "stock",
     operation_id = "stock_movements_list",
-    params(("id" = Uuid, Path), ListMovementsQuery, ("Consistency-Token" = Option<String>, Header)),
+    params(("id" = Uuid, Path), PageQuery, ("Consistency-Token" = Option<String>, Header)),
     responses(
         (status = 200, body = MovementList),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -676,20 +657,17 @@ pub async fn list_movements(
     principal: Principal,
     ReadAfter(freshness): ReadAfter,
     AppPath(id): AppPath<String>,
-    AppQuery(query): AppQuery<ListMovementsQuery>,
+    AppQuery(query): AppQuery<PageQuery>,
 ) -> Result<AppJson<MovementList>, ApiError> {
     let id = product_id(&id)?;
     let product = state.catalog.get(id, freshness).await?;
     authorize_seller(&principal, &product)?;
     let mut fields = Fields::new();
-    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
+    let page = fields.page(query.limit, query.cursor.as_deref());
     fields.finish()?;
-    let page = state
+    let movements = state
         .catalog
-        .movements(id, limit.unwrap_or_default(), cursor.as_ref(), freshness)
+        .movements(id, page.limit, page.cursor.as_ref(), freshness)
         .await?;
-    Ok(AppJson(MovementList {
-        items: page.items.into_iter().map(MovementOut::from).collect(),
-        next_cursor: page.next_cursor.map(|c| c.encode()),
-    }))
+    Ok(AppJson(movements.into()))
 }

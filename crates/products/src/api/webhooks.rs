@@ -7,11 +7,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
-use vitrine_kernel::Cursor;
+use vitrine_kernel::Page;
 use vitrine_platform::http::{
-    ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
+    ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Listed, PageOut, PageQuery, Principal,
+    Problem, Role, etag,
 };
 use vitrine_webhooks::store::{AttemptRecord, Endpoint, EndpointChanges};
 
@@ -160,10 +161,10 @@ pub struct SecretOut {
     pub secret: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EndpointList {
-    pub items: Vec<EndpointOut>,
-    pub next_cursor: Option<String>,
+pub type EndpointList = PageOut<EndpointOut>;
+
+impl Listed for EndpointOut {
+    const PAGE_SCHEMA: &'static str = "EndpointList";
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -196,22 +197,10 @@ impl From<AttemptRecord> for AttemptOut {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptList {
-    pub items: Vec<AttemptOut>,
-    pub next_cursor: Option<String>,
-}
+pub type AttemptList = PageOut<AttemptOut>;
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1-100, default 20.
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page (opaque).
-    #[param(min_length = 1, max_length = 256, pattern = "^[A-Za-z0-9_-]+$")]
-    pub cursor: Option<String>,
+impl Listed for AttemptOut {
+    const PAGE_SCHEMA: &'static str = "AttemptList";
 }
 
 /// Failed deliveries since when to send again.
@@ -405,28 +394,19 @@ pub async fn list(
 ) -> Result<AppJson<EndpointList>, ApiError> {
     let caller = caller(&principal)?;
     let mut fields = Fields::new();
-    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
+    let page = fields.page(query.limit, query.cursor.as_deref());
     fields.finish()?;
-    let limit = limit.unwrap_or_default().get();
-    let mut items = state
+    let endpoints = state
         .endpoints
-        .list(&caller, limit + 1, cursor.map(|c| c.position()))
+        .list(
+            &caller,
+            page.limit.get() + 1,
+            page.cursor.map(|c| c.position()),
+        )
         .await?;
-    let next_cursor = next_cursor(&mut items, limit, |e| e.id);
-    Ok(AppJson(EndpointList {
-        items: items.into_iter().map(EndpointOut::from).collect(),
-        next_cursor,
-    }))
-}
-
-/// Keeps `limit` items; the cursor after the last one when there were more.
-fn next_cursor<T>(items: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> Uuid) -> Option<String> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    if items.len() <= limit {
-        return None;
-    }
-    items.truncate(limit);
-    items.last().map(|last| Cursor::after(id(last)).encode())
+    Ok(AppJson(
+        Page::from_overfetch(endpoints, page.limit, |e| e.id).into(),
+    ))
 }
 
 /// Read a webhook endpoint.
@@ -564,18 +544,20 @@ pub async fn attempts(
     let caller = caller(&principal)?;
     let id = endpoint_id(&id)?;
     let mut fields = Fields::new();
-    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
+    let page = fields.page(query.limit, query.cursor.as_deref());
     fields.finish()?;
-    let limit = limit.unwrap_or_default().get();
-    let mut items = state
+    let attempts = state
         .endpoints
-        .attempts(&caller, id, limit + 1, cursor.map(|c| c.position()))
+        .attempts(
+            &caller,
+            id,
+            page.limit.get() + 1,
+            page.cursor.map(|c| c.position()),
+        )
         .await?;
-    let next_cursor = next_cursor(&mut items, limit, |a| a.id);
-    Ok(AppJson(AttemptList {
-        items: items.into_iter().map(AttemptOut::from).collect(),
-        next_cursor,
-    }))
+    Ok(AppJson(
+        Page::from_overfetch(attempts, page.limit, |a| a.id).into(),
+    ))
 }
 
 /// Send every delivery to the endpoint that failed for good since `since` once more, in the

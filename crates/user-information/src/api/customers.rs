@@ -10,7 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use vitrine_kernel::{Cep, Cnpj, Email, Phone, Uf};
 use vitrine_platform::http::{
-    ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Principal, Problem, Role, etag,
+    ApiError, AppJson, AppPath, AppQuery, Fields, IfMatch, Listed, PageOut, Principal, Problem,
+    Role, etag,
 };
 
 use super::{AppState, authorize_customer, customer_id};
@@ -161,10 +162,10 @@ pub enum StatusOut {
     Closed,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CustomerList {
-    pub items: Vec<CustomerOut>,
-    pub next_cursor: Option<String>,
+pub type CustomerList = PageOut<CustomerOut>;
+
+impl Listed for CustomerOut {
+    const PAGE_SCHEMA: &'static str = "CustomerList";
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -439,7 +440,7 @@ pub async fn list(
 ) -> Result<AppJson<CustomerList>, ApiError> {
     principal.require_any(&[Role::Admin])?;
     let mut fields = Fields::new();
-    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
+    let page = fields.page(query.limit, query.cursor.as_deref());
     let filter = CustomerFilter {
         cnpj: query
             .cnpj
@@ -451,15 +452,11 @@ pub async fn list(
             .and_then(|s| fields.check("status", CustomerStatus::parse(s))),
     };
     fields.finish()?;
-    let limit = limit.expect("checked by finish");
-    let page = state
+    let customers = state
         .customers
-        .list(&filter, limit, cursor.as_ref())
+        .list(&filter, page.limit, page.cursor.as_ref())
         .await?;
-    Ok(AppJson(CustomerList {
-        next_cursor: page.next_cursor.as_ref().map(|c| c.encode()),
-        items: page.items.into_iter().map(CustomerOut::from).collect(),
-    }))
+    Ok(AppJson(customers.into()))
 }
 
 /// Change a customer. Honours `If-Match`.

@@ -8,11 +8,12 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use vitrine_kernel::{CardExpiry, CardNumber, PixKey, PixKeyType};
 use vitrine_platform::http::{
-    ApiError, AppJson, AppPath, AppQuery, Fields, Principal, Problem, Role,
+    ApiError, AppJson, AppPath, AppQuery, Fields, Listed, PageOut, PageQuery, Principal, Problem,
+    Role,
 };
 use vitrine_platform::secrets::SecretValue;
 
@@ -124,10 +125,10 @@ pub struct PixOut {
     pub masked_key: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PaymentMethodList {
-    pub items: Vec<PaymentMethodOut>,
-    pub next_cursor: Option<String>,
+pub type PaymentMethodList = PageOut<PaymentMethodOut>;
+
+impl Listed for PaymentMethodOut {
+    const PAGE_SCHEMA: &'static str = "PaymentMethodList";
 }
 
 /// The full secret, for the `payments` role only.
@@ -154,18 +155,6 @@ pub struct CardSecretOut {
 pub struct PixSecretOut {
     pub key_type: String,
     pub key: String,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// 1-100, default 20.
-    #[param(minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page (opaque).
-    #[param(min_length = 1, max_length = 256, pattern = "^[A-Za-z0-9_-]+$")]
-    pub cursor: Option<String>,
 }
 
 impl From<PaymentMethod> for PaymentMethodOut {
@@ -345,7 +334,7 @@ pub async fn add(
 #[utoipa::path(
     get, path = "/v1/customers/{id}/payment-methods", tag = "payment-methods",
     operation_id = "payment_methods_list",
-    params(("id" = Uuid, Path), ListQuery),
+    params(("id" = Uuid, Path), PageQuery),
     responses(
         (status = 200, body = PaymentMethodList),
         (status = 403, description = "A role without access to customers (only `admin`, or the customer itself)", body = Problem, content_type = "application/problem+json"),
@@ -357,23 +346,20 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     AppPath(id): AppPath<String>,
-    AppQuery(query): AppQuery<ListQuery>,
+    AppQuery(query): AppQuery<PageQuery>,
 ) -> Result<AppJson<PaymentMethodList>, ApiError> {
     let customer = customer_id(&id)?;
     authorize_customer(&principal, customer)?;
     let mut fields = Fields::new();
-    let (limit, cursor) = fields.page(query.limit, query.cursor.as_deref());
+    let page = fields.page(query.limit, query.cursor.as_deref());
     fields.finish()?;
     // 404 for unknown customers rather than an empty list.
     state.customers.get(customer).await?;
-    let page = state
+    let methods = state
         .customers
-        .list_payment_methods(customer, limit.expect("checked by finish"), cursor.as_ref())
+        .list_payment_methods(customer, page.limit, page.cursor.as_ref())
         .await?;
-    Ok(AppJson(PaymentMethodList {
-        next_cursor: page.next_cursor.as_ref().map(|c| c.encode()),
-        items: page.items.into_iter().map(PaymentMethodOut::from).collect(),
-    }))
+    Ok(AppJson(methods.into()))
 }
 
 /// Remove a payment method; its secret is destroyed.

@@ -1,13 +1,10 @@
-//! `AppQuery<T>`: query-string extraction whose failures are problem+json naming the parameter;
-//! and the page parameters every list operation shares.
+//! `AppQuery<T>`: query-string extraction whose failures are problem+json naming the parameter.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use vitrine_kernel::{Cursor, PageLimit};
-
-use super::error::{ApiError, FieldError, Fields};
+use super::error::{ApiError, FieldError};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppQuery<T>(pub T);
@@ -36,18 +33,5 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
                 };
                 ApiError::Validation(vec![FieldError::new(field, message)])
             })
-    }
-}
-
-impl Fields {
-    /// `?limit=&cursor=` parsed into their domain types, errors recorded against the parameter.
-    pub fn page(
-        &mut self,
-        limit: Option<u32>,
-        cursor: Option<&str>,
-    ) -> (Option<PageLimit>, Option<Cursor>) {
-        let limit = self.check("limit", PageLimit::parse(limit));
-        let cursor = cursor.and_then(|c| self.check("cursor", Cursor::decode(c)));
-        (limit, cursor)
     }
 }
