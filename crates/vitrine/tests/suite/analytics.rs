@@ -42,16 +42,12 @@ impl Progress for Quiet {
     fn table(&self, _: &str, _: u64) {}
 }
 
-async fn ok(response: reqwest::Response, status: StatusCode) -> Value {
-    let actual = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(actual, status, "{body}");
-    body
-}
-
 /// POSTs `body` to `path` as admin, expecting `status`.
 async fn as_admin(app: &TestApp, path: &str, body: Value, status: StatusCode) -> Value {
-    ok(app.post(path, &app.admin(), &body).await, status).await
+    app.post(path, &app.admin(), &body)
+        .await
+        .expect(status)
+        .json::<Value>()
 }
 
 /// Three customers with known personal data, cards and a PIX key; a seller's products with
@@ -96,45 +92,37 @@ async fn seed(app: &TestApp) -> (Seeded, DateTime<Utc>) {
             "01310100".to_owned(),
         ]);
         seeded.exact.push(card[12..].to_owned());
-        ok(
-            app.post(
-                &format!("/v1/customers/{id}/payment-methods"),
-                &admin,
-                &card_body(card),
-            )
-            .await,
-            StatusCode::CREATED,
+        app.post(
+            &format!("/v1/customers/{id}/payment-methods"),
+            &admin,
+            &card_body(card),
         )
-        .await;
+        .await
+        .expect(StatusCode::CREATED)
+        .json::<Value>();
         seeded.customers.push(id);
     }
     let pix = "pix.chave.secreta@exemplo.com.br";
-    ok(
-        app.post(
-            &format!("/v1/customers/{}/payment-methods", seeded.customers[1]),
-            &admin,
-            &json!({"type": "pix", "pix": {"key_type": "email", "key": pix}}),
-        )
-        .await,
-        StatusCode::CREATED,
+    app.post(
+        &format!("/v1/customers/{}/payment-methods", seeded.customers[1]),
+        &admin,
+        &json!({"type": "pix", "pix": {"key_type": "email", "key": pix}}),
     )
-    .await;
+    .await
+    .expect(StatusCode::CREATED)
+    .json::<Value>();
     seeded.secrets.push(pix.to_owned());
 
     let seller = seeded.customers[0].clone();
     for n in 0..4 {
-        let product = ok(
-            app.post(
+        let product = app.post(
                 "/v1/products",
                 &admin,
                 &json!({"seller_id": seller, "sku": format!("AN-{n}"), "name": format!("Produto {n}"),
                         "description": "Descrição livre do vendedor", "category": if n % 2 == 0 { "alimentos" } else { "bebidas" },
                         "price": {"amount": 1000 + n, "currency": "BRL"}, "initial_stock": if n == 1 { 4 } else { 10 }}),
             )
-            .await,
-            StatusCode::CREATED,
-        )
-        .await;
+            .await.expect(StatusCode::CREATED).json::<Value>();
         seeded
             .products
             .push(product["id"].as_str().unwrap().to_owned());
@@ -154,32 +142,27 @@ async fn seed(app: &TestApp) -> (Seeded, DateTime<Utc>) {
         .as_str()
         .unwrap()
         .to_owned();
-    let deleted = app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/v1/products/{gone}"),
-            Some(&admin),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    app.request(
+        reqwest::Method::DELETE,
+        &format!("/v1/products/{gone}"),
+        Some(&admin),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
     seeded.deleted = gone;
     // The buyer reserves as itself.
     let buyer = app.token(Role::Customer, Some(&seeded.customers[2]));
     let reserve = |product: String, quantity: i64| {
         let buyer = buyer.clone();
         async move {
-            ok(
-                app.post(
-                    "/v1/reservations",
-                    &buyer,
-                    &json!({"items": [{"product_id": product, "quantity": quantity}]}),
-                )
-                .await,
-                StatusCode::CREATED,
+            app.post(
+                "/v1/reservations",
+                &buyer,
+                &json!({"items": [{"product_id": product, "quantity": quantity}]}),
             )
-            .await["id"]
+            .await
+            .expect(StatusCode::CREATED)
+            .json::<Value>()["id"]
                 .as_str()
                 .unwrap()
                 .to_owned()
@@ -225,17 +208,15 @@ async fn seed(app: &TestApp) -> (Seeded, DateTime<Utc>) {
     .await;
     seeded.restocked_later = (seeded.products[3].clone(), 10);
     app.create_customer(&customer_body(&unique_cnpj())).await;
-    ok(
-        app.post(
-            "/v1/products",
-            &admin,
-            &json!({"seller_id": seller, "sku": "AFTER", "name": "Depois do corte",
+    app.post(
+        "/v1/products",
+        &admin,
+        &json!({"seller_id": seller, "sku": "AFTER", "name": "Depois do corte",
                     "price": {"amount": 1, "currency": "BRL"}}),
-        )
-        .await,
-        StatusCode::CREATED,
     )
-    .await;
+    .await
+    .expect(StatusCode::CREATED)
+    .json::<Value>();
     // The next check of "the cut-off is in the past" needs a whole second after it.
     tokio::time::sleep(Duration::from_millis(100)).await;
     (seeded, cutoff)
@@ -433,17 +414,14 @@ async fn synced_thrice(
     assert_eq!(without_runs(first), without_runs(second.clone()));
 
     let product = &seeded.products[0];
-    let repriced = app
-        .request(
-            reqwest::Method::PATCH,
-            &format!("/v1/products/{product}"),
-            Some(&app.admin()),
-        )
-        .json(&json!({"price": {"amount": 4242, "currency": "BRL"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(repriced.status(), StatusCode::OK);
+    app.request(
+        reqwest::Method::PATCH,
+        &format!("/v1/products/{product}"),
+        Some(&app.admin()),
+    )
+    .json(&json!({"price": {"amount": 4242, "currency": "BRL"}}))
+    .await
+    .expect(StatusCode::OK);
     sync(settings, cutoff).await;
     let third = snapshot(backend, settings).await;
     assert_eq!(

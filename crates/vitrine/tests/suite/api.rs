@@ -12,11 +12,11 @@ mod checks {
     pub async fn register_normalises_the_cnpj(app: TestApp) {
         let response = app
             .post("/v1/customers", &app.admin(), &customer_body(CNPJ))
-            .await;
-        assert_eq!(response.status(), StatusCode::CREATED);
+            .await
+            .expect(StatusCode::CREATED);
         let location = response.headers()["location"].to_str().unwrap().to_owned();
         let etag = response.headers()["etag"].to_str().unwrap().to_owned();
-        let created: Value = response.json().await.unwrap();
+        let created: Value = response.json();
         assert_eq!(created["cnpj"], "12ABC34501DE35");
         assert_eq!(created["phone"], "+5511987654321");
         assert_eq!(created["address"]["postal_code"], "01310100");
@@ -26,10 +26,12 @@ mod checks {
             format!("/v1/customers/{}", created["id"].as_str().unwrap())
         );
 
-        let read = app.get(&location, &app.admin()).await;
-        assert_eq!(read.status(), StatusCode::OK);
+        let read = app
+            .get(&location, &app.admin())
+            .await
+            .expect(StatusCode::OK);
         assert_eq!(read.headers()["etag"].to_str().unwrap(), etag);
-        assert_eq!(read.json::<Value>().await.unwrap(), created);
+        assert_eq!(read.json::<Value>(), created);
     }
 
     pub async fn bad_check_digits_name_the_cnpj(app: TestApp) {
@@ -41,7 +43,7 @@ mod checks {
             )
             .await;
         assert_eq!(
-            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            response.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["cnpj"]
         );
     }
@@ -53,7 +55,7 @@ mod checks {
         body["address"]["state"] = json!("XX");
         body["address"]["postal_code"] = json!("123");
         let response = app.post("/v1/customers", &app.admin(), &body).await;
-        let fields = problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let fields = response.problem(StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
             fields,
             vec!["email", "phone", "address.state", "address.postal_code"]
@@ -71,9 +73,9 @@ mod checks {
                     &app.admin(),
                     &customer_body("12ABC34501DE35"),
                 )
-                .await;
-            assert_eq!(again.status(), StatusCode::CONFLICT);
-            let problem: Value = again.json().await.unwrap();
+                .await
+                .expect(StatusCode::CONFLICT);
+            let problem: Value = again.json();
             problem["detail"].as_str().unwrap().to_owned()
         };
         let detail = register_again().await;
@@ -81,16 +83,13 @@ mod checks {
             detail.contains("already registered") && detail.contains(&id),
             "{detail}"
         );
-        let closed = app
-            .request(
-                Method::DELETE,
-                &format!("/v1/customers/{id}"),
-                Some(&app.admin()),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(closed.status(), StatusCode::NO_CONTENT);
+        app.request(
+            Method::DELETE,
+            &format!("/v1/customers/{id}"),
+            Some(&app.admin()),
+        )
+        .await
+        .expect(StatusCode::NO_CONTENT);
         let detail = register_again().await;
         assert!(
             detail.contains(&id) && detail.contains("which is closed"),
@@ -104,21 +103,20 @@ mod checks {
             app.request(Method::POST, "/v1/customers", Some(&admin))
                 .header("Idempotency-Key", "create-acme-1")
                 .json(&body)
-                .send()
         };
-        let first = send(customer_body(CNPJ)).await.unwrap();
-        assert_eq!(first.status(), StatusCode::CREATED);
+        let first = send(customer_body(CNPJ)).await;
+        let first = first.expect(StatusCode::CREATED);
         assert!(first.headers().get("idempotent-replayed").is_none());
         let first_location = first.headers()["location"].clone();
-        let first_body = first.text().await.unwrap();
+        let first_body = first.text();
 
-        let second = send(customer_body(CNPJ)).await.unwrap();
-        assert_eq!(second.status(), StatusCode::CREATED);
+        let second = send(customer_body(CNPJ)).await;
+        let second = second.expect(StatusCode::CREATED);
         assert_eq!(second.headers()["idempotent-replayed"], "true");
         assert_eq!(second.headers()["location"], first_location);
-        assert_eq!(second.text().await.unwrap(), first_body);
+        assert_eq!(second.text(), first_body);
 
-        let list: Value = app.get("/v1/customers", &admin).await.json().await.unwrap();
+        let list: Value = app.get("/v1/customers", &admin).await.json();
         assert_eq!(
             list["items"].as_array().unwrap().len(),
             1,
@@ -127,9 +125,9 @@ mod checks {
 
         let mut other = customer_body(CNPJ);
         other["legal_name"] = json!("Outra Empresa");
-        let mismatch = send(other).await.unwrap();
+        let mismatch = send(other).await;
         assert_eq!(
-            problem_fields(mismatch, StatusCode::UNPROCESSABLE_ENTITY).await,
+            mismatch.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["Idempotency-Key"]
         );
 
@@ -137,11 +135,9 @@ mod checks {
             .request(Method::POST, "/v1/customers", Some(&admin))
             .header("Idempotency-Key", "x".repeat(256))
             .json(&customer_body(&unique_cnpj()))
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(
-            problem_fields(invalid, StatusCode::UNPROCESSABLE_ENTITY).await,
+            invalid.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["Idempotency-Key"]
         );
     }
@@ -152,18 +148,15 @@ mod checks {
             app.request(Method::POST, "/v1/customers", Some(&admin))
                 .header("content-type", content_type)
                 .body(body)
-                .send()
         };
-        let malformed = raw(b"{\"cnpj\": ".to_vec(), "application/json")
-            .await
-            .unwrap();
-        problem_fields(malformed, StatusCode::BAD_REQUEST).await;
+        let malformed = raw(b"{\"cnpj\": ".to_vec(), "application/json").await;
+        malformed.problem(StatusCode::BAD_REQUEST);
 
         let mut wrong_type = customer_body(CNPJ);
         wrong_type["legal_name"] = json!(42);
         let response = app.post("/v1/customers", &admin, &wrong_type).await;
         assert_eq!(
-            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            response.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["legal_name"]
         );
 
@@ -171,7 +164,7 @@ mod checks {
         unknown["address"]["country"] = json!("BR");
         let response = app.post("/v1/customers", &admin, &unknown).await;
         assert_eq!(
-            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            response.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["address.country"]
         );
 
@@ -179,7 +172,7 @@ mod checks {
         missing.as_object_mut().unwrap().remove("email");
         let response = app.post("/v1/customers", &admin, &missing).await;
         assert_eq!(
-            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            response.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["email"]
         );
 
@@ -191,16 +184,14 @@ mod checks {
             (413, "application/problem+json")
         );
 
-        let not_json = raw(b"cnpj=1".to_vec(), "application/x-www-form-urlencoded")
-            .await
-            .unwrap();
-        problem_fields(not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+        let not_json = raw(b"cnpj=1".to_vec(), "application/x-www-form-urlencoded").await;
+        not_json.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-        let array = raw(b"[1, 2]".to_vec(), "application/json").await.unwrap();
-        problem_fields(array, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let array = raw(b"[1, 2]".to_vec(), "application/json").await;
+        array.problem(StatusCode::UNPROCESSABLE_ENTITY);
 
         let unknown_route = app.get("/v1/nothing-here", &admin).await;
-        problem_fields(unknown_route, StatusCode::NOT_FOUND).await;
+        unknown_route.problem(StatusCode::NOT_FOUND);
         // Ids that cannot even be read name nothing: 404 problems, never plain-text 400s.
         for path in [
             "/v1/customers/%FF%FE",
@@ -208,13 +199,11 @@ mod checks {
             "/v1/products/%FF",
             "/v1/reservations/%80",
         ] {
-            problem_fields(app.get(path, &admin).await, StatusCode::NOT_FOUND).await;
+            app.get(path, &admin).await.problem(StatusCode::NOT_FOUND);
         }
         let wrong_method = app
             .request(Method::PUT, "/v1/customers", Some(&admin))
-            .send()
-            .await
-            .unwrap();
+            .await;
         let mut allowed: Vec<String> = wrong_method.headers()["allow"]
             .to_str()
             .unwrap()
@@ -227,21 +216,21 @@ mod checks {
             ["GET", "HEAD", "POST"],
             "a 405 says what is allowed"
         );
-        problem_fields(wrong_method, StatusCode::METHOD_NOT_ALLOWED).await;
+        wrong_method.problem(StatusCode::METHOD_NOT_ALLOWED);
 
         let bad_limit = app.get("/v1/customers?limit=0", &admin).await;
         assert_eq!(
-            problem_fields(bad_limit, StatusCode::UNPROCESSABLE_ENTITY).await,
+            bad_limit.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["limit"]
         );
         let bad_cursor = app.get("/v1/customers?cursor=%%%", &admin).await;
         assert_eq!(
-            problem_fields(bad_cursor, StatusCode::UNPROCESSABLE_ENTITY).await,
+            bad_cursor.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["cursor"]
         );
         let bad_param = app.get("/v1/customers?sort=name", &admin).await;
         assert_eq!(
-            problem_fields(bad_param, StatusCode::UNPROCESSABLE_ENTITY).await,
+            bad_param.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["sort"]
         );
     }
@@ -252,54 +241,46 @@ mod checks {
 
         let anonymous = app
             .request(Method::GET, &format!("/v1/customers/{alice}"), None)
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
-        problem_fields(anonymous, StatusCode::UNAUTHORIZED).await;
+        anonymous.problem(StatusCode::UNAUTHORIZED);
         let forged = app
             .get(&format!("/v1/customers/{alice}"), "not.a.token")
             .await;
-        problem_fields(forged, StatusCode::UNAUTHORIZED).await;
+        forged.problem(StatusCode::UNAUTHORIZED);
 
         let as_alice = app.token(Role::Customer, Some(&alice));
-        assert_eq!(
-            app.get(&format!("/v1/customers/{alice}"), &as_alice)
-                .await
-                .status(),
-            StatusCode::OK
-        );
+        app.get(&format!("/v1/customers/{alice}"), &as_alice)
+            .await
+            .expect(StatusCode::OK);
         let other_tenant = app.get(&format!("/v1/customers/{bob}"), &as_alice).await;
-        problem_fields(other_tenant, StatusCode::NOT_FOUND).await;
+        other_tenant.problem(StatusCode::NOT_FOUND);
         let other_methods = app
             .get(&format!("/v1/customers/{bob}/payment-methods"), &as_alice)
             .await;
-        problem_fields(other_methods, StatusCode::NOT_FOUND).await;
+        other_methods.problem(StatusCode::NOT_FOUND);
 
         let create = app
             .post("/v1/customers", &as_alice, &customer_body(&unique_cnpj()))
             .await;
-        problem_fields(create, StatusCode::FORBIDDEN).await;
-        problem_fields(
-            app.get("/v1/customers", &as_alice).await,
-            StatusCode::FORBIDDEN,
-        )
-        .await;
+        create.problem(StatusCode::FORBIDDEN);
+        app.get("/v1/customers", &as_alice)
+            .await
+            .problem(StatusCode::FORBIDDEN);
         let payments = app.token(Role::Payments, None);
-        problem_fields(
-            app.get(&format!("/v1/customers/{alice}"), &payments).await,
-            StatusCode::FORBIDDEN,
-        )
-        .await;
+        app.get(&format!("/v1/customers/{alice}"), &payments)
+            .await
+            .problem(StatusCode::FORBIDDEN);
 
         // A service credential reads the internal lookup and nothing else: leaked, it cannot
         // list, create or change customers.
         let service = app.token(Role::Service, None);
         let lookup = format!("/internal/v1/customers/{alice}/lookup");
-        let looked_up = app.get(&lookup, &service).await;
-        assert_eq!(looked_up.status(), StatusCode::OK);
-        assert_eq!(looked_up.json::<Value>().await.unwrap()["outcome"], "found");
-        problem_fields(app.get(&lookup, &as_alice).await, StatusCode::FORBIDDEN).await;
+        let looked_up = app.get(&lookup, &service).await.expect(StatusCode::OK);
+        assert_eq!(looked_up.json::<Value>()["outcome"], "found");
+        app.get(&lookup, &as_alice)
+            .await
+            .problem(StatusCode::FORBIDDEN);
         for public in [
             app.get("/v1/products", &service).await,
             app.get(&format!("/v1/customers/{alice}"), &service).await,
@@ -312,11 +293,9 @@ mod checks {
                 Some(&service),
             )
             .json(&json!({"trade_name": "Leaked"}))
-            .send()
-            .await
-            .unwrap(),
+            .await,
         ] {
-            problem_fields(public, StatusCode::FORBIDDEN).await;
+            public.problem(StatusCode::FORBIDDEN);
         }
 
         let patch = |token: String, body: Value| {
@@ -326,26 +305,16 @@ mod checks {
                 Some(&token),
             )
             .json(&body)
-            .send()
         };
-        let own_status = patch(as_alice.clone(), json!({"status": "suspended"}))
-            .await
-            .unwrap();
+        let own_status = patch(as_alice.clone(), json!({"status": "suspended"})).await;
         assert_eq!(
-            problem_fields(own_status, StatusCode::UNPROCESSABLE_ENTITY).await,
+            own_status.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["status"]
         );
-        let own_name = patch(as_alice.clone(), json!({"trade_name": "Alice & Cia"}))
-            .await
-            .unwrap();
-        assert_eq!(own_name.status(), StatusCode::OK);
-        let suspended = patch(app.admin(), json!({"status": "suspended"}))
-            .await
-            .unwrap();
-        assert_eq!(
-            suspended.json::<Value>().await.unwrap()["status"],
-            "suspended"
-        );
+        let own_name = patch(as_alice.clone(), json!({"trade_name": "Alice & Cia"})).await;
+        own_name.expect(StatusCode::OK);
+        let suspended = patch(app.admin(), json!({"status": "suspended"})).await;
+        assert_eq!(suspended.json::<Value>()["status"], "suspended");
     }
 
     pub async fn if_match_guards_updates(app: TestApp) {
@@ -359,40 +328,33 @@ mod checks {
             app.request(Method::PATCH, &path, Some(&app.admin()))
                 .header("If-Match", tag)
                 .json(&body)
-                .send()
         };
         let ok = patch(&etag, json!({"phone": null, "address": {"street": "Rua Augusta", "number": "5",
             "district": "Consolação", "city": "São Paulo", "state": "SP", "postal_code": "01305000"}}))
-        .await
-        .unwrap();
-        assert_eq!(ok.status(), StatusCode::OK);
+        .await;
+        let ok = ok.expect(StatusCode::OK);
         let new_etag = ok.headers()["etag"].to_str().unwrap().to_owned();
         assert_ne!(new_etag, etag);
-        let body: Value = ok.json().await.unwrap();
+        let body: Value = ok.json();
         assert_eq!(body["phone"], Value::Null);
         assert_eq!(body["address"]["complement"], Value::Null);
 
-        let stale = patch(&etag, json!({"legal_name": "Tarde Demais"}))
-            .await
-            .unwrap();
-        problem_fields(stale, StatusCode::PRECONDITION_FAILED).await;
+        let stale = patch(&etag, json!({"legal_name": "Tarde Demais"})).await;
+        stale.problem(StatusCode::PRECONDITION_FAILED);
         let listed = patch(
             &format!("\"99\", {new_etag}"),
             json!({"trade_name": "Listada"}),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(listed.status(), StatusCode::OK, "any listed tag may match");
         let new_etag = listed.headers()["etag"].to_str().unwrap().to_owned();
-        let empty = patch(&new_etag, json!({})).await.unwrap();
-        problem_fields(empty, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let empty = patch(&new_etag, json!({})).await;
+        empty.problem(StatusCode::UNPROCESSABLE_ENTITY);
         let stale_delete = app
             .request(Method::DELETE, &path, Some(&app.admin()))
             .header("If-Match", &etag)
-            .send()
-            .await
-            .unwrap();
-        problem_fields(stale_delete, StatusCode::PRECONDITION_FAILED).await;
+            .await;
+        stale_delete.problem(StatusCode::PRECONDITION_FAILED);
     }
 
     pub async fn cards_are_masked_and_revealed_only_to_payments(app: TestApp) {
@@ -402,11 +364,9 @@ mod checks {
             .request(Method::POST, &methods, Some(&app.admin()))
             .header("Idempotency-Key", "add-card-1")
             .json(&card_body("4111 1111 1111 1111"))
-            .send()
             .await
-            .unwrap();
-        assert_eq!(added.status(), StatusCode::CREATED);
-        let text = added.text().await.unwrap();
+            .expect(StatusCode::CREATED);
+        let text = added.text();
         assert!(!text.contains(CARD), "{text}");
         let added: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
@@ -415,23 +375,31 @@ mod checks {
         );
         let pm = added["id"].as_str().unwrap().to_owned();
 
-        let listed = app.get(&methods, &app.admin()).await.text().await.unwrap();
+        let listed = app.get(&methods, &app.admin()).await.text();
         assert!(!listed.contains(CARD), "{listed}");
 
         let secret = format!("{methods}/{pm}/secret");
-        problem_fields(app.get(&secret, &app.admin()).await, StatusCode::FORBIDDEN).await;
+        app.get(&secret, &app.admin())
+            .await
+            .problem(StatusCode::FORBIDDEN);
         let owner = app.token(Role::Customer, Some(&id));
-        problem_fields(app.get(&secret, &owner).await, StatusCode::FORBIDDEN).await;
-        let revealed = app.get(&secret, &app.token(Role::Payments, None)).await;
-        assert_eq!(revealed.status(), StatusCode::OK);
+        app.get(&secret, &owner)
+            .await
+            .problem(StatusCode::FORBIDDEN);
+        let revealed = app
+            .get(&secret, &app.token(Role::Payments, None))
+            .await
+            .expect(StatusCode::OK);
         assert_eq!(revealed.headers()["cache-control"], "no-store");
-        let revealed: Value = revealed.json().await.unwrap();
+        let revealed: Value = revealed.json();
         assert_eq!(revealed["card"]["number"], CARD);
 
         // The audit trail, through the API: who, when, which request.
         let accesses = format!("{methods}/{pm}/secret-accesses");
-        problem_fields(app.get(&accesses, &owner).await, StatusCode::FORBIDDEN).await;
-        let audit: Value = app.get(&accesses, &app.admin()).await.json().await.unwrap();
+        app.get(&accesses, &owner)
+            .await
+            .problem(StatusCode::FORBIDDEN);
+        let audit: Value = app.get(&accesses, &app.admin()).await.json();
         let items = audit["items"].as_array().unwrap();
         assert_eq!(
             items.len(),
@@ -450,13 +418,9 @@ mod checks {
         let payments = app.token(Role::Payments, None);
         for (sent, kept) in [("req-2026.12:01_a", true), ("<script> 'x'", false)] {
             let revealed = app
-                .client
-                .get(format!("{}{secret}", app.base))
-                .bearer_auth(&payments)
+                .get(&secret, &payments)
                 .header("x-request-id", sent)
-                .send()
-                .await
-                .unwrap();
+                .await;
             let answered = revealed.headers()["x-request-id"]
                 .to_str()
                 .unwrap()
@@ -465,7 +429,7 @@ mod checks {
             if !kept {
                 uuid::Uuid::parse_str(&answered).expect("a generated id");
             }
-            let audit: Value = app.get(&accesses, &app.admin()).await.json().await.unwrap();
+            let audit: Value = app.get(&accesses, &app.admin()).await.json();
             assert_eq!(
                 audit["items"].as_array().unwrap().last().unwrap()["request_id"],
                 answered.as_str()
@@ -475,11 +439,9 @@ mod checks {
             "/v1/customers/{}/payment-methods/{pm}/secret-accesses",
             uuid::Uuid::now_v7()
         );
-        problem_fields(
-            app.get(&elsewhere, &app.admin()).await,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
+        app.get(&elsewhere, &app.admin())
+            .await
+            .problem(StatusCode::NOT_FOUND);
 
         let rows = app.database_text().await;
         assert!(
@@ -503,14 +465,14 @@ mod checks {
         with_cvv["card"]["cvv"] = json!("123");
         let response = app.post(&methods, &app.admin(), &with_cvv).await;
         assert_eq!(
-            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            response.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["card.cvv"]
         );
 
         let luhn = app
             .post(&methods, &app.admin(), &card_body("4111111111111112"))
             .await;
-        let body = luhn.text().await.unwrap();
+        let body = luhn.text();
         assert!(
             !body.contains("4111111111111112"),
             "the number is not echoed: {body}"
@@ -521,24 +483,24 @@ mod checks {
         expired["card"]["exp_year"] = json!(2020);
         let response = app.post(&methods, &app.admin(), &expired).await;
         assert_eq!(
-            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            response.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["card.exp_year"]
         );
 
         let mut numeric = card_body(CARD);
         numeric["card"]["number"] = json!(4111111111111111_u64);
         let response = app.post(&methods, &app.admin(), &numeric).await;
-        let body = response.text().await.unwrap();
+        let body = response.text();
         assert!(!body.contains(CARD), "{body}");
 
         let both = json!({"type": "pix", "card": card_body(CARD)["card"], "pix": {"key_type": "evp", "key": "x"}});
         let response = app.post(&methods, &app.admin(), &both).await;
         assert_eq!(
-            problem_fields(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            response.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["card"]
         );
 
-        let list: Value = app.get(&methods, &app.admin()).await.json().await.unwrap();
+        let list: Value = app.get(&methods, &app.admin()).await.json();
         assert_eq!(list["items"], json!([]), "nothing was stored");
     }
 
@@ -551,9 +513,9 @@ mod checks {
                 &app.admin(),
                 &json!({"type": "pix", "pix": {"key_type": "cpf", "key": "529.982.247-25"}}),
             )
-            .await;
-        assert_eq!(added.status(), StatusCode::CREATED);
-        let text = added.text().await.unwrap();
+            .await
+            .expect(StatusCode::CREATED);
+        let text = added.text();
         assert!(!text.contains("52998224725"), "{text}");
         let pm = serde_json::from_str::<Value>(&text).unwrap()["id"]
             .as_str()
@@ -565,9 +527,7 @@ mod checks {
                 &app.token(Role::Payments, None),
             )
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         assert_eq!(
             revealed["pix"],
             json!({"key_type": "cpf", "key": "52998224725"})
@@ -581,7 +541,7 @@ mod checks {
             )
             .await;
         assert_eq!(
-            problem_fields(bad, StatusCode::UNPROCESSABLE_ENTITY).await,
+            bad.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["pix.key"]
         );
         let kind = app
@@ -592,7 +552,7 @@ mod checks {
             )
             .await;
         assert_eq!(
-            problem_fields(kind, StatusCode::UNPROCESSABLE_ENTITY).await,
+            kind.problem(StatusCode::UNPROCESSABLE_ENTITY),
             vec!["pix.key_type"]
         );
     }
@@ -603,30 +563,23 @@ mod checks {
         let added: Value = app
             .post(&methods, &app.admin(), &card_body(CARD))
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         let pm = added["id"].as_str().unwrap();
         let owner = app.token(Role::Customer, Some(&id));
-        let removed = app
-            .request(Method::DELETE, &format!("{methods}/{pm}"), Some(&owner))
-            .send()
+        app.request(Method::DELETE, &format!("{methods}/{pm}"), Some(&owner))
             .await
-            .unwrap();
-        assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+            .expect(StatusCode::NO_CONTENT);
         let gone = app
             .get(
                 &format!("{methods}/{pm}/secret"),
                 &app.token(Role::Payments, None),
             )
             .await;
-        problem_fields(gone, StatusCode::NOT_FOUND).await;
+        gone.problem(StatusCode::NOT_FOUND);
         let again = app
             .request(Method::DELETE, &format!("{methods}/{pm}"), Some(&owner))
-            .send()
-            .await
-            .unwrap();
-        problem_fields(again, StatusCode::NOT_FOUND).await;
+            .await;
+        again.problem(StatusCode::NOT_FOUND);
         assert!(secret_files(&app).is_empty());
     }
 
@@ -644,47 +597,33 @@ mod checks {
 
         let path = format!("/v1/customers/{id}");
         let owner = app.token(Role::Customer, Some(&id));
-        problem_fields(
-            app.request(Method::DELETE, &path, Some(&owner))
-                .send()
-                .await
-                .unwrap(),
-            StatusCode::FORBIDDEN,
-        )
-        .await;
-        let closed = app
-            .request(Method::DELETE, &path, Some(&app.admin()))
-            .send()
+        app.request(Method::DELETE, &path, Some(&owner))
             .await
-            .unwrap();
-        assert_eq!(closed.status(), StatusCode::NO_CONTENT);
+            .problem(StatusCode::FORBIDDEN);
+        app.request(Method::DELETE, &path, Some(&app.admin()))
+            .await
+            .expect(StatusCode::NO_CONTENT);
         assert!(
             secret_files(&app).is_empty(),
             "every secret of the customer is destroyed"
         );
 
-        let kept: Value = app.get(&path, &app.admin()).await.json().await.unwrap();
+        let kept: Value = app.get(&path, &app.admin()).await.json();
         assert_eq!(kept["status"], "closed");
         assert_eq!(
             kept["cnpj"], "12ABC34501DE35",
             "basic data is kept for legal records"
         );
-        let list: Value = app.get(&methods, &app.admin()).await.json().await.unwrap();
+        let list: Value = app.get(&methods, &app.admin()).await.json();
         assert_eq!(list["items"], json!([]));
         let late = app.post(&methods, &app.admin(), &card_body(CARD)).await;
-        problem_fields(late, StatusCode::CONFLICT).await;
+        late.problem(StatusCode::CONFLICT);
         let reopen = app
             .request(Method::PATCH, &path, Some(&app.admin()))
             .json(&json!({"status": "active"}))
-            .send()
-            .await
-            .unwrap();
-        problem_fields(reopen, StatusCode::CONFLICT).await;
-        let repeat = app
-            .request(Method::DELETE, &path, Some(&app.admin()))
-            .send()
-            .await
-            .unwrap();
+            .await;
+        reopen.problem(StatusCode::CONFLICT);
+        let repeat = app.request(Method::DELETE, &path, Some(&app.admin())).await;
         assert_eq!(
             repeat.status(),
             StatusCode::NO_CONTENT,
@@ -701,7 +640,7 @@ mod checks {
         let mut seen = Vec::new();
         let mut next = Some("/v1/customers?limit=2".to_owned());
         while let Some(path) = next {
-            let page: Value = app.get(&path, &admin).await.json().await.unwrap();
+            let page: Value = app.get(&path, &admin).await.json();
             seen.extend(
                 page["items"]
                     .as_array()
@@ -718,44 +657,28 @@ mod checks {
         let target: Value = app
             .get(&format!("/v1/customers/{}", ids[2]), &admin)
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         let cnpj = target["cnpj"].as_str().unwrap();
         let masked = vitrine_kernel::Cnpj::parse(cnpj).unwrap().formatted();
         // The mask's characters (`.`, `/`, `-`) are all legal in a query string.
         let filtered: Value = app
             .get(&format!("/v1/customers?cnpj={masked}"), &admin)
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
         assert_eq!(filtered["items"][0]["id"], ids[2].as_str());
         let none: Value = app
             .get("/v1/customers?status=suspended", &admin)
             .await
-            .json()
-            .await
-            .unwrap();
+            .json();
         assert_eq!(none["items"], json!([]));
     }
 
     pub async fn operations_endpoints_answer(app: TestApp) {
-        let live = app
-            .request(Method::GET, "/health/live", None)
-            .send()
+        app.request(Method::GET, "/health/live", None)
             .await
-            .unwrap();
-        assert_eq!(live.status(), StatusCode::OK);
-        let ready: Value = app
-            .request(Method::GET, "/health/ready", None)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .expect(StatusCode::OK);
+        let ready: Value = app.request(Method::GET, "/health/ready", None).await.json();
         assert_eq!(
             ready,
             json!({"status": "ready", "checks": {
@@ -772,23 +695,14 @@ mod checks {
             ),
             "{metrics}"
         );
-        let openapi: Value = app
-            .request(Method::GET, "/openapi.json", None)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let openapi: Value = app.request(Method::GET, "/openapi.json", None).await.json();
         assert_eq!(openapi["openapi"], "3.1.0");
         assert!(openapi["paths"]["/v1/customers/{id}/payment-methods/{pm_id}/secret"].is_object());
         let docs = app
             .request(Method::GET, "/docs/", None)
-            .send()
             .await
-            .unwrap();
-        assert_eq!(docs.status(), StatusCode::OK);
-        let html = docs.text().await.unwrap();
+            .expect(StatusCode::OK);
+        let html = docs.text();
         assert!(html.contains("swagger-ui"), "{html}");
         assert!(
             !html.contains("https://"),
@@ -796,10 +710,8 @@ mod checks {
         );
         let initializer = app
             .request(Method::GET, "/docs/swagger-initializer.js", None)
-            .send()
-            .await
-            .unwrap();
-        assert!(initializer.text().await.unwrap().contains("/openapi.json"));
+            .await;
+        assert!(initializer.text().contains("/openapi.json"));
     }
 
     fn secret_files(app: &TestApp) -> Vec<std::path::PathBuf> {

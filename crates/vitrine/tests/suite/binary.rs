@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{CARD, CNPJ, card_body, contains, customer_body, walk};
-use reqwest::StatusCode;
+use crate::common::{Api, CARD, CNPJ, card_body, contains, customer_body, walk};
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vitrine");
@@ -22,6 +22,13 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct Process {
     child: Child,
     pub(crate) base: String,
+}
+
+impl Process {
+    /// The typed client for this process's API.
+    pub(crate) fn api(&self) -> Api {
+        Api::new(&self.base)
+    }
 }
 
 /// A test that fails mid-way must not leave its server running.
@@ -64,30 +71,31 @@ pub(crate) fn start_with(
     }
 }
 
-pub(crate) async fn wait_live(client: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_live(process: &Process) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(response) = client.get(format!("{base}/health/live")).send().await
-            && response.status() == StatusCode::OK
+        let live = process.api().call(Method::GET, "/health/live").try_send();
+        if live
+            .await
+            .is_ok_and(|reply| reply.status() == StatusCode::OK)
         {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("vitrine did not come up at {base}");
+    panic!("vitrine did not come up at {}", process.base);
 }
 
 /// Registers the customer of [`CNPJ`] on a running `vitrine`; returns its id.
-pub(crate) async fn register_customer(client: &reqwest::Client, base: &str, admin: &str) -> String {
-    let created = client
-        .post(format!("{base}/v1/customers"))
-        .bearer_auth(admin)
+pub(crate) async fn register_customer(process: &Process, admin: &str) -> String {
+    let created: Value = process
+        .api()
+        .call(Method::POST, "/v1/customers")
+        .bearer(admin)
         .json(&customer_body(CNPJ))
-        .send()
         .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let created: Value = created.json().await.unwrap();
+        .expect(StatusCode::CREATED)
+        .json();
     created["id"].as_str().unwrap().to_owned()
 }
 
@@ -150,79 +158,69 @@ pub(crate) fn last_line(output: &std::process::Output) -> String {
 #[tokio::test]
 async fn data_survives_a_restart_and_the_card_number_stays_secret() {
     let (root, data_dir, logs) = scratch();
-    let client = reqwest::Client::new();
     let port = free_port();
 
     let first = start(&data_dir, &logs, 1, port);
-    wait_live(&client, &first.base).await;
+    wait_live(&first).await;
     let admin = last_line(&token(&data_dir, &["--role", "admin"]));
     let payments = last_line(&token(
         &data_dir,
         &["--role", "payments", "--subject", "ana@financeiro"],
     ));
 
-    let created = client
-        .post(format!("{}/v1/customers", first.base))
-        .bearer_auth(&admin)
+    let created = first
+        .api()
+        .call(Method::POST, "/v1/customers")
+        .bearer(&admin)
         .json(&customer_body(CNPJ))
-        .send()
         .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let created: Value = created.json().await.unwrap();
+        .expect(StatusCode::CREATED);
+    let created: Value = created.json();
     assert_eq!(created["cnpj"], "12ABC34501DE35");
     let id = created["id"].as_str().unwrap().to_owned();
-    let card: Value = client
-        .post(format!("{}/v1/customers/{id}/payment-methods", first.base))
-        .bearer_auth(&admin)
+    let card: Value = first
+        .api()
+        .call(Method::POST, &format!("/v1/customers/{id}/payment-methods"))
+        .bearer(&admin)
         .json(&card_body(CARD))
-        .send()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json();
     let pm = card["id"].as_str().unwrap().to_owned();
     stop(first);
 
     let second = start(&data_dir, &logs, 2, port);
-    wait_live(&client, &second.base).await;
-    let read = client
-        .get(format!("{}/v1/customers/{id}", second.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    wait_live(&second).await;
+    let read = second
+        .api()
+        .call(Method::GET, &format!("/v1/customers/{id}"))
+        .bearer(&admin)
+        .await;
     assert_eq!(
         read.status(),
         StatusCode::OK,
         "the customer survived the restart"
     );
-    assert_eq!(read.json::<Value>().await.unwrap(), created);
-    let revealed: Value = client
-        .get(format!(
-            "{}/v1/customers/{id}/payment-methods/{pm}/secret",
-            second.base
-        ))
-        .bearer_auth(&payments)
-        .send()
+    assert_eq!(read.json::<Value>(), created);
+    let revealed: Value = second
+        .api()
+        .call(
+            Method::GET,
+            &format!("/v1/customers/{id}/payment-methods/{pm}/secret"),
+        )
+        .bearer(&payments)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json();
     assert_eq!(
         revealed["card"]["number"], CARD,
         "the sealed secret opens after a restart"
     );
-    let duplicate = client
-        .post(format!("{}/v1/customers", second.base))
-        .bearer_auth(&admin)
+    second
+        .api()
+        .call(Method::POST, "/v1/customers")
+        .bearer(&admin)
         .json(&customer_body(CNPJ))
-        .send()
         .await
-        .unwrap();
-    assert_eq!(duplicate.status(), StatusCode::CONFLICT);
+        .expect(StatusCode::CONFLICT);
     stop(second);
 
     let banner = std::fs::read_to_string(logs.join("stderr-1.log")).unwrap();
@@ -437,9 +435,8 @@ async fn unreadable_outbox_rows_are_quarantined_and_listed() {
 
     let logs = root.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let client = reqwest::Client::new();
     let server = start(&data_dir, &logs, 1, free_port());
-    wait_live(&client, &server.base).await;
+    wait_live(&server).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let listed = loop {
         let listed = cli(&["messages", "quarantine"]);
@@ -460,14 +457,7 @@ async fn unreadable_outbox_rows_are_quarantined_and_listed() {
             .contains("unreadable envelope"),
         "{row}"
     );
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.api().call(Method::GET, "/metrics").await.text();
     assert!(
         metrics.contains("vitrine_outbox_quarantined_total 1"),
         "counted: {metrics}"
@@ -749,9 +739,8 @@ fn every_binary_answers_help_and_version() {
 #[tokio::test]
 async fn one_server_per_data_directory() {
     let (_root, data_dir, logs) = scratch();
-    let client = reqwest::Client::new();
     let first = start(&data_dir, &logs, 1, free_port());
-    wait_live(&client, &first.base).await;
+    wait_live(&first).await;
 
     let second = Command::new(BIN)
         .env_clear()
@@ -767,7 +756,7 @@ async fn one_server_per_data_directory() {
     );
     stop(first);
     let third = start(&data_dir, &logs, 3, free_port());
-    wait_live(&client, &third.base).await;
+    wait_live(&third).await;
     stop(third);
 }
 
@@ -843,14 +832,9 @@ async fn a_closed_output_never_wedges_the_server() {
         child,
         base: format!("http://127.0.0.1:{port}"),
     };
-    let client = reqwest::Client::new();
-    wait_live(&client, &process.base).await;
+    wait_live(&process).await;
     for _ in 0..20 {
-        let ready = client
-            .get(format!("{}/health/ready", process.base))
-            .send()
-            .await
-            .unwrap();
+        let ready = process.api().call(Method::GET, "/health/ready").await;
         assert_eq!(ready.status(), StatusCode::OK, "still serving");
     }
     terminate(&process);
@@ -880,8 +864,7 @@ async fn requests_cut_off_at_shutdown_are_counted_and_fail_the_exit() {
             .unwrap(),
         base: format!("http://127.0.0.1:{port}"),
     };
-    let client = reqwest::Client::new();
-    wait_live(&client, &process.base).await;
+    wait_live(&process).await;
     let admin = last_line(&token(&data_dir, &["--role", "admin"]));
     // A body that never finishes arriving: the handler waits for it past the deadline.
     let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -1191,10 +1174,9 @@ async fn products_import_streams_a_file_and_reports_its_bad_lines() {
     let (root, data_dir, logs) = scratch();
     let port = free_port();
     let server = start(&data_dir, &logs, 0, port);
-    let client = reqwest::Client::new();
-    wait_live(&client, &server.base).await;
+    wait_live(&server).await;
     let admin = last_line(&token(&data_dir, &["--role", "admin"]));
-    let seller = &register_customer(&client, &server.base, &admin).await;
+    let seller = &register_customer(&server, &admin).await;
     let mut lines = String::new();
     for line in 1..=1200 {
         let product = match line {
@@ -1247,18 +1229,15 @@ async fn products_import_streams_a_file_and_reports_its_bad_lines() {
     let again = String::from_utf8_lossy(&again.stdout).into_owned();
     let import_id = |out: &str| out.split_whitespace().nth(1).unwrap_or_default().to_owned();
     assert_eq!(import_id(&again), import_id(&stdout), "{again}");
-    let listed: Value = client
-        .get(format!(
-            "{}/v1/products?seller_id={seller}&limit=1",
-            server.base
-        ))
-        .bearer_auth(&admin)
-        .send()
+    let listed: Value = server
+        .api()
+        .call(
+            Method::GET,
+            &format!("/v1/products?seller_id={seller}&limit=1"),
+        )
+        .bearer(&admin)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json();
     assert!(listed["next_cursor"].is_string(), "products were created");
     stop(server);
 }

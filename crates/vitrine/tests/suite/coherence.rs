@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vitrine_platform::http::auth::HS256_KEY_FILE;
 
-use crate::common::{Database, TestApp, customer_body, spawn_app_with, unique_cnpj};
+use crate::common::{Database, Reply, TestApp, customer_body, spawn_app_with, unique_cnpj};
 
 /// What the test tolerates: far above the pub/sub trip (milliseconds), far below the near TTL.
 const BOUND: Duration = Duration::from_secs(2);
@@ -20,13 +20,12 @@ async fn version(app: &TestApp, path: &str, token: &str, consistency: Option<&st
     if let Some(consistency) = consistency {
         request = request.header("Consistency-Token", consistency);
     }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let response = request.await.expect(StatusCode::OK);
     etag_version(&response)
 }
 
 /// The version an `ETag` (`"7"`) names.
-fn etag_version(response: &reqwest::Response) -> i64 {
+fn etag_version(response: &Reply) -> i64 {
     response.headers()["etag"]
         .to_str()
         .unwrap()
@@ -62,9 +61,7 @@ async fn a_write_through_one_process_is_seen_by_the_other_within_the_bound() {
                 "price": {"amount": 100, "currency": "BRL"}}),
         )
         .await
-        .json()
-        .await
-        .unwrap();
+        .json();
     let path = format!("/v1/products/{}", created["id"].as_str().unwrap());
 
     let mut stale_for = Vec::with_capacity(ROUNDS);
@@ -76,10 +73,8 @@ async fn a_write_through_one_process_is_seen_by_the_other_within_the_bound() {
         let written = a
             .request(reqwest::Method::PATCH, &path, Some(&token))
             .json(&json!({"name": format!("v{}", round + 1)}))
-            .send()
             .await
-            .unwrap();
-        assert_eq!(written.status(), StatusCode::OK);
+            .expect(StatusCode::OK);
         let consistency = written.headers()["consistency-token"]
             .to_str()
             .unwrap()

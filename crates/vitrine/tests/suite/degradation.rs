@@ -110,32 +110,27 @@ async fn payment_writes_without_vault_are_503_and_leave_nothing_behind() {
     let kept: Value = app
         .post(&methods, &app.admin(), &card_body(CARD))
         .await
-        .json()
-        .await
-        .unwrap();
+        .json();
     let kept_id = kept["id"].as_str().unwrap().to_owned();
     let rows_before = app.database_text().await;
 
     vault.kill();
     let refused = app
         .post(&methods, &app.admin(), &card_body("5555555555554444"))
-        .await;
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(refused.headers().contains_key("retry-after"));
-    let removal = app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("{methods}/{kept_id}"),
-            Some(&app.admin()),
-        )
-        .send()
         .await
-        .unwrap();
-    assert_eq!(removal.status(), StatusCode::SERVICE_UNAVAILABLE);
+        .expect(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    app.request(
+        reqwest::Method::DELETE,
+        &format!("{methods}/{kept_id}"),
+        Some(&app.admin()),
+    )
+    .await
+    .expect(StatusCode::SERVICE_UNAVAILABLE);
 
     // No row without its secret: the refused card left no row, the method whose secret could
     // not be destroyed keeps its row (a retry finishes the removal).
-    let listed: Value = app.get(&methods, &app.admin()).await.json().await.unwrap();
+    let listed: Value = app.get(&methods, &app.admin()).await.json();
     let ids: Vec<&str> = listed["items"]
         .as_array()
         .unwrap()
@@ -159,11 +154,9 @@ async fn payment_writes_without_vault_are_503_and_leave_nothing_behind() {
     );
     let ready = app
         .request(reqwest::Method::GET, "/health/ready", None)
-        .send()
         .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = ready.json().await.unwrap();
+        .expect(StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json();
     assert!(
         body["checks"]["secrets"]
             .as_str()
@@ -190,39 +183,31 @@ async fn product_reads_survive_redis_going_away() {
                 "price": {"amount": 100, "currency": "BRL"}}),
         )
         .await
-        .json()
-        .await
-        .unwrap();
+        .json();
     let path = format!("/v1/products/{}", created["id"].as_str().unwrap());
     for _ in 0..2 {
-        assert_eq!(app.get(&path, &app.admin()).await.status(), StatusCode::OK);
+        app.get(&path, &app.admin()).await.expect(StatusCode::OK);
     }
 
     redis.kill();
     for _ in 0..5 {
-        let read = app.get(&path, &app.admin()).await;
-        assert_eq!(read.status(), StatusCode::OK);
+        app.get(&path, &app.admin()).await.expect(StatusCode::OK);
     }
-    let renamed = app
-        .request(reqwest::Method::PATCH, &path, Some(&app.admin()))
+    app.request(reqwest::Method::PATCH, &path, Some(&app.admin()))
         .json(&serde_json::json!({"name": "Depois"}))
-        .send()
         .await
-        .unwrap();
-    assert_eq!(renamed.status(), StatusCode::OK);
-    let read: Value = app.get(&path, &app.admin()).await.json().await.unwrap();
+        .expect(StatusCode::OK);
+    let read: Value = app.get(&path, &app.admin()).await.json();
     assert_eq!(read["name"], "Depois", "no cache, no stale read");
     let ready = app
         .request(reqwest::Method::GET, "/health/ready", None)
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         ready.status(),
         StatusCode::OK,
         "a cache outage keeps the service in rotation"
     );
-    let body: Value = ready.json().await.unwrap();
+    let body: Value = ready.json();
     assert_eq!(body["status"], "degraded");
     assert!(
         body["checks"]["products-cache"]
@@ -250,8 +235,9 @@ async fn erasure_completes_after_a_vault_outage() {
         card_body(CARD),
         serde_json::json!({"type": "pix", "pix": {"key_type": "email", "key": "fin@exemplo.com.br"}}),
     ] {
-        let added = app.post(&methods, &app.admin(), &body).await;
-        assert_eq!(added.status(), StatusCode::CREATED);
+        app.post(&methods, &app.admin(), &body)
+            .await
+            .expect(StatusCode::CREATED);
     }
     let tree = format!("customers/{customer}/payment-methods");
     assert_eq!(vault.list(&tree).await.len(), 2);
@@ -271,9 +257,8 @@ async fn erasure_completes_after_a_vault_outage() {
             Some(&app.admin()),
         )
         .header("if-match", &etag)
-        .send()
     };
-    let closed = close().await.unwrap();
+    let closed = close().await;
     assert_eq!(
         closed.status(),
         StatusCode::NO_CONTENT,
@@ -295,7 +280,7 @@ async fn erasure_completes_after_a_vault_outage() {
             .await
             .is_empty()
     );
-    let again = close().await.unwrap();
+    let again = close().await;
     assert_eq!(
         again.status(),
         StatusCode::NO_CONTENT,
@@ -304,8 +289,6 @@ async fn erasure_completes_after_a_vault_outage() {
     let read: Value = app
         .get(&format!("/v1/customers/{customer}"), &app.admin())
         .await
-        .json()
-        .await
-        .unwrap();
+        .json();
     assert_eq!(read["status"], "closed");
 }

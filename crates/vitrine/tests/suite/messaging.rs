@@ -53,10 +53,8 @@ async fn events_flow(app: TestApp) {
         .request(Method::POST, "/v1/customers", Some(&app.admin()))
         .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
         .json(&customer_body(CNPJ))
-        .send()
         .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+        .expect(StatusCode::CREATED);
     let response_trace = created.headers()["traceparent"]
         .to_str()
         .unwrap()
@@ -65,28 +63,20 @@ async fn events_flow(app: TestApp) {
         response_trace.contains(trace),
         "the response continues the caller's trace"
     );
-    let id = created.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = created.json::<Value>()["id"].as_str().unwrap().to_owned();
     let methods = format!("/v1/customers/{id}/payment-methods");
     let card: Value = app
         .post(&methods, &app.admin(), &card_body(CARD))
         .await
-        .json()
-        .await
-        .unwrap();
-    let suspended = app
-        .request(
-            Method::PATCH,
-            &format!("/v1/customers/{id}"),
-            Some(&app.admin()),
-        )
-        .json(&serde_json::json!({"status": "suspended"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(suspended.status(), StatusCode::OK);
+        .json();
+    app.request(
+        Method::PATCH,
+        &format!("/v1/customers/{id}"),
+        Some(&app.admin()),
+    )
+    .json(&serde_json::json!({"status": "suspended"}))
+    .await
+    .expect(StatusCode::OK);
 
     let events = next_events(&*app.transport, &queue, 3).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
@@ -215,11 +205,9 @@ async fn readiness_names_the_dependency_that_is_down() {
     app.transport.delete_queue(contract::QUEUE).await.unwrap();
     let response = app
         .request(Method::GET, "/health/ready", None)
-        .send()
         .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = response.json().await.unwrap();
+        .expect(StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json();
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["checks"]["messaging"], "down: queue not provisioned");
     assert_eq!(body["checks"]["database"], "up");
@@ -274,7 +262,7 @@ mod outage {
                 .post("/v1/customers", &token, &customer_body(cnpj.as_str()))
                 .await;
             assert_eq!(response.status(), 201, "registrations do not need SNS/SQS");
-            let body: serde_json::Value = response.json().await.unwrap();
+            let body: serde_json::Value = response.json();
             acknowledged.push(body["id"].as_str().unwrap().to_owned());
         }
         acknowledged

@@ -11,10 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use vitrine_messaging::transport::{SqsTransport, Transport};
 use vitrine_platform::testing;
+
+use crate::common::Api;
 
 const PRIVATE_KEY: &[u8] =
     include_bytes!("../../../vitrine-platform/tests/fixtures/jwks-test-ed25519.pem");
@@ -98,6 +101,10 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// The typed client for this process's API.
+    fn api(&self) -> Api {
+        Api::new(&self.base)
+    }
     fn start(name: &'static str, dir: &std::path::Path, env: &[(&'static str, String)]) -> Process {
         Self::spawn(name, dir, env, free_port())
     }
@@ -136,13 +143,13 @@ impl Process {
 
     /// Stops the process (SIGKILL: a crash; else SIGTERM: a rolling restart) and starts it
     /// again on the same port with the same configuration.
-    async fn restart(&mut self, crash: bool, client: &reqwest::Client) {
+    async fn restart(&mut self, crash: bool) {
         self.signal(if crash { "-KILL" } else { "-TERM" });
         self.child.wait().unwrap();
         let mut next = Self::spawn(self.name, &self.dir, &self.env, self.port);
         std::mem::swap(self, &mut next);
         drop(next);
-        self.wait_ready(client).await;
+        self.wait_ready().await;
     }
 
     fn signal(&self, signal: &str) {
@@ -156,7 +163,7 @@ impl Process {
         );
     }
 
-    async fn wait_ready(&mut self, client: &reqwest::Client) {
+    async fn wait_ready(&mut self) {
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(
@@ -165,9 +172,10 @@ impl Process {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
-            if let Ok(response) = client
-                .get(format!("{}/health/ready", self.base))
-                .send()
+            if let Ok(response) = self
+                .api()
+                .call(Method::GET, "/health/ready")
+                .try_send()
                 .await
                 && response.status().is_success()
             {
@@ -283,8 +291,8 @@ async fn start_stack_with(extra: &[(&'static str, String)]) -> Stack {
         .unwrap();
     let mut customers = Process::start("user-information", dir.path(), &customers_env);
     let mut products = Process::start("products", dir.path(), &products_env);
-    customers.wait_ready(&client).await;
-    products.wait_ready(&client).await;
+    customers.wait_ready().await;
+    products.wait_ready().await;
     Stack {
         customers,
         products,
@@ -298,18 +306,14 @@ impl Stack {
     /// Registers a customer (as admin) to list products for; its id.
     async fn register_seller(&self) -> String {
         let created: Value = self
-            .client
-            .post(format!("{}/v1/customers", self.customers.base))
-            .bearer_auth(token(&["admin"], None))
+            .customers
+            .api()
+            .call(Method::POST, "/v1/customers")
+            .bearer(token(&["admin"], None))
             .json(&customer_body("12.ABC.345/01DE-35"))
-            .send()
             .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .expect(StatusCode::CREATED)
+            .json();
         created["id"].as_str().unwrap().to_owned()
     }
 }
@@ -327,86 +331,72 @@ fn customer_body(cnpj: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_and_products_work_across_processes() {
     let stack = start_stack().await;
-    let (customers, products, client) = (&stack.customers, &stack.products, &stack.client);
+    let (customers, products) = (&stack.customers, &stack.products);
     let admin = token(&["admin"], None);
     let seller = stack.register_seller().await;
-    let card = client
-        .post(format!(
-            "{}/v1/customers/{seller}/payment-methods",
-            customers.base
-        ))
-        .bearer_auth(&admin)
+    let card = customers
+        .api()
+        .call(
+            Method::POST,
+            &format!("/v1/customers/{seller}/payment-methods"),
+        )
+        .bearer(&admin)
         .json(
             &json!({"type": "card", "card": {"number": "4111111111111111",
                       "holder_name": "MARIA SOUZA", "exp_month": 12, "exp_year": 2031}}),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(card.status(), 201);
+        .await;
+    card.expect(StatusCode::CREATED);
 
     // The seller check travels over SQS to the other process and back.
     let seller_token = token(&["customer"], Some(&seller));
-    let listed = client
-        .post(format!("{}/v1/products", products.base))
-        .bearer_auth(&seller_token)
+    let listed = products
+        .api()
+        .call(Method::POST, "/v1/products")
+        .bearer(&seller_token)
         .json(
             &json!({"seller_id": seller, "sku": "E2E-1", "name": "Produto ponta a ponta",
                       "price": {"amount": 4990, "currency": "BRL"}, "initial_stock": 5}),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(listed.status(), 201, "{}", listed.text().await.unwrap());
-    let product: Value = listed.json().await.unwrap();
-    let product_url = format!(
-        "{}/v1/products/{}",
-        products.base,
-        product["id"].as_str().unwrap()
-    );
+        .await;
+    let product: Value = listed.expect(StatusCode::CREATED).json();
+    let product_path = format!("/v1/products/{}", product["id"].as_str().unwrap());
 
     let buyer = token(&["customer"], Some(&uuid::Uuid::now_v7().to_string()));
-    let reserved = client
-        .post(format!("{}/v1/reservations", products.base))
-        .bearer_auth(&buyer)
+    let reserved = products
+        .api()
+        .call(Method::POST, "/v1/reservations")
+        .bearer(&buyer)
         .json(&json!({"items": [{"product_id": product["id"], "quantity": 2}]}))
-        .send()
+        .await;
+    let reserved = reserved.expect(StatusCode::CREATED);
+    let after: Value = products
+        .api()
+        .call(Method::GET, &product_path)
+        .bearer(&buyer)
+        .header("consistency-token", reserved.header("consistency-token"))
         .await
-        .unwrap();
-    assert_eq!(reserved.status(), 201);
-    let token_header = reserved.headers()["consistency-token"].clone();
-    let after: Value = client
-        .get(&product_url)
-        .bearer_auth(&buyer)
-        .header("consistency-token", token_header)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .expect(StatusCode::OK)
+        .json();
     assert_eq!(after["stock"]["available"], 3);
 
-    let suspended = client
-        .patch(format!("{}/v1/customers/{seller}", customers.base))
-        .bearer_auth(&admin)
+    let suspended = customers
+        .api()
+        .call(Method::PATCH, &format!("/v1/customers/{seller}"))
+        .bearer(&admin)
         .json(&json!({"status": "suspended"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(suspended.status(), 200);
+        .await;
+    suspended.expect(StatusCode::OK);
     // Seconds normally; the deadline allows for a moto saturated by the rest of the suite.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let body: Value = client
-            .get(&product_url)
-            .bearer_auth(&buyer)
-            .send()
+        let body: Value = products
+            .api()
+            .call(Method::GET, &product_path)
+            .bearer(&buyer)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .expect(StatusCode::OK)
+            .json();
         if body["status"] == "inactive" {
             break;
         }
@@ -524,7 +514,7 @@ async fn restarts_under_load_lose_no_committed_message() {
             let base = format!("{:012}", n + 10_000);
             customer_body(vitrine_kernel::Cnpj::from_base(&base).unwrap().as_str())
         },
-        customers.restart(false, &client),
+        customers.restart(false),
     )
     .await;
     assert!(
@@ -545,7 +535,7 @@ async fn restarts_under_load_lose_no_committed_message() {
             json!({"seller_id": seller, "sku": format!("R-{n}"), "name": "Produto",
                    "price": {"amount": 100, "currency": "BRL"}})
         },
-        products.restart(true, &client),
+        products.restart(true),
     )
     .await;
     assert!(
@@ -578,9 +568,9 @@ async fn restarts_under_load_lose_no_committed_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_caller_gets_its_reply_queue_back() {
     let stack = start_stack_with(&[("VITRINE_REPLY_QUEUE_TTL_SECS", "2".to_owned())]).await;
-    let (stalled, client) = (&stack.products, &stack.client);
+    let stalled = &stack.products;
     let mut other = Process::start("products", &stalled.dir, &stalled.env);
-    other.wait_ready(client).await;
+    other.wait_ready().await;
     let admin = token(&["admin"], None);
     let seller = stack.register_seller().await;
     let reply_queues = async || stack.sqs.list_queues("products-replies-").await.unwrap();
@@ -607,23 +597,22 @@ async fn a_stalled_caller_gets_its_reply_queue_back() {
     let mut n = 0;
     loop {
         n += 1;
-        let listed = client
-            .post(format!("{}/v1/products", stalled.base))
-            .bearer_auth(&admin)
+        let listed = stalled
+            .api()
+            .call(Method::POST, "/v1/products")
+            .bearer(&admin)
             .json(
                 &json!({"seller_id": seller, "sku": format!("HEAL-{n}"), "name": "Depois da pausa",
                           "price": {"amount": 100, "currency": "BRL"}, "initial_stock": 1}),
             )
-            .send()
-            .await
-            .unwrap();
+            .await;
         if listed.status() == 201 {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "the stalled replica never answered again: {}",
-            listed.text().await.unwrap()
+            listed.text()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -633,11 +622,7 @@ async fn a_stalled_caller_gets_its_reply_queue_back() {
         deleted.iter().all(|q| !after.contains(q)),
         "under a new name (SQS refuses a deleted name for 60 s): {after:?}"
     );
-    let ready = client
-        .get(format!("{}/health/ready", stalled.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = stalled.api().call(Method::GET, "/health/ready").await;
     assert!(ready.status().is_success());
     drop(other);
 }
@@ -655,20 +640,18 @@ async fn a_creation_cut_off_by_a_restart_is_replayed_after_it() {
     ])
     .await;
     let admin = token(&["admin"], None);
-    let client = stack.client.clone();
     let seller = stack.register_seller().await;
     let product = json!({"seller_id": seller, "sku": "CUT-1", "name": "Cortado no meio",
                          "price": {"amount": 990, "currency": "BRL"}, "initial_stock": 3});
+    // The restarted process listens on the same port: one client serves both attempts.
     let create = {
-        let (client, admin, product) = (client.clone(), admin.clone(), product.clone());
-        let url = format!("{}/v1/products", stack.products.base);
+        let (api, admin, product) = (stack.products.api(), admin.clone(), product.clone());
         move || {
-            client
-                .post(&url)
-                .bearer_auth(&admin)
+            api.call(Method::POST, "/v1/products")
+                .bearer(&admin)
                 .header("idempotency-key", "restart-cut-1")
                 .json(&product)
-                .send()
+                .try_send()
         }
     };
 
@@ -715,26 +698,21 @@ async fn a_creation_cut_off_by_a_restart_is_replayed_after_it() {
         stack.products.port,
     );
     stack.products = Process::spawn(name, &dir, &env, port);
-    stack.products.wait_ready(&client).await;
+    stack.products.wait_ready().await;
     let retried = create().await.unwrap();
-    assert_eq!(retried.status(), 201, "{}", retried.text().await.unwrap());
+    let retried = retried.expect(StatusCode::CREATED);
     assert_eq!(retried.headers()["idempotent-replayed"], "true");
     // The write's token: the listing must see it even if the replica is behind (another test
     // may have paused its replay).
     let token = retried.headers()["consistency-token"].clone();
-    let listed: Value = client
-        .get(format!(
-            "{}/v1/products?seller_id={seller}",
-            stack.products.base
-        ))
-        .bearer_auth(&admin)
-        .header("consistency-token", token)
-        .send()
+    let listed: Value = stack
+        .products
+        .api()
+        .call(Method::GET, &format!("/v1/products?seller_id={seller}"))
+        .bearer(&admin)
+        .header("consistency-token", token.to_str().unwrap())
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
 }
 
@@ -748,7 +726,6 @@ async fn an_import_killed_midway_finishes_without_duplicates() {
     const LINES: usize = 20_000;
     let mut stack = start_stack().await;
     let admin = token(&["admin"], None);
-    let client = stack.client.clone();
     let seller = stack.register_seller().await;
     let mut body = String::new();
     for line in 1..=LINES {
@@ -760,34 +737,28 @@ async fn an_import_killed_midway_finishes_without_duplicates() {
         );
         body.push('\n');
     }
-    let accepted = client
-        .post(format!("{}/v1/product-imports", stack.products.base))
-        .bearer_auth(&admin)
+    let accepted = stack
+        .products
+        .api()
+        .call(Method::POST, "/v1/product-imports")
+        .bearer(&admin)
         .header("content-type", "application/x-ndjson")
         .body(body)
-        .send()
         .await
-        .unwrap();
-    assert_eq!(accepted.status(), 202);
-    let location = format!(
-        "{}{}",
-        stack.products.base,
-        accepted.headers()["location"].to_str().unwrap()
-    );
-    let report = async |client: &reqwest::Client, location: &str| -> Value {
-        client
-            .get(location)
-            .bearer_auth(token(&["admin"], None))
-            .send()
+        .expect(StatusCode::ACCEPTED);
+    let location = accepted.header("location").to_owned();
+    // The restarted process listens on the same port: one client reads before and after.
+    let api = stack.products.api();
+    let report = async |location: &str| -> Value {
+        api.call(Method::GET, location)
+            .bearer(token(&["admin"], None))
             .await
-            .unwrap()
+            .expect(StatusCode::OK)
             .json()
-            .await
-            .unwrap()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let now = report(&client, &location).await;
+        let now = report(&location).await;
         assert_ne!(
             now["status"], "completed",
             "finished before the crash: {now}"
@@ -801,13 +772,12 @@ async fn an_import_killed_midway_finishes_without_duplicates() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stack.products.restart(true, &client).await;
-    let location = location.clone();
+    stack.products.restart(true).await;
     // Liveness, not speed: the import must keep making progress (a busy machine may make it
     // slow), and a minute without a single new line means it is stuck.
     let (mut seen, mut progressed) = (None, tokio::time::Instant::now());
     let done = loop {
-        let now = report(&client, &location).await;
+        let now = report(&location).await;
         if now["status"] == "completed" {
             break now;
         }
@@ -831,22 +801,18 @@ async fn an_import_killed_midway_finishes_without_duplicates() {
         let mut listed = 0;
         let mut cursor: Option<String> = None;
         loop {
-            let mut url = format!(
-                "{}/v1/products?seller_id={seller}&limit=100",
-                stack.products.base
-            );
+            let mut path = format!("/v1/products?seller_id={seller}&limit=100");
             if let Some(cursor) = &cursor {
-                url.push_str(&format!("&cursor={cursor}"));
+                path.push_str(&format!("&cursor={cursor}"));
             }
-            let page: Value = client
-                .get(url)
-                .bearer_auth(&admin)
-                .send()
+            let page: Value = stack
+                .products
+                .api()
+                .call(Method::GET, &path)
+                .bearer(&admin)
                 .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .expect(StatusCode::OK)
+                .json();
             listed += page["items"].as_array().unwrap().len();
             match page["next_cursor"].as_str() {
                 Some(next) => cursor = Some(next.to_owned()),

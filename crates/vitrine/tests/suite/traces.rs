@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
+use reqwest::Method;
 use serde_json::json;
 
 use crate::binary::{
@@ -139,27 +140,25 @@ async fn one_trace_spans_the_request_the_relay_and_the_consumer() {
             ("VITRINE_LOG", "info"),
         ],
     );
-    let client = reqwest::Client::new();
-    wait_live(&client, &process.base).await;
+    wait_live(&process).await;
     let admin = last_line(&token(&data_dir, &["--role", "admin"]));
-    let id = register_customer(&client, &process.base, &admin).await;
+    let id = register_customer(&process, &admin).await;
 
     // A create under an Idempotency-Key runs its handler detached from the connection: the
     // trace must carry on into it. products consumes its own `product.created` (cache eviction).
     let (created_trace, creator) = ("5ce0e9a56015fec5aadfa328ae398115", "3a2b1c0d4e5f6a7b");
-    let product = client
-        .post(format!("{}/v1/products", process.base))
-        .bearer_auth(&admin)
+    let product = process
+        .api()
+        .call(Method::POST, "/v1/products")
+        .bearer(&admin)
         .header("traceparent", format!("00-{created_trace}-{creator}-01"))
         .header("idempotency-key", "traced-create")
         .json(&json!({
             "seller_id": id, "sku": "TRACE-1", "name": "Traced",
             "price": {"amount": 1000, "currency": "BRL"}, "initial_stock": 1,
         }))
-        .send()
         .await
-        .unwrap();
-    assert_eq!(product.status(), reqwest::StatusCode::CREATED);
+        .expect(StatusCode::CREATED);
     let answered = product.headers()["traceparent"]
         .to_str()
         .unwrap()
@@ -170,15 +169,14 @@ async fn one_trace_spans_the_request_the_relay_and_the_consumer() {
     // The caller's trace: suspending the customer makes user-information publish
     // `customer.status-changed`, which products consumes (its sellers' products go inactive).
     let (trace, caller) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
-    let suspended = client
-        .patch(format!("{}/v1/customers/{id}", process.base))
-        .bearer_auth(&admin)
+    let suspended = process
+        .api()
+        .call(Method::PATCH, &format!("/v1/customers/{id}"))
+        .bearer(&admin)
         .header("traceparent", format!("00-{trace}-{caller}-01"))
         .json(&json!({"status": "suspended"}))
-        .send()
         .await
-        .unwrap();
-    assert_eq!(suspended.status(), reqwest::StatusCode::OK);
+        .expect(StatusCode::OK);
     let answered = suspended.headers()["traceparent"]
         .to_str()
         .unwrap()

@@ -1,11 +1,15 @@
-//! `spawn_app()`: a real embedded server on a free port, in this process, with typed helpers.
+//! `spawn_app()`: a real embedded server on a free port, in this process, reached through the
+//! typed test client ([`client`]).
 
-#![allow(dead_code)] // Each test binary uses a different subset.
+#![allow(dead_code)] // Each test module uses a different subset.
+
+pub mod client;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+pub use client::{Api, Call, Reply};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use vitrine::Server;
@@ -26,7 +30,7 @@ pub enum Database {
 pub struct TestApp {
     pub base: String,
     pub data_dir: tempfile::TempDir,
-    pub client: reqwest::Client,
+    pub api: Api,
     pub user_information: user_information::service::Customers,
     pub transport: std::sync::Arc<dyn vitrine_messaging::transport::Transport>,
     /// Set when the app runs on PostgreSQL.
@@ -108,12 +112,9 @@ async fn spawn(
     tokio::spawn(server.run(shutdown.clone()));
     let issuer = TokenIssuer::hs256(&load_or_create_hs256_key(data_dir.path()).unwrap()).unwrap();
     TestApp {
+        api: Api::new(&base),
         base,
         data_dir,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
         user_information,
         transport,
         database_url: settings.database_url.clone(),
@@ -140,38 +141,37 @@ impl TestApp {
         self.token(Role::Admin, None)
     }
 
-    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
-        let request = self.client.request(method, format!("{}{path}", self.base));
+    /// `method path` with `token` as the bearer, when there is one.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> Call {
+        let call = self.api.call(method, path);
         match token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
+            Some(token) => call.bearer(token),
+            None => call,
         }
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::POST, path, Some(token))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+    pub fn post(&self, path: &str, token: &str, body: &Value) -> Call {
+        self.request(Method::POST, path, Some(token)).json(body)
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> Response {
+    pub fn get(&self, path: &str, token: &str) -> Call {
         self.request(Method::GET, path, Some(token))
-            .send()
-            .await
-            .unwrap()
+    }
+
+    pub fn patch(&self, path: &str, token: &str, body: &Value) -> Call {
+        self.request(Method::PATCH, path, Some(token)).json(body)
+    }
+
+    pub fn delete(&self, path: &str, token: &str) -> Call {
+        self.request(Method::DELETE, path, Some(token))
     }
 
     /// The Prometheus exposition of `/metrics`.
     pub async fn metrics(&self) -> String {
         self.request(Method::GET, "/metrics", None)
-            .send()
             .await
-            .unwrap()
+            .expect(StatusCode::OK)
             .text()
-            .await
-            .unwrap()
     }
 
     /// POSTs a body of `len` bytes over a raw socket and returns (status, content type).
@@ -211,10 +211,12 @@ impl TestApp {
 
     /// Registers a customer (as admin) and returns its id.
     pub async fn create_customer(&self, body: &Value) -> String {
-        let response = self.post("/v1/customers", &self.admin(), body).await;
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        body["id"].as_str().unwrap().to_owned()
+        let created: Value = self
+            .post("/v1/customers", &self.admin(), body)
+            .await
+            .expect(StatusCode::CREATED)
+            .json();
+        created["id"].as_str().unwrap().to_owned()
     }
 
     /// Every row of every table of the PostgreSQL database as text (empty on SQLite, whose
@@ -302,24 +304,4 @@ pub fn unique_cnpj() -> String {
 
 pub fn card_body(number: &str) -> Value {
     json!({"type": "card", "card": {"number": number, "holder_name": "MARIA SOUZA", "exp_month": 12, "exp_year": 2031}})
-}
-
-/// The `errors[].field` values of a problem response, asserting it is one.
-pub async fn problem_fields(response: Response, status: StatusCode) -> Vec<String> {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    body["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| e["field"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
