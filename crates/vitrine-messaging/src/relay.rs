@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
 use crate::envelope::Envelope;
-use crate::outbox::{Destination, Failure, LEASE, OutboxStore, Pending};
+use crate::outbox::{Claim, Destination, Failure, LEASE, OutboxStore, Pending};
 use crate::transport::{Publisher, TransportError};
 
 /// How long sent messages stay in the outbox (for inspection) before pruning.
@@ -213,41 +213,41 @@ impl Relay {
     }
 
     /// [`Self::relay_once`], with the claim paced among this relay's workers. After a claim
-    /// that took something but less than a batch, the next claims pass one at a time through a
-    /// gate, each `gather` after the one before. Such a claim usually found the outbox drained,
-    /// with messages arriving one commit at a time: claiming again at once, four workers over,
-    /// would take one or two messages each time and pay a claim, a publish call and a
-    /// mark-as-sent for each. A paced full claim lifts the pace, and an unpaced claim that
-    /// found nothing sets none, so a message committed while the relay is idle goes at once.
-    /// A claim can also come back short in a backlog, when the rest of its window belongs to
-    /// aggregates whose earlier messages another worker holds; the pace then bounds claims to
-    /// one per `gather`, each up to a batch. Publishing is never behind the gate.
+    /// that took something but saw every due message (its window was not full), the next
+    /// claims pass one at a time through a gate, each `gather` after the one before. Such a
+    /// claim found the outbox drained, with messages arriving one commit at a time: claiming
+    /// again at once, four workers over, would take one or two messages each time and pay a
+    /// claim, a publish call and a mark-as-sent for each. A paced claim whose window was full
+    /// lifts the pace, and an unpaced claim that found nothing sets none, so a message
+    /// committed while the relay is idle goes at once. A backlog is never paced: a claim there
+    /// may come back short (the rest of its window belongs to aggregates whose earlier
+    /// messages another worker holds), but its window was full. Publishing is never behind
+    /// the gate.
     pub(crate) async fn relay_paced(&self) -> anyhow::Result<Outcome> {
         let started = Instant::now();
         let claimed = if self.pace.due() > started {
             let _turn = self.pace.turn.lock().await;
             tokio::time::sleep_until(self.pace.due()).await;
-            let claimed = self.claim().await?;
+            let claim = self.claim().await?;
             // Paced, an empty claim keeps the pace: the commits that woke the other workers
             // are what the next paced claim gathers.
-            self.pace.set(self.next_claim(&claimed, true));
-            claimed
+            self.pace.set(self.next_claim(&claim, true));
+            claim
         } else {
-            let claimed = self.claim().await?;
-            if !claimed.is_empty() {
-                self.pace.extend(self.next_claim(&claimed, false));
+            let claim = self.claim().await?;
+            if !claim.messages.is_empty() {
+                self.pace.extend(self.next_claim(&claim, false));
             }
-            claimed
+            claim
         };
-        self.publish_claimed(claimed, started).await
+        self.publish_claimed(claimed.messages, started).await
     }
 
-    /// When the claim after `claimed` may start: at once after a full claim, after `gather`
-    /// after a partial one, and after an empty one as `paced` says.
-    fn next_claim(&self, claimed: &[Pending], paced: bool) -> Instant {
+    /// When the claim after `claim` may start: at once after one whose window was full, after
+    /// `gather` after one that saw every due message, and after an empty one as `paced` says.
+    fn next_claim(&self, claim: &Claim, paced: bool) -> Instant {
         let now = Instant::now();
-        let full = claimed.len() >= self.batch;
-        if full || (claimed.is_empty() && !paced) {
+        if claim.window_full || (claim.messages.is_empty() && !paced) {
             now
         } else {
             now + self.gather
@@ -257,11 +257,11 @@ impl Relay {
     /// Claims one batch and publishes it, wave by wave.
     pub async fn relay_once(&self) -> anyhow::Result<Outcome> {
         let started = Instant::now();
-        let claimed = self.claim().await?;
-        self.publish_claimed(claimed, started).await
+        let claim = self.claim().await?;
+        self.publish_claimed(claim.messages, started).await
     }
 
-    async fn claim(&self) -> anyhow::Result<Vec<Pending>> {
+    async fn claim(&self) -> anyhow::Result<Claim> {
         let started = Instant::now();
         let claimed = self
             .outbox

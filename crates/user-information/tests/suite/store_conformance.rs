@@ -561,7 +561,8 @@ mod suite {
             let batch = outbox
                 .claim(100, Utc::now(), vitrine_messaging::outbox::LEASE)
                 .await
-                .unwrap();
+                .unwrap()
+                .messages;
             if batch.is_empty() {
                 return seen;
             }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-use super::{Failure, LEASE, OutboxMessage, OutboxStore, Pending};
+use super::{Claim, Failure, LEASE, OutboxMessage, OutboxStore, Pending};
 use crate::envelope::Envelope;
 
 /// Commits `messages` the way a service does (in a transaction of its own).
@@ -53,6 +53,7 @@ pub async fn run_all(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
     a_gap_in_a_run_stops_the_run(store, enqueue).await;
     messages_stuck_behind_a_failure_leave_the_window(store, enqueue).await;
     a_first_message_due_after_its_successors_is_reached(store, enqueue).await;
+    a_claim_says_whether_its_window_was_full(store, enqueue).await;
     pruning_keeps_recent_sends(store).await;
 }
 
@@ -68,16 +69,22 @@ async fn runs_of_an_aggregate_go_out_in_order(store: &dyn OutboxStore, enqueue: 
     assert_eq!(store.unsent().await.unwrap(), 4);
 
     // A window too small for everything: the oldest messages, whole runs or prefixes of them.
-    let first = store.claim(2, now, LEASE).await.unwrap();
+    let first = store.claim(2, now, LEASE).await.unwrap().messages;
     assert_eq!(messages(&first), vec![a[0].clone(), b[0].clone()]);
     assert!(
-        store.claim(10, now, LEASE).await.unwrap().is_empty(),
+        store
+            .claim(10, now, LEASE)
+            .await
+            .unwrap()
+            .messages
+            .is_empty(),
         "a later message of an aggregate waits while an earlier one is claimed elsewhere"
     );
     let again = store
         .claim(10, now + lease + Duration::seconds(1), LEASE)
         .await
-        .unwrap();
+        .unwrap()
+        .messages;
     assert_eq!(
         messages(&again),
         vec![a[0].clone(), b[0].clone(), a[1].clone(), a[2].clone()],
@@ -90,6 +97,7 @@ async fn runs_of_an_aggregate_go_out_in_order(store: &dyn OutboxStore, enqueue: 
             .claim(10, now + lease * 3, LEASE)
             .await
             .unwrap()
+            .messages
             .is_empty()
     );
 }
@@ -102,7 +110,7 @@ async fn a_failure_holds_back_the_rest_of_its_aggregate(
     let d = message("d", 1);
     enqueue(c.to_vec()).await;
     let now = Utc::now();
-    let run = store.claim(10, now, LEASE).await.unwrap();
+    let run = store.claim(10, now, LEASE).await.unwrap().messages;
     assert_eq!(messages(&run), c.to_vec());
 
     // c1 failed: it is retried at `retry_at`, and the rest of its run is given back due then.
@@ -113,7 +121,8 @@ async fn a_failure_holds_back_the_rest_of_its_aggregate(
     let meanwhile = store
         .claim(10, now + Duration::seconds(10), LEASE)
         .await
-        .unwrap();
+        .unwrap()
+        .messages;
     assert_eq!(
         messages(&meanwhile),
         vec![d.clone()],
@@ -121,7 +130,7 @@ async fn a_failure_holds_back_the_rest_of_its_aggregate(
     );
     store.mark_sent(&seqs(&meanwhile), now).await.unwrap();
 
-    let retried = store.claim(10, retry_at, LEASE).await.unwrap();
+    let retried = store.claim(10, retry_at, LEASE).await.unwrap().messages;
     assert_eq!(messages(&retried), c.to_vec(), "the run resumes in order");
     assert_eq!(
         retried.iter().map(|p| p.attempts).collect::<Vec<_>>(),
@@ -132,25 +141,50 @@ async fn a_failure_holds_back_the_rest_of_its_aggregate(
     assert_eq!(store.unsent().await.unwrap(), 0);
 }
 
+/// A claim says whether its window was full, which is what the relay paces by: a backlog
+/// fills the window even when little of it is claimable (here the rest waits behind a message
+/// claimed elsewhere), while a claim that saw every due message had a window to spare.
+async fn a_claim_says_whether_its_window_was_full(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
+    let g = [message("g", 1), message("g", 2), message("g", 3)];
+    enqueue(g.to_vec()).await;
+    let now = Utc::now();
+    let head = store.claim(1, now, LEASE).await.unwrap();
+    assert_eq!(messages(&head.messages), vec![g[0].clone()]);
+    assert!(head.window_full, "three due, a window of one");
+    let held = store.claim(1, now, LEASE).await.unwrap();
+    assert!(held.messages.is_empty(), "g2 waits for g1");
+    assert!(
+        held.window_full,
+        "g2 and g3 are due behind a full window: a backlog, not a drained outbox"
+    );
+    store.mark_sent(&seqs(&head.messages), now).await.unwrap();
+    let rest = store.claim(10, now, LEASE).await.unwrap();
+    assert_eq!(messages(&rest.messages), g[1..].to_vec());
+    assert!(!rest.window_full, "every due message seen");
+    store.mark_sent(&seqs(&rest.messages), now).await.unwrap();
+    let drained = store.claim(10, now, LEASE).await.unwrap();
+    assert!(drained.messages.is_empty() && !drained.window_full);
+}
+
 /// An unsent message in the middle of a run that is not due (here: given back for later) stops
 /// the run there, even when the messages after it are due.
 async fn a_gap_in_a_run_stops_the_run(store: &dyn OutboxStore, enqueue: Enqueue<'_>) {
     let e = [message("e", 1), message("e", 2), message("e", 3)];
     enqueue(e.to_vec()).await;
     let now = Utc::now();
-    let run = store.claim(10, now, LEASE).await.unwrap();
+    let run = store.claim(10, now, LEASE).await.unwrap().messages;
     assert_eq!(run.len(), 3);
     let later = now + Duration::seconds(60);
     store.release(&[run[0].seq, run[2].seq], now).await.unwrap();
     store.release(&[run[1].seq], later).await.unwrap();
-    let claimed = store.claim(10, now, LEASE).await.unwrap();
+    let claimed = store.claim(10, now, LEASE).await.unwrap().messages;
     assert_eq!(
         messages(&claimed),
         vec![e[0].clone()],
         "e3 must not overtake e2"
     );
     store.mark_sent(&seqs(&claimed), now).await.unwrap();
-    let rest = store.claim(10, later, LEASE).await.unwrap();
+    let rest = store.claim(10, later, LEASE).await.unwrap().messages;
     assert_eq!(messages(&rest), e[1..].to_vec());
     store.mark_sent(&seqs(&rest), now).await.unwrap();
 }
@@ -164,7 +198,7 @@ async fn messages_stuck_behind_a_failure_leave_the_window(
 ) {
     enqueue(vec![message("f", 0)]).await;
     let now = Utc::now();
-    let head = store.claim(1, now, LEASE).await.unwrap();
+    let head = store.claim(1, now, LEASE).await.unwrap().messages;
     let retry_at = now + Duration::seconds(60);
     fail(store, head[0].seq, retry_at).await;
     let stuck: Vec<OutboxMessage> = (1..=12).map(|n| message("f", n)).collect();
@@ -172,14 +206,14 @@ async fn messages_stuck_behind_a_failure_leave_the_window(
     let g = message("g", 1);
     enqueue(vec![g.clone()]).await;
 
-    let claimed = store.claim(4, Utc::now(), LEASE).await.unwrap();
+    let claimed = store.claim(4, Utc::now(), LEASE).await.unwrap().messages;
     assert_eq!(
         messages(&claimed),
         vec![g.clone()],
         "windows of 4 behind 12 stuck messages still reach g"
     );
     store.mark_sent(&seqs(&claimed), now).await.unwrap();
-    let resumed = store.claim(20, retry_at, LEASE).await.unwrap();
+    let resumed = store.claim(20, retry_at, LEASE).await.unwrap().messages;
     assert_eq!(resumed.len(), 13, "f resumes whole once its retry is due");
     assert_eq!(
         resumed[1..]
@@ -201,19 +235,19 @@ async fn a_first_message_due_after_its_successors_is_reached(
     let h = [message("h", 1), message("h", 2), message("h", 3)];
     enqueue(h.to_vec()).await;
     let now = Utc::now();
-    let run = store.claim(10, now, LEASE).await.unwrap();
+    let run = store.claim(10, now, LEASE).await.unwrap().messages;
     let retry_at = now + Duration::seconds(10);
     fail(store, run[0].seq, retry_at).await;
     store.release(&seqs(&run[1..]), now).await.unwrap();
     let after = retry_at + Duration::seconds(1);
-    let claimed = store.claim(2, after, LEASE).await.unwrap();
+    let claimed = store.claim(2, after, LEASE).await.unwrap().messages;
     assert_eq!(
         messages(&claimed),
         h[..2].to_vec(),
         "a window of h2 and h3 alone must not hide h1 for good"
     );
     store.mark_sent(&seqs(&claimed), now).await.unwrap();
-    let last = store.claim(2, after, LEASE).await.unwrap();
+    let last = store.claim(2, after, LEASE).await.unwrap().messages;
     store.mark_sent(&seqs(&last), now).await.unwrap();
     assert_eq!(messages(&last), h[2..].to_vec());
 }
@@ -242,8 +276,11 @@ impl OutboxStore for SkipsRunHeads<'_> {
         max: usize,
         now: DateTime<Utc>,
         lease: std::time::Duration,
-    ) -> anyhow::Result<Vec<Pending>> {
-        let claimed = self.0.claim(max, now, lease).await?;
+    ) -> anyhow::Result<Claim> {
+        let Claim {
+            messages: claimed,
+            window_full,
+        } = self.0.claim(max, now, lease).await?;
         let mut firsts: HashMap<String, i64> = HashMap::new();
         let mut counts: HashMap<String, usize> = HashMap::new();
         for p in &claimed {
@@ -258,10 +295,13 @@ impl OutboxStore for SkipsRunHeads<'_> {
             .map(|(_, seq)| *seq)
             .collect();
         self.0.release(&heads, now).await?;
-        Ok(claimed
-            .into_iter()
-            .filter(|p| !heads.contains(&p.seq))
-            .collect())
+        Ok(Claim {
+            messages: claimed
+                .into_iter()
+                .filter(|p| !heads.contains(&p.seq))
+                .collect(),
+            window_full,
+        })
     }
 
     async fn mark_sent(&self, seqs: &[i64], now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -333,7 +373,7 @@ pub async fn concurrent_relays_keep_order(
     let relay = |_: usize| async {
         let mut idle = 0;
         loop {
-            let claimed = store.claim(7, Utc::now(), LEASE).await.unwrap();
+            let claimed = store.claim(7, Utc::now(), LEASE).await.unwrap().messages;
             if claimed.is_empty() {
                 if writers_done.load(std::sync::atomic::Ordering::SeqCst) {
                     idle += 1;
@@ -396,7 +436,7 @@ pub async fn concurrent_relays_keep_order(
     let unsent = store.unsent().await.unwrap();
     if unsent != 0 {
         let later = Utc::now() + Duration::hours(1);
-        let claimable = store.claim(1000, later, LEASE).await.unwrap();
+        let claimable = store.claim(1000, later, LEASE).await.unwrap().messages;
         violations.push(format!(
             "{unsent} messages never published; an hour later {} of them are claimable",
             claimable.len()

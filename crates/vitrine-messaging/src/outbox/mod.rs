@@ -110,19 +110,28 @@ pub struct Failure {
     pub retry_at: DateTime<Utc>,
 }
 
+/// What one claim took.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// In `seq` order.
+    pub messages: Vec<Pending>,
+    /// The claim's window of due messages was full: more may be due behind it, even when few
+    /// were claimable (the rest of the window belongs to runs another relay holds). The relay
+    /// claims again at once after such a claim, and paces only claims that saw the outbox's
+    /// whole due set.
+    pub window_full: bool,
+}
+
 /// What the relay needs from a service's outbox table.
 #[async_trait]
 pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Claims up to `max` due messages for `lease`, in `seq` order. For each aggregate the claim
     /// holds a run of its oldest unsent messages, in order: never a message while an earlier one
     /// of its aggregate is unsent and not in the claim. Claimed messages are invisible to other
-    /// relays until marked, released, or the lease ends.
-    async fn claim(
-        &self,
-        max: usize,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> anyhow::Result<Vec<Pending>>;
+    /// relays until marked, released, or the lease ends. Each round looks at a window of up
+    /// to `max` due messages.
+    async fn claim(&self, max: usize, now: DateTime<Utc>, lease: Duration)
+    -> anyhow::Result<Claim>;
 
     async fn mark_sent(&self, seqs: &[i64], now: DateTime<Utc>) -> anyhow::Result<()>;
 
@@ -156,23 +165,36 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
 /// At most this many claim rounds per claim.
 const MAX_ROUNDS: usize = 64;
 
-/// Runs claim rounds (each over one window; returning what it claimed and how many window
-/// messages it deferred) until one claims something or defers nothing: a round that only
+/// One claim round over one window.
+struct Round {
+    claim: Claim,
+    /// Window messages moved behind their aggregate's first unsent one.
+    deferred: usize,
+}
+
+/// Runs claim rounds until one claims something or defers nothing: a round that only
 /// deferred moved those messages behind their aggregate's first one, so the next round sees a
 /// new window.
-async fn in_rounds<F, Fut>(mut round: F) -> anyhow::Result<Vec<Pending>>
+async fn in_rounds<F, Fut>(mut round: F) -> anyhow::Result<Claim>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(Vec<Pending>, usize)>>,
+    Fut: std::future::Future<Output = anyhow::Result<Round>>,
 {
     for _ in 0..MAX_ROUNDS {
-        let (mut pending, deferred) = round().await?;
-        if !pending.is_empty() || deferred == 0 {
-            pending.sort_by_key(|p| p.seq);
-            return Ok(pending);
+        let Round {
+            mut claim,
+            deferred,
+        } = round().await?;
+        if !claim.messages.is_empty() || deferred == 0 {
+            claim.messages.sort_by_key(|p| p.seq);
+            return Ok(claim);
         }
     }
-    Ok(Vec::new())
+    // Every round only deferred: the window was full each time.
+    Ok(Claim {
+        messages: Vec::new(),
+        window_full: true,
+    })
 }
 
 fn until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {

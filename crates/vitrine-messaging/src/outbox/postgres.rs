@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::Mutex;
 
 use super::{
-    Failure, OutboxMessage, OutboxStore, Pending, Quarantined, Row, in_rounds, readable,
+    Claim, Failure, OutboxMessage, OutboxStore, Quarantined, Round, Row, in_rounds, readable,
     report_quarantined, until,
 };
 
@@ -71,10 +71,12 @@ claimed AS (
     WHERE outbox.seq = c.seq
     RETURNING outbox.seq, outbox.destination, outbox.envelope::text AS envelope, outbox.attempts
 )
-SELECT c.seq, c.destination, c.envelope, c.attempts, d.n AS deferred
+SELECT c.seq, c.destination, c.envelope, c.attempts, d.n AS deferred,
+       (SELECT count(*) FROM due) AS window
 FROM (SELECT count(*) AS n FROM deferred) d LEFT JOIN claimed c ON true";
 
-/// A claimed row, or (all `None`) the row saying nothing was claimed; `deferred` either way.
+/// A claimed row, or (all `None`) the row saying nothing was claimed; `deferred` and the
+/// window's size either way.
 #[derive(Debug, sqlx::FromRow)]
 struct ClaimRow {
     seq: Option<i64>,
@@ -82,6 +84,7 @@ struct ClaimRow {
     envelope: Option<String>,
     attempts: Option<i32>,
     deferred: i64,
+    window: i64,
 }
 
 /// Writes `messages` in the caller's transaction: one statement for all of them (a round trip,
@@ -167,7 +170,7 @@ impl OutboxStore for PgOutbox {
         max: usize,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> anyhow::Result<Vec<Pending>> {
+    ) -> anyhow::Result<Claim> {
         in_rounds(|| async {
             let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
                 .bind(now)
@@ -175,7 +178,9 @@ impl OutboxStore for PgOutbox {
                 .bind(i64::try_from(max)?)
                 .fetch_all(&self.pool)
                 .await?;
-            let deferred = rows.first().map_or(0, |row| row.deferred);
+            let (deferred, window) = rows
+                .first()
+                .map_or((0, 0), |row| (row.deferred, row.window));
             let (pending, poison) = readable(
                 rows.into_iter()
                     .filter_map(|row| {
@@ -189,7 +194,13 @@ impl OutboxStore for PgOutbox {
                     .collect(),
             );
             self.quarantine(&poison, now).await?;
-            Ok((pending, usize::try_from(deferred)?))
+            Ok(Round {
+                claim: Claim {
+                    messages: pending,
+                    window_full: usize::try_from(window)? >= max,
+                },
+                deferred: usize::try_from(deferred)?,
+            })
         })
         .await
     }

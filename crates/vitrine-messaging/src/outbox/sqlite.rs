@@ -12,7 +12,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::Notify;
 
 use super::{
-    Failure, OutboxMessage, OutboxStore, Pending, Quarantined, Row, in_rounds, readable,
+    Claim, Failure, OutboxMessage, OutboxStore, Quarantined, Round, Row, in_rounds, readable,
     report_quarantined, until,
 };
 
@@ -95,7 +95,7 @@ impl SqliteOutbox {
         max: usize,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> anyhow::Result<(Vec<Pending>, usize)> {
+    ) -> anyhow::Result<Round> {
         // One writer at a time: nothing changes between these statements.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let window: Vec<Windowed> = sqlx::query_as(
@@ -108,6 +108,7 @@ impl SqliteOutbox {
         .bind(i64::try_from(max)?)
         .fetch_all(&mut *tx)
         .await?;
+        let window_full = window.len() >= max;
         let mut by_aggregate: BTreeMap<&str, Vec<&Windowed>> = BTreeMap::new();
         for row in &window {
             by_aggregate.entry(&row.aggregate).or_default().push(row);
@@ -187,7 +188,13 @@ impl SqliteOutbox {
         }
         tx.commit().await?;
         report_quarantined(&poison);
-        Ok((pending, deferred_count))
+        Ok(Round {
+            claim: Claim {
+                messages: pending,
+                window_full,
+            },
+            deferred: deferred_count,
+        })
     }
 }
 
@@ -199,7 +206,7 @@ impl OutboxStore for SqliteOutbox {
         max: usize,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> anyhow::Result<Vec<Pending>> {
+    ) -> anyhow::Result<Claim> {
         in_rounds(|| self.claim_round(max, now, lease)).await
     }
 

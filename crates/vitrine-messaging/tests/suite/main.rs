@@ -5,5 +5,6 @@
 mod consumer;
 mod local_transport;
 mod outbox_quarantine;
+mod relay_pace;
 mod request_reply;
 mod sqs_transport;

@@ -21,13 +21,21 @@ fn message(aggregate: &str, n: u32) -> OutboxMessage {
 /// claim hands out the other messages and quarantines those two.
 async fn poison_rows_are_quarantined(store: &dyn OutboxStore, corrupt: impl AsyncFn(i64, i64)) {
     let now = Utc::now();
-    let claimed = store.claim(10, now, Duration::from_secs(30)).await.unwrap();
+    let claimed = store
+        .claim(10, now, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .messages;
     assert_eq!(claimed.len(), 4, "the fixture's messages are claimable");
     let seqs: Vec<i64> = claimed.iter().map(|p| p.seq).collect();
     store.release(&seqs, now).await.unwrap();
     corrupt(seqs[0], seqs[3]).await;
 
-    let claimed = store.claim(10, now, Duration::from_secs(30)).await.unwrap();
+    let claimed = store
+        .claim(10, now, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .messages;
     let got: Vec<i64> = claimed.iter().map(|p| p.seq).collect();
     assert_eq!(
         got,
