@@ -13,8 +13,8 @@
 //! costs one call per batch, not one per message (one per transaction commit on the embedded
 //! transport, which let a product reserved hundreds of times a second outrun the relay). And
 //! [`Relay::run`] runs several workers, so one batch is being claimed while others are in
-//! flight; under a steady stream of commits their claims are paced (one per `gather` after a
-//! claim that was not full), so that a claim carries several commits' messages instead of one
+//! flight; under a steady stream of commits their claims wait while a batch that drained the
+//! outbox is being published, so that a claim carries several commits' messages instead of one
 //! or two.
 //!
 //! Publishing a batch ends within half its lease: past the lease another relay could claim the
@@ -45,34 +45,61 @@ pub struct Relay {
     batch: usize,
     workers: usize,
     idle_wait: Duration,
-    gather: Duration,
     lease: Duration,
     /// The claim pace of [`Self::relay_paced`], shared by this relay's workers.
     pace: Arc<Pace>,
 }
 
-/// When the next claim may start (a past instant: claims are not paced), and the turn that
-/// paced claims take one at a time.
+/// Whether the last claim saw every due message (the outbox is drained: claims gather), how
+/// many short batches (such claims that took something) are being published, and the turn
+/// that gathering claims take one at a time.
 #[derive(Debug)]
 struct Pace {
-    due: std::sync::Mutex<Instant>,
+    gathering: std::sync::atomic::AtomicBool,
+    short_in_flight: tokio::sync::watch::Sender<usize>,
     turn: tokio::sync::Mutex<()>,
 }
 
 impl Pace {
-    fn due(&self) -> Instant {
-        *self.due.lock().expect("pace lock")
+    fn new() -> Self {
+        Pace {
+            gathering: std::sync::atomic::AtomicBool::new(false),
+            short_in_flight: tokio::sync::watch::Sender::new(0),
+            turn: tokio::sync::Mutex::new(()),
+        }
     }
 
-    /// Set by the claim that holds the turn: a full one lifts the pace.
-    fn set(&self, due: Instant) {
-        *self.due.lock().expect("pace lock") = due;
+    fn gathering(&self) -> bool {
+        self.gathering.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Set by an unpaced claim: it may lengthen the pace, never cut one short.
-    fn extend(&self, due: Instant) {
-        let mut current = self.due.lock().expect("pace lock");
-        *current = (*current).max(due);
+    /// After a claim: claims gather from now on unless its window was full (a backlog); a
+    /// short batch counts as in flight until the returned guard drops.
+    fn claimed(self: &Arc<Self>, claim: &Claim) -> Option<ShortInFlight> {
+        self.gathering
+            .store(!claim.window_full, std::sync::atomic::Ordering::Release);
+        (!claim.window_full && !claim.messages.is_empty()).then(|| self.hold())
+    }
+
+    /// Resolves once no short batch is being published.
+    async fn clear(&self) {
+        let mut in_flight = self.short_in_flight.subscribe();
+        // The sender lives as long as `self`: the wait cannot fail.
+        let _ = in_flight.wait_for(|n| *n == 0).await;
+    }
+
+    /// Counts a short batch in flight until the guard drops (its publication ended, or failed).
+    fn hold(self: &Arc<Self>) -> ShortInFlight {
+        self.short_in_flight.send_modify(|n| *n += 1);
+        ShortInFlight(self.clone())
+    }
+}
+
+struct ShortInFlight(Arc<Pace>);
+
+impl Drop for ShortInFlight {
+    fn drop(&mut self) {
+        self.0.short_in_flight.send_modify(|n| *n -= 1);
     }
 }
 
@@ -95,12 +122,8 @@ impl Relay {
             batch: 200,
             workers: 4,
             idle_wait: Duration::from_secs(1),
-            gather: Duration::from_millis(10),
             lease: LEASE,
-            pace: Arc::new(Pace {
-                due: std::sync::Mutex::new(Instant::now()),
-                turn: tokio::sync::Mutex::new(()),
-            }),
+            pace: Arc::new(Pace::new()),
         }
     }
 
@@ -114,15 +137,6 @@ impl Relay {
     /// wakes the relay sooner through LISTEN/NOTIFY.
     pub fn with_idle_wait(mut self, idle_wait: Duration) -> Self {
         self.idle_wait = idle_wait;
-        self
-    }
-
-    /// How long the relay's next claim waits after one that was not full (default 10 ms):
-    /// under a steady stream of commits, what one claim gathers. It adds at most that much to
-    /// a message's latency under load and none to a message committed while the relay is
-    /// idle; a full claim lifts it (a short claim in a backlog can engage it too).
-    pub fn with_gather(mut self, gather: Duration) -> Self {
-        self.gather = gather;
         self
     }
 
@@ -212,46 +226,33 @@ impl Relay {
         }
     }
 
-    /// [`Self::relay_once`], with the claim paced among this relay's workers. After a claim
-    /// that took something but saw every due message (its window was not full), the next
-    /// claims pass one at a time through a gate, each `gather` after the one before. Such a
-    /// claim found the outbox drained, with messages arriving one commit at a time: claiming
-    /// again at once, four workers over, would take one or two messages each time and pay a
-    /// claim, a publish call and a mark-as-sent for each. A paced claim whose window was full
-    /// lifts the pace, and an unpaced claim that found nothing sets none, so a message
-    /// committed while the relay is idle goes at once. A backlog is never paced: a claim there
-    /// may come back short (the rest of its window belongs to aggregates whose earlier
-    /// messages another worker holds), but its window was full. Publishing is never behind
-    /// the gate.
+    /// [`Self::relay_once`], with the claim paced among this relay's workers. Once a claim
+    /// saw every due message (its window was not full: the outbox is drained, and messages
+    /// arrive one commit at a time), claims take turns, and each waits for the short batches
+    /// being published to go out, so that it gathers what was committed meanwhile. Claiming at
+    /// once, four workers over, would take one or two messages each time and pay a claim, a
+    /// publish call and a mark-as-sent for each. The gathering lasts one publication, so it
+    /// grows with the transport's latency and the load, and costs nothing when nothing is in
+    /// flight: a message committed while the relay is idle, or by a writer that waits for its
+    /// previous message to be handled, is claimed as soon as it wakes the relay. A claim whose
+    /// window was full (a backlog) ends the gathering, and claims run side by side again: one
+    /// can come back short there (the rest of its window belongs to aggregates whose earlier
+    /// messages another worker holds) without pacing the rest. Publishing never waits.
     pub(crate) async fn relay_paced(&self) -> anyhow::Result<Outcome> {
         let started = Instant::now();
-        let claimed = if self.pace.due() > started {
-            let _turn = self.pace.turn.lock().await;
-            tokio::time::sleep_until(self.pace.due()).await;
+        let (claim, _short) = {
+            let _turn = if self.pace.gathering() {
+                let turn = self.pace.turn.lock().await;
+                self.pace.clear().await;
+                Some(turn)
+            } else {
+                None
+            };
             let claim = self.claim().await?;
-            // Paced, an empty claim keeps the pace: the commits that woke the other workers
-            // are what the next paced claim gathers.
-            self.pace.set(self.next_claim(&claim, true));
-            claim
-        } else {
-            let claim = self.claim().await?;
-            if !claim.messages.is_empty() {
-                self.pace.extend(self.next_claim(&claim, false));
-            }
-            claim
+            let short = self.pace.claimed(&claim);
+            (claim, short)
         };
-        self.publish_claimed(claimed.messages, started).await
-    }
-
-    /// When the claim after `claim` may start: at once after one whose window was full, after
-    /// `gather` after one that saw every due message, and after an empty one as `paced` says.
-    fn next_claim(&self, claim: &Claim, paced: bool) -> Instant {
-        let now = Instant::now();
-        if claim.window_full || (claim.messages.is_empty() && !paced) {
-            now
-        } else {
-            now + self.gather
-        }
+        self.publish_claimed(claim.messages, started).await
     }
 
     /// Claims one batch and publishes it, wave by wave.

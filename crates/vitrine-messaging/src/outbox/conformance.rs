@@ -561,9 +561,7 @@ pub async fn relay_keeps_aggregate_order(
         published: Mutex::default(),
         multi_message_calls: std::sync::atomic::AtomicUsize::new(0),
     });
-    let relay = crate::relay::Relay::new(store.clone(), recorder.clone())
-        .with_batch(50)
-        .with_gather(std::time::Duration::from_millis(2));
+    let relay = crate::relay::Relay::new(store.clone(), recorder.clone()).with_batch(50);
     let round = |n: u32| {
         // Every third message of an aggregate is a command to a queue, so that an
         // aggregate's run changes destination (one call carries one destination).
