@@ -8,7 +8,9 @@
 # It starts the throwaway servers (PostgreSQL, Redis, ...), builds and starts the bench servers
 # (crates/vitrine/benches/products_http.rs: the embedded Vitrine, and a bare axum app doing the
 # same Redis GET, SELECT or transaction), then alternates baseline and candidate rounds and
-# prints the median ratio (min-max) of throughput and of p99 latency. Never fails on a number.
+# prints the median ratio (min-max) of throughput and of p99 latency; then the idle footprint of
+# each release binary, and the relay's drain of a 100k backlog against a bare claim-and-mark
+# loop (the benchmark scripts/bench-messaging.sh also runs). Never fails on a number.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -141,3 +143,12 @@ echo "|---|---|"
 echo "| \`vitrine\` (embedded all-in-one: both services, SQLite, in-process queue and cache) | $(idle_rss vitrine) |"
 echo "| \`products\` alone (embedded defaults) | $(idle_rss products) |"
 echo "| \`user-information\` alone (embedded defaults) | $(idle_rss user-information) |"
+
+# The relay's row, in the same run: the drain of a 100,000-message backlog (the shape an
+# outbox has after a transport outage) against a bare claim-and-mark loop on the same table.
+# The bench servers stop first, so the drain has the machine to itself as the rounds above had.
+exec 3>&-
+wait "$bench_pid" 2>/dev/null || true
+bench_pid=""
+echo
+cargo bench -p user-information --bench outbox_drain

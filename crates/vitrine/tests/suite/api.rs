@@ -104,14 +104,12 @@ mod checks {
                 .header("Idempotency-Key", "create-acme-1")
                 .json(&body)
         };
-        let first = send(customer_body(CNPJ)).await;
-        let first = first.expect(StatusCode::CREATED);
+        let first = send(customer_body(CNPJ)).await.expect(StatusCode::CREATED);
         assert!(first.headers().get("idempotent-replayed").is_none());
         let first_location = first.headers()["location"].clone();
         let first_body = first.text();
 
-        let second = send(customer_body(CNPJ)).await;
-        let second = second.expect(StatusCode::CREATED);
+        let second = send(customer_body(CNPJ)).await.expect(StatusCode::CREATED);
         assert_eq!(second.headers()["idempotent-replayed"], "true");
         assert_eq!(second.headers()["location"], first_location);
         assert_eq!(second.text(), first_body);
@@ -331,8 +329,7 @@ mod checks {
         };
         let ok = patch(&etag, json!({"phone": null, "address": {"street": "Rua Augusta", "number": "5",
             "district": "Consolação", "city": "São Paulo", "state": "SP", "postal_code": "01305000"}}))
-        .await;
-        let ok = ok.expect(StatusCode::OK);
+        .await.expect(StatusCode::OK);
         let new_etag = ok.headers()["etag"].to_str().unwrap().to_owned();
         assert_ne!(new_etag, etag);
         let body: Value = ok.json();

@@ -368,8 +368,8 @@ async fn customers_and_products_work_across_processes() {
         .call(Method::POST, "/v1/reservations")
         .bearer(&buyer)
         .json(&json!({"items": [{"product_id": product["id"], "quantity": 2}]}))
-        .await;
-    let reserved = reserved.expect(StatusCode::CREATED);
+        .await
+        .expect(StatusCode::CREATED);
     let after: Value = products
         .api()
         .call(Method::GET, &product_path)
@@ -699,8 +699,7 @@ async fn a_creation_cut_off_by_a_restart_is_replayed_after_it() {
     );
     stack.products = Process::spawn(name, &dir, &env, port);
     stack.products.wait_ready().await;
-    let retried = create().await.unwrap();
-    let retried = retried.expect(StatusCode::CREATED);
+    let retried = create().await.unwrap().expect(StatusCode::CREATED);
     assert_eq!(retried.headers()["idempotent-replayed"], "true");
     // The write's token: the listing must see it even if the replica is behind (another test
     // may have paused its replay).

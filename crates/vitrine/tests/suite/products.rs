@@ -83,8 +83,9 @@ mod checks {
         let read = app
             .request(Method::GET, &format!("/v1/products/{id}"), Some(&buyer))
             .header("Consistency-Token", &token)
-            .await;
-        let read = read.expect(StatusCode::OK).json::<Value>();
+            .await
+            .expect(StatusCode::OK)
+            .json::<Value>();
         assert_eq!(read, created);
         // Malformed, or well-formed but ahead of every write (no write returned it): refused,
         // rather than sending the read to wait for a position the database never reached.
@@ -217,8 +218,9 @@ mod checks {
             .expect(StatusCode::FORBIDDEN);
         let own = app
             .post("/v1/products", &me, &product_body(&mine, "MINE", 3))
-            .await;
-        let own = own.expect(StatusCode::CREATED).json::<Value>()["id"]
+            .await
+            .expect(StatusCode::CREATED)
+            .json::<Value>()["id"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -453,11 +455,9 @@ mod checks {
                 .header("Idempotency-Key", "order-77")
                 .json(&body)
         };
-        let first = send().await;
-        let first = first.expect(StatusCode::CREATED);
+        let first = send().await.expect(StatusCode::CREATED);
         let first: Value = first.json();
-        let second = send().await;
-        let second = second.expect(StatusCode::CREATED);
+        let second = send().await.expect(StatusCode::CREATED);
         assert_eq!(second.headers()["idempotent-replayed"], "true");
         assert_eq!(second.json::<Value>(), first);
         let product = app
@@ -923,8 +923,9 @@ async fn webhooks_reach_the_sellers_receiver(database: Database) {
             format!("\"{}\"", fetched["version"].as_i64().unwrap() + 1),
         )
         .json(&json!({"enabled": false}))
-        .await;
-    let disabled = disabled.expect(StatusCode::OK).json::<Value>();
+        .await
+        .expect(StatusCode::OK)
+        .json::<Value>();
     assert_eq!(disabled["enabled"], false);
     app.request(Method::DELETE, &path, Some(&owner))
         .await
