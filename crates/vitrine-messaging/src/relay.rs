@@ -45,6 +45,7 @@ pub struct Relay {
     batch: usize,
     workers: usize,
     idle_wait: Duration,
+    max_gather: Duration,
     lease: Duration,
     /// The claim pace of [`Self::relay_paced`], shared by this relay's workers.
     pace: Arc<Pace>,
@@ -122,6 +123,7 @@ impl Relay {
             batch: 200,
             workers: 4,
             idle_wait: Duration::from_secs(1),
+            max_gather: Duration::from_millis(10),
             lease: LEASE,
             pace: Arc::new(Pace::new()),
         }
@@ -137,6 +139,15 @@ impl Relay {
     /// wakes the relay sooner through LISTEN/NOTIFY.
     pub fn with_idle_wait(mut self, idle_wait: Duration) -> Self {
         self.idle_wait = idle_wait;
+        self
+    }
+
+    /// The longest a claim waits, once the outbox was drained, for the short batches in flight
+    /// to go out and for the commits meanwhile to gather (default 10 ms): what the gathering
+    /// may add to a message's latency, and what a hung publication costs the relay's other
+    /// claims then.
+    pub fn with_max_gather(mut self, max_gather: Duration) -> Self {
+        self.max_gather = max_gather;
         self
     }
 
@@ -229,21 +240,26 @@ impl Relay {
     /// [`Self::relay_once`], with the claim paced among this relay's workers. Once a claim
     /// saw every due message (its window was not full: the outbox is drained, and messages
     /// arrive one commit at a time), claims take turns, and each waits for the short batches
-    /// being published to go out, so that it gathers what was committed meanwhile. Claiming at
-    /// once, four workers over, would take one or two messages each time and pay a claim, a
-    /// publish call and a mark-as-sent for each. The gathering lasts one publication, so it
-    /// grows with the transport's latency and the load, and costs nothing when nothing is in
-    /// flight: a message committed while the relay is idle, or by a writer that waits for its
-    /// previous message to be handled, is claimed as soon as it wakes the relay. A claim whose
-    /// window was full (a backlog) ends the gathering, and claims run side by side again: one
-    /// can come back short there (the rest of its window belongs to aggregates whose earlier
-    /// messages another worker holds) without pacing the rest. Publishing never waits.
+    /// in flight to be published and marked sent, so that it gathers what was committed
+    /// meanwhile; at most `max_gather`, so a hung publication holds the other claims back no
+    /// longer than that. Claiming at once, four workers over, would take one or two messages
+    /// each time and pay a claim, a publish call and a mark-as-sent for each. The gathering
+    /// grows with the transport's latency and the load up to that bound, and costs nothing when
+    /// nothing is in flight: a message committed while the relay is idle is claimed as soon as
+    /// it wakes the relay. A writer that commits its next message once the previous one was
+    /// handled waits, at most, for that one's mark-as-sent. A claim whose window was full (a
+    /// backlog) ends the gathering, and claims run side by side again: one can come back short
+    /// there (the rest of its window belongs to aggregates whose earlier messages another
+    /// worker holds) without pacing the rest. Publishing itself never waits.
     pub(crate) async fn relay_paced(&self) -> anyhow::Result<Outcome> {
         let started = Instant::now();
         let (claim, _short) = {
             let _turn = if self.pace.gathering() {
                 let turn = self.pace.turn.lock().await;
-                self.pace.clear().await;
+                // A backlog may have ended the gathering while this claim queued for its turn.
+                if self.pace.gathering() {
+                    let _ = tokio::time::timeout(self.max_gather, self.pace.clear()).await;
+                }
                 Some(turn)
             } else {
                 None

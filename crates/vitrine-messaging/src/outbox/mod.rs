@@ -117,8 +117,7 @@ pub struct Claim {
     pub messages: Vec<Pending>,
     /// The claim's window of due messages was full: more may be due behind it, even when few
     /// were claimable (the rest of the window belongs to runs another relay holds). The relay
-    /// claims again at once after such a claim, and paces only claims that saw the outbox's
-    /// whole due set.
+    /// paces its claims only after one that saw the outbox's whole due set.
     pub window_full: bool,
 }
 

@@ -327,9 +327,9 @@ mod checks {
                 .header("If-Match", tag)
                 .json(&body)
         };
-        let ok = patch(&etag, json!({"phone": null, "address": {"street": "Rua Augusta", "number": "5",
-            "district": "Consolação", "city": "São Paulo", "state": "SP", "postal_code": "01305000"}}))
-        .await.expect(StatusCode::OK);
+        let moved = json!({"phone": null, "address": {"street": "Rua Augusta", "number": "5",
+            "district": "Consolação", "city": "São Paulo", "state": "SP", "postal_code": "01305000"}});
+        let ok = patch(&etag, moved).await.expect(StatusCode::OK);
         let new_etag = ok.headers()["etag"].to_str().unwrap().to_owned();
         assert_ne!(new_etag, etag);
         let body: Value = ok.json();

@@ -22,12 +22,23 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct Process {
     child: Child,
     pub(crate) base: String,
+    api: Api,
 }
 
 impl Process {
+    /// A `vitrine` listening on `port`.
+    fn new(child: Child, port: u16) -> Process {
+        let base = format!("http://127.0.0.1:{port}");
+        Process {
+            child,
+            api: Api::unpooled(&base),
+            base,
+        }
+    }
+
     /// The typed client for this process's API.
-    pub(crate) fn api(&self) -> Api {
-        Api::new(&self.base)
+    pub(crate) fn api(&self) -> &Api {
+        &self.api
     }
 }
 
@@ -65,10 +76,7 @@ pub(crate) fn start_with(
         .stderr(Stdio::from(err))
         .spawn()
         .unwrap();
-    Process {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
+    Process::new(child, port)
 }
 
 pub(crate) async fn wait_live(process: &Process) {
@@ -828,10 +836,7 @@ async fn a_closed_output_never_wedges_the_server() {
         .unwrap();
     drop(child.stdout.take());
     drop(child.stderr.take());
-    let mut process = Process {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let mut process = Process::new(child, port);
     wait_live(&process).await;
     for _ in 0..20 {
         let ready = process.api().call(Method::GET, "/health/ready").await;
@@ -852,18 +857,16 @@ async fn requests_cut_off_at_shutdown_are_counted_and_fail_the_exit() {
     let data_dir = root.path().join("data");
     let port = free_port();
     let out = root.path().join("stdout.log");
-    let mut process = Process {
-        child: Command::new(BIN)
-            .env_clear()
-            .env("VITRINE_DATA_DIR", &data_dir)
-            .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("VITRINE_SHUTDOWN_GRACE_SECS", "1")
-            .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("VITRINE_DATA_DIR", &data_dir)
+        .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("VITRINE_SHUTDOWN_GRACE_SECS", "1")
+        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut process = Process::new(child, port);
     wait_live(&process).await;
     let admin = last_line(&token(&data_dir, &["--role", "admin"]));
     // A body that never finishes arriving: the handler waits for it past the deadline.

@@ -87,6 +87,8 @@ struct Process {
     name: &'static str,
     child: Child,
     base: String,
+    /// The typed client for `base`; it outlives restarts (same port, no kept connections).
+    api: Api,
     log: PathBuf,
     port: u16,
     dir: PathBuf,
@@ -101,10 +103,10 @@ impl Drop for Process {
 }
 
 impl Process {
-    /// The typed client for this process's API.
-    fn api(&self) -> Api {
-        Api::new(&self.base)
+    fn api(&self) -> &Api {
+        &self.api
     }
+
     fn start(name: &'static str, dir: &std::path::Path, env: &[(&'static str, String)]) -> Process {
         Self::spawn(name, dir, env, free_port())
     }
@@ -130,10 +132,12 @@ impl Process {
         for (key, value) in env {
             command.env(key, value);
         }
+        let base = format!("http://127.0.0.1:{port}");
         Process {
             name,
             child: command.spawn().unwrap(),
-            base: format!("http://127.0.0.1:{port}"),
+            api: Api::unpooled(&base),
+            base,
             log,
             port,
             dir: dir.to_owned(),
@@ -645,7 +649,7 @@ async fn a_creation_cut_off_by_a_restart_is_replayed_after_it() {
                          "price": {"amount": 990, "currency": "BRL"}, "initial_stock": 3});
     // The restarted process listens on the same port: one client serves both attempts.
     let create = {
-        let (api, admin, product) = (stack.products.api(), admin.clone(), product.clone());
+        let (api, admin, product) = (stack.products.api().clone(), admin.clone(), product.clone());
         move || {
             api.call(Method::POST, "/v1/products")
                 .bearer(&admin)
@@ -747,7 +751,7 @@ async fn an_import_killed_midway_finishes_without_duplicates() {
         .expect(StatusCode::ACCEPTED);
     let location = accepted.header("location").to_owned();
     // The restarted process listens on the same port: one client reads before and after.
-    let api = stack.products.api();
+    let api = stack.products.api().clone();
     let report = async |location: &str| -> Value {
         api.call(Method::GET, location)
             .bearer(token(&["admin"], None))

@@ -119,8 +119,12 @@ mod checks {
         let changed = app
             .request(Method::PATCH, &path, Some(&app.admin()))
             .header("If-Match", "\"1\"")
-            .json(&json!({"name": "Café especial", "description": null, "price": {"amount": 2490, "currency": "BRL"}}))
-.await;
+            .json(&json!({
+                "name": "Café especial",
+                "description": null,
+                "price": {"amount": 2490, "currency": "BRL"},
+            }))
+            .await;
         assert_eq!(changed.headers()["etag"], "\"2\"");
         assert!(changed.headers().contains_key("consistency-token"));
         let changed = changed.expect(StatusCode::OK).json::<Value>();

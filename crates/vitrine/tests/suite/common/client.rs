@@ -34,6 +34,20 @@ impl Api {
         )
     }
 
+    /// A client that opens a connection per request: for a process the test restarts on the
+    /// same port, where a connection kept from before the restart would fail the first call
+    /// after it.
+    pub fn unpooled(base: impl Into<String>) -> Self {
+        Self::with_client(
+            base,
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        )
+    }
+
     pub fn with_client(base: impl Into<String>, client: reqwest::Client) -> Self {
         Api {
             base: base.into(),
@@ -55,6 +69,7 @@ impl Api {
 }
 
 /// One request; `.await` sends it.
+#[must_use = "a call is sent only when awaited"]
 pub struct Call {
     request: RequestBuilder,
     /// `METHOD path`, for failure messages.
