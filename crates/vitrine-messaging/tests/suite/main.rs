@@ -8,3 +8,15 @@ mod outbox_quarantine;
 mod relay_pace;
 mod request_reply;
 mod sqs_transport;
+
+/// A SQLite database in `dir` with the outbox tables.
+async fn sqlite_outbox_pool(dir: &std::path::Path) -> sqlx::SqlitePool {
+    let pool = vitrine_runtime::db::sqlite(&dir.join("outbox.sqlite3"))
+        .await
+        .unwrap();
+    vitrine_messaging::migrations::SQLITE
+        .run(&pool)
+        .await
+        .unwrap();
+    pool
+}

@@ -72,13 +72,7 @@ fn fixture() -> Vec<OutboxMessage> {
 #[tokio::test]
 async fn sqlite_quarantines_unreadable_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = vitrine_runtime::db::sqlite(&dir.path().join("outbox.sqlite3"))
-        .await
-        .unwrap();
-    vitrine_messaging::migrations::SQLITE
-        .run(&pool)
-        .await
-        .unwrap();
+    let pool = crate::sqlite_outbox_pool(dir.path()).await;
     let mut tx = pool.begin().await.unwrap();
     enqueue_sqlite(&mut tx, &fixture()).await.unwrap();
     tx.commit().await.unwrap();

@@ -105,13 +105,7 @@ impl Publisher for Slow {
 /// [`WITHIN`]; how many it published.
 async fn drain(honest: bool) -> usize {
     let dir = tempfile::tempdir().unwrap();
-    let pool = vitrine_runtime::db::sqlite(&dir.path().join("outbox.sqlite3"))
-        .await
-        .unwrap();
-    vitrine_messaging::migrations::SQLITE
-        .run(&pool)
-        .await
-        .unwrap();
+    let pool = crate::sqlite_outbox_pool(dir.path()).await;
     let backlog: Vec<OutboxMessage> = (0..BACKLOG)
         .map(|n| {
             let envelope = Envelope::new("vitrine.test", "vitrine.test.happened.v1", &n)

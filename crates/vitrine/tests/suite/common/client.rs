@@ -25,38 +25,21 @@ pub struct Api {
 impl Api {
     /// A client for the server at `base` (`http://127.0.0.1:port`), with a 30 s timeout.
     pub fn new(base: impl Into<String>) -> Self {
-        Self::with_client(
-            base,
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-        )
+        Self::build(base, reqwest::Client::builder())
     }
 
     /// A client that opens a connection per request: for a process the test restarts on the
     /// same port, where a connection kept from before the restart would fail the first call
     /// after it.
     pub fn unpooled(base: impl Into<String>) -> Self {
-        Self::with_client(
-            base,
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
-        )
+        Self::build(base, reqwest::Client::builder().pool_max_idle_per_host(0))
     }
 
-    pub fn with_client(base: impl Into<String>, client: reqwest::Client) -> Self {
+    fn build(base: impl Into<String>, client: reqwest::ClientBuilder) -> Self {
         Api {
             base: base.into(),
-            client,
+            client: client.timeout(Duration::from_secs(30)).build().unwrap(),
         }
-    }
-
-    pub fn base(&self) -> &str {
-        &self.base
     }
 
     /// `method path`, without credentials.
